@@ -1,0 +1,9 @@
+"""The project's one error type for failures a user can fix.
+
+The CLI prints ``error: <message>`` and exits non-zero; the Blender operator reports it.
+Any other exception is a bug and keeps its traceback.
+"""
+
+
+class CaptureError(Exception):
+    """A user-facing failure: message says what was expected, what was found, and the fix."""
