@@ -29,8 +29,8 @@ class ClipResult:
     K: np.ndarray  # (T, 3, 3)
     K_guessed: bool
     sides: tuple  # (H,) "right"/"left"
-    model_name: str
-    model_path: str
+    model_names: tuple  # (H,) str
+    model_paths: tuple  # (H,) str, "" = the bundled open model
     valid: np.ndarray  # (H, T) bool
     detected: np.ndarray  # (H, T) bool
     confidence: np.ndarray  # (H, T)
@@ -51,6 +51,10 @@ class ClipResult:
     @property
     def n_hands(self) -> int:
         return len(self.sides)
+
+    def model_path(self, h: int) -> str | None:
+        """Model file of hand slot ``h`` (None for the bundled open model)."""
+        return self.model_paths[h] or None
 
     def hand(self, side: str) -> int:
         """Slot index of ``side``; raises CaptureError when the clip has no such hand."""
@@ -86,6 +90,8 @@ def check_clip(c: ClipResult, name: str = "clip") -> None:
             problems.append(f"{key} has shape {got}, expected {shape}")
     if c.betas.ndim != 2 or c.betas.shape[0] != c.n_hands:
         problems.append(f"betas has shape {c.betas.shape}, expected ({c.n_hands}, B)")
+    if len(c.model_names) != c.n_hands or len(c.model_paths) != c.n_hands:
+        problems.append(f"model_names/model_paths need one entry per hand ({c.n_hands})")
     if any(s not in ("right", "left") for s in c.sides) or len(set(c.sides)) != len(c.sides):
         problems.append(f"sides {list(c.sides)} must be distinct 'right'/'left'")
     if c.vertices is not None:
@@ -113,8 +119,8 @@ def save_clip(c: ClipResult, path: str | os.PathLike) -> Path:
         "K": np.asarray(c.K, np.float64),
         "K_guessed": np.array(bool(c.K_guessed)),
         "sides": np.array(list(c.sides), dtype="<U5"),
-        "model_name": np.array(str(c.model_name)),
-        "model_path": np.array(str(c.model_path)),
+        "model_names": np.array([str(x) for x in c.model_names]),
+        "model_paths": np.array([str(x) for x in c.model_paths]),
         "valid": np.asarray(c.valid, bool),
         "detected": np.asarray(c.detected, bool),
         "confidence": np.asarray(c.confidence, np.float32),
@@ -162,8 +168,8 @@ def load_clip(path: str | os.PathLike) -> ClipResult:
             K=a["K"],
             K_guessed=bool(a["K_guessed"]),
             sides=tuple(str(s) for s in a["sides"]),
-            model_name=str(a["model_name"]),
-            model_path=str(a["model_path"]),
+            model_names=tuple(str(x) for x in a["model_names"]),
+            model_paths=tuple(str(x) for x in a["model_paths"]),
             valid=a["valid"],
             detected=a["detected"],
             confidence=a["confidence"],

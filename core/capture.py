@@ -1,0 +1,179 @@
+"""The capture job: video -> detector -> hand identity -> MANO fit -> clip file.
+
+`run_capture` is a generator: it yields `Progress` events while it streams frames (never holding
+the clip's images), then returns the `ClipResult` (``StopIteration.value``); `capture_to_file`
+drives it for the CLI. Everything after detection is batched over the clip.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import Generator
+
+import numpy as np
+
+from . import camera
+from .clip import ClipResult, save_clip
+from .errors import CaptureError
+from .progress import Progress, Rate
+
+
+@dataclasses.dataclass(frozen=True)
+class CaptureOptions:
+    """Settings of one capture (frozen). Intrinsics: ``K`` (3,3)/(T,3,3) wins over fx..cy, then fov."""
+
+    input: str
+    static: bool | None = None  # None: static for image folders, tracking for video
+    hands: int = 2
+    start: int = 0
+    end: int | None = None
+    stride: int = 1
+    fx: float | None = None
+    fy: float | None = None
+    cx: float | None = None
+    cy: float | None = None
+    fov: float | None = None
+    K: np.ndarray | None = None
+    with_vertices: bool = False
+    model_right: str | None = None
+    model_left: str | None = None
+    min_confidence: float = 0.5
+
+    @classmethod
+    def from_args(cls, a) -> "CaptureOptions":
+        K = load_intrinsics(a.intrinsics) if a.intrinsics else None
+        return cls(input=a.input, static=True if a.static else None, hands=a.hands, start=a.start, end=a.end,
+                   stride=a.stride, fx=a.fx, fy=a.fy, cx=a.cx, cy=a.cy, fov=a.fov, K=K,
+                   with_vertices=a.with_vertices, model_right=a.model_right, model_left=a.model_left,
+                   min_confidence=a.min_confidence)
+
+
+def load_intrinsics(spec: str) -> np.ndarray:
+    """K (3, 3) or (T, 3, 3) from ``file.npy`` or ``file.npz[:key]`` (default key "K")."""
+    path, _, key = spec.partition(":") if spec.count(":") == 1 and not Path(spec).exists() else (spec, "", "")
+    p = Path(path)
+    if not p.is_file():
+        raise CaptureError(f"intrinsics file not found: {p}")
+    try:
+        if p.suffix == ".npz":
+            with np.load(p, allow_pickle=False) as z:
+                k = key or "K"
+                if k not in z.files:
+                    raise CaptureError(f"{p.name} has no '{k}' array (has: {', '.join(z.files)}); name it as {p.name}:KEY")
+                arr = np.asarray(z[k], np.float64)
+        else:
+            arr = np.asarray(np.load(p, allow_pickle=False), np.float64)
+    except CaptureError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        raise CaptureError(f"cannot read intrinsics {p.name}: {exc}") from None
+    if arr.shape[-2:] != (3, 3) or arr.ndim not in (2, 3):
+        raise CaptureError(f"intrinsics in {p.name} have shape {arr.shape}; expected (3, 3) or (T, 3, 3)")
+    return arr
+
+
+def _intrinsics_for(opts: CaptureOptions, width: int, height: int, n: int, frame_index: np.ndarray) -> tuple[np.ndarray, bool]:
+    """K (T, 3, 3) for the kept frames and whether it was guessed."""
+    if opts.K is not None:
+        if opts.K.ndim == 2:
+            return np.repeat(opts.K[None], n, 0), False
+        if len(opts.K) <= int(frame_index.max()):
+            raise CaptureError(f"per-frame intrinsics hold {len(opts.K)} matrices but the source has frame {int(frame_index.max())}")
+        return opts.K[frame_index], False
+    guessed = opts.fx is None
+    K = camera.intrinsics(width, height, opts.fx, opts.fy, opts.cx, opts.cy, opts.fov)
+    return np.repeat(K[None], n, 0), guessed
+
+
+def run_capture(opts: CaptureOptions) -> Generator[Progress, None, tuple]:
+    """The capture job as a step generator: yields Progress, returns (ClipResult, VideoSource)."""
+    from .detect import create_detector
+    from .hand_model import load_model
+    from .mano import ManoLayer
+    from .pose import fit_hand
+    from .track import Tracker
+    from .video import open_video
+
+    if opts.stride < 1:
+        raise CaptureError(f"--stride must be at least 1; got {opts.stride}")
+    # Load the hand models first: a bad model file fails before minutes of detection.
+    models = {"right": load_model("right", opts.model_right), "left": load_model("left", opts.model_left)}
+    src = open_video(opts.input, start=opts.start, end=opts.end, stride=opts.stride)
+    static = src.is_folder if opts.static is None else opts.static
+    n = src.frame_count
+    rate = Rate()
+    yield Progress("detect", 0, n)
+    tracker = Tracker()
+    frame_index = []
+    with create_detector("mediapipe", static=static, max_hands=opts.hands,
+                         min_detection_confidence=opts.min_confidence) as det:
+        for k, (idx, frame) in enumerate(src):
+            hands = det.detect(frame, idx / src.fps)
+            tracker.update(hands)
+            frame_index.append(idx)
+            yield rate.event("detect", k + 1, n)
+    frame_index = np.asarray(frame_index, np.int64)
+    t = len(frame_index)
+    if t == 0:
+        raise CaptureError(f"no frames could be read from {src.path.name}")
+    tracks = tracker.finish()
+    if not tracks or not any(tr.detected.any() for tr in tracks.values()):
+        raise CaptureError(f"no hand found in any of the {t} frames of {src.path.name}: "
+                           "film the hand larger, better lit, or palm towards the camera")
+    K, guessed = _intrinsics_for(opts, src.width, src.height, t, frame_index)
+    sides = tuple(s for s in ("right", "left") if s in tracks and tracks[s].detected.any())
+    fits = {}
+    for h, side in enumerate(sides):
+        yield Progress("fit", h, len(sides))
+        tr = tracks[side]
+        # Detector pixels have their origin at the pixel corner; K uses OpenCV's pixel centres.
+        fits[side] = fit_hand(ManoLayer(models[side]), tr.landmarks_px - 0.5, tr.world, tr.detected, K,
+                              with_vertices=opts.with_vertices)
+    yield Progress("fit", len(sides), len(sides))
+    st = lambda key: np.stack([getattr(fits[s], key) for s in sides])  # noqa: E731
+    tt = lambda key: np.stack([getattr(tracks[s], key) for s in sides])  # noqa: E731
+    faces = models[sides[0]].faces if opts.with_vertices else None
+    if opts.with_vertices and len(sides) == 2 and models["right"].n_verts != models["left"].n_verts:
+        raise CaptureError("--with-vertices needs right and left models with the same vertex count")
+    return ClipResult(
+        source=str(opts.input),
+        fps=float(src.fps) / opts.stride,
+        image_size=np.array([src.width, src.height]),
+        frame_index=frame_index,
+        time=frame_index / float(src.fps),
+        K=K,
+        K_guessed=guessed,
+        sides=sides,
+        model_names=tuple(models[s].name for s in sides),
+        model_paths=tuple(str((opts.model_right if s == "right" else opts.model_left) or "") for s in sides),
+        valid=st("valid"),
+        detected=tt("detected"),
+        confidence=tt("score"),
+        betas=st("betas"),
+        global_orient=st("global_orient"),
+        hand_pose=st("hand_pose"),
+        transl=st("transl"),
+        joints=st("joints"),
+        landmarks_px=tt("landmarks_px") - 0.5,
+        landmarks_world=tt("world"),
+        vertices=st("vertices") if opts.with_vertices else None,
+        faces=faces,
+    ), src
+
+
+def capture_to_file(opts: CaptureOptions, out: str | Path, reporter) -> Path:
+    """Run the capture job, reporting progress, and write the clip file; returns its path."""
+    gen = run_capture(opts)
+    while True:
+        try:
+            reporter.progress(next(gen))
+        except StopIteration as stop:
+            clip, src = stop.value
+            break
+    if getattr(src, "warning", None):
+        reporter.warning(src.warning)
+    n_missing = int((~clip.valid.any(0)).sum())
+    if n_missing:
+        reporter.warning(f"{n_missing} of {clip.n_frames} frames had no hand")
+    return save_clip(clip, out)

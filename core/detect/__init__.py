@@ -1,0 +1,58 @@
+"""Hand keypoint detection backends behind one interface (`Detector`), chosen by name.
+
+``create_detector("mediapipe", static=False)`` returns a context-managed `Detector`; `detect_frames`
+runs one over a `core.video.VideoSource`, yielding one `Detections` per frame. Result types and
+conventions (handedness in the unmirrored picture, pixel origin) are in `base`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from typing import Iterable, Iterator
+
+import numpy as np
+
+from ..errors import CaptureError
+from .base import SIDES, Detections, Detector, DetectorConfig, HandDet, make_config
+
+__all__ = ["SIDES", "BACKENDS", "Detections", "Detector", "DetectorConfig", "HandDet", "make_config",
+           "create_detector", "detect_frames"]
+
+# backend name -> (module in this package, class); imported only when chosen
+BACKENDS = {"mediapipe": ("mp_hands", "MediaPipeHands")}
+
+
+def create_detector(name: str = "mediapipe", *, config: DetectorConfig | None = None, **options) -> Detector:
+    """A hand detector backend.
+
+    Args:
+        name: backend name (a key of ``BACKENDS``); ignored when ``config`` is given.
+        config: a full `DetectorConfig`; ``options`` then override its fields.
+        **options: `DetectorConfig` fields (static, max_hands, min_detection_confidence,
+            min_tracking_confidence, model_complexity); an unknown key is a CaptureError.
+    Returns:
+        Detector (use ``with create_detector(...) as det:``).
+    Raises:
+        CaptureError: unknown backend or option, invalid value, backend not installed.
+    """
+    base = dataclasses.asdict(config) if config is not None else {"name": name}
+    cfg = make_config(**{**base, **options})
+    if cfg.name not in BACKENDS:
+        raise CaptureError(f"unknown hand detector {cfg.name!r} (available: {', '.join(BACKENDS)})")
+    module, cls = BACKENDS[cfg.name]
+    return getattr(importlib.import_module(f".{module}", __name__), cls)(cfg)
+
+
+def detect_frames(frames: Iterable[tuple[int, np.ndarray]], detector: Detector, fps: float) -> Iterator[Detections]:
+    """Run ``detector`` on ``(frame_index, frame_bgr)`` pairs (e.g. a `VideoSource`), one `Detections` each.
+
+    Args:
+        frames: iterable of (int, (H, W, 3) uint8 BGR), frame indices increasing.
+        detector: an open `Detector` (tracking mode for a video, static for an image folder).
+        fps: frames per second of the source; ``timestamp = frame_index / fps``.
+    """
+    for index, frame in frames:
+        t = float(index) / float(fps)
+        hands = detector.detect(frame, t)
+        yield Detections(frame_index=int(index), timestamp=t, image_size=(int(frame.shape[1]), int(frame.shape[0])),
+                         hands=tuple(hands))

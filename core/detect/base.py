@@ -1,0 +1,165 @@
+"""Hand keypoint detection: the per-hand and per-frame results, the backend config and the base class.
+
+Conventions (every backend)
+---------------------------
+* ``side`` is the hand's anatomical side in the ordinary, NOT mirrored, picture: "right" is the
+  person's right hand as a normal (rear or front) camera films it. Backends that assume a mirrored
+  selfie image (MediaPipe's legacy API does) swap their labels before returning.
+* ``landmarks_px``: pixels of the frame as given (x right, y down), origin at the top-left CORNER of the
+  image, so pixel (i, j) covers [i, i+1) x [j, j+1); subtract 0.5 for OpenCV's pixel-centre convention.
+* Joint order is MediaPipe's 21 (`core.hand_model.MP_JOINTS`): 0 wrist, 1-4 thumb, 5-8 index, 9-12 middle,
+  13-16 ring, 17-20 pinky.
+"""
+from __future__ import annotations
+
+import abc
+import dataclasses
+
+import numpy as np
+
+from ..errors import CaptureError
+
+SIDES = ("right", "left")
+
+
+@dataclasses.dataclass(frozen=True)
+class HandDet:
+    """One detected hand in one frame.
+
+    Fields:
+        side: "right" or "left", in the ordinary non-mirrored picture (see module docstring).
+        score: float in [0, 1], the backend's confidence in ``side`` (MediaPipe: handedness score,
+            normally 0.5..1; MediaPipe's legacy API exposes no separate hand-presence score).
+        landmarks_px: (21, 2) float32, pixels, MediaPipe joint order.
+        landmarks_z: (21,) float32, MediaPipe's normalised relative depth: wrist-relative, same scale
+            as the normalised x (multiply by the image width for pixels); smaller = nearer the camera.
+        world: (21, 3) float32, metres, MediaPipe world landmarks: origin at the hand's approximate
+            centre, axes aligned with the camera (x right, y down, z away from the camera).
+    """
+
+    side: str
+    score: float
+    landmarks_px: np.ndarray
+    landmarks_z: np.ndarray
+    world: np.ndarray
+
+    def __post_init__(self):
+        if self.side not in SIDES:
+            raise ValueError(f"HandDet.side must be 'right' or 'left'; got {self.side!r}")
+        for name, shape in (("landmarks_px", (21, 2)), ("landmarks_z", (21,)), ("world", (21, 3))):
+            value = getattr(self, name)
+            if getattr(value, "shape", None) != shape:
+                raise ValueError(f"HandDet.{name} must have shape {shape}; got {getattr(value, 'shape', type(value))}")
+
+    @property
+    def p_right(self) -> float:
+        """Probability that this is a right hand, from ``side`` and ``score``."""
+        return float(self.score) if self.side == "right" else 1.0 - float(self.score)
+
+
+@dataclasses.dataclass(frozen=True)
+class Detections:
+    """The hands found in one frame.
+
+    Fields:
+        frame_index: int, index of the frame in its source video or folder.
+        timestamp: float, seconds from the start of the source.
+        image_size: (W, H) ints, pixels of the frame the landmarks refer to.
+        hands: tuple of 0..max_hands `HandDet`, in the backend's order (not sorted by side).
+    """
+
+    frame_index: int
+    timestamp: float
+    image_size: tuple[int, int]
+    hands: tuple[HandDet, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class DetectorConfig:
+    """Settings of a detector backend (frozen; build with `make_config`, unknown keys are errors).
+
+    Fields:
+        name: backend name, a key of `core.detect.BACKENDS` ("mediapipe").
+        static: True treats every frame as an unrelated image (image folders); False tracks hands
+            from frame to frame (video: faster and steadier).
+        max_hands: 1 or 2.
+        min_detection_confidence: [0, 1], palm/hand detection threshold.
+        min_tracking_confidence: [0, 1], below it tracking mode re-runs detection (ignored if static).
+        model_complexity: 0 (lite) or 1 (full) landmark model.
+    """
+
+    name: str = "mediapipe"
+    static: bool = False
+    max_hands: int = 2
+    min_detection_confidence: float = 0.5
+    min_tracking_confidence: float = 0.5
+    model_complexity: int = 1
+
+
+def make_config(**options) -> DetectorConfig:
+    """A validated `DetectorConfig` from keyword options; raises CaptureError listing every problem."""
+    fields = {f.name for f in dataclasses.fields(DetectorConfig)}
+    problems = [f"unknown detector option {k!r} (options: {', '.join(sorted(fields))})"
+                for k in sorted(set(options) - fields)]
+    cfg = DetectorConfig(**{k: v for k, v in options.items() if k in fields})
+    if not isinstance(cfg.name, str) or not cfg.name:
+        problems.append(f"detector name must be a non-empty string; got {cfg.name!r}")
+    if not isinstance(cfg.static, (bool, np.bool_)):
+        problems.append(f"static must be True or False; got {cfg.static!r}")
+    if cfg.max_hands not in (1, 2) or isinstance(cfg.max_hands, bool):
+        problems.append(f"max_hands must be 1 or 2; got {cfg.max_hands!r}")
+    for key in ("min_detection_confidence", "min_tracking_confidence"):
+        v = getattr(cfg, key)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= v <= 1.0:
+            problems.append(f"{key} must be a number in [0, 1]; got {v!r}")
+    if cfg.model_complexity not in (0, 1) or isinstance(cfg.model_complexity, bool):
+        problems.append(f"model_complexity must be 0 or 1; got {cfg.model_complexity!r}")
+    if problems:
+        raise CaptureError("invalid detector settings: " + "; ".join(problems))
+    return cfg
+
+
+class Detector(abc.ABC):
+    """A hand keypoint backend. Use as a context manager, or call `close` when done.
+
+    A tracking-mode detector (``config.static`` False) keeps state between calls: feed it the frames
+    of one clip in order, and use a new detector for another clip.
+    """
+
+    def __init__(self, config: DetectorConfig):
+        self.config = config
+
+    @abc.abstractmethod
+    def detect(self, frame_bgr: np.ndarray, timestamp: float | None = None) -> list[HandDet]:
+        """Hands in one frame.
+
+        Args:
+            frame_bgr: (H, W, 3) uint8 BGR image (as `core.video` yields; (H, W) grey and (H, W, 4) BGRA
+                are converted).
+            timestamp: seconds from the clip start, increasing; backends that track may use it.
+        Returns:
+            list of 0..config.max_hands `HandDet`.
+        """
+
+    def close(self) -> None:
+        """Release the backend's resources; the detector cannot be used afterwards."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def as_bgr(frame: np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8 BGR view or copy of a BGR, BGRA or grey uint8 frame; ValueError otherwise."""
+    frame = np.asarray(frame)
+    if frame.dtype != np.uint8:
+        raise ValueError(f"frame must be uint8; got {frame.dtype}")
+    if frame.ndim == 2:
+        return np.repeat(frame[:, :, None], 3, axis=2)
+    if frame.ndim == 3 and frame.shape[2] == 3:
+        return frame
+    if frame.ndim == 3 and frame.shape[2] == 4:
+        return frame[:, :, :3]
+    raise ValueError(f"frame must be (H, W, 3) BGR; got shape {frame.shape}")

@@ -1,0 +1,118 @@
+"""MediaPipe Hands backend (legacy ``mediapipe.solutions.hands`` API, models bundled in the wheel).
+
+Handedness: the legacy API assumes a mirrored selfie image, so on ordinary (unmirrored) frames its
+"Left" label is a RIGHT hand and "Right" a LEFT hand. We feed frames unmirrored and swap the labels,
+so `HandDet.side` is the anatomical side in the picture as filmed. Checked on real data
+(tests/test_detect.py): the left hand of `real_world_testset_dev` (MediaPipe says "Right" on ~99 % of
+crops) comes out "left"; the InterHand right-only / left-only samples come out "right" / "left".
+
+Tracking mode (``static=False``) runs the palm detector only when tracking is lost, so feed one
+clip's frames in order. The legacy graph keeps its own timestamps; ``timestamp`` is not used.
+Landmarks: normalised x, y times the frame's W, H (image-corner origin); z and the world landmarks
+as MediaPipe gives them (see `HandDet`).
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import tempfile
+
+import numpy as np
+
+from ..errors import CaptureError
+from .base import Detector, DetectorConfig, HandDet, as_bgr
+
+# MediaPipe's raw label -> side in the unmirrored frame (its labels assume a mirrored selfie).
+SIDE_FROM_MP_LABEL = {"Left": "right", "Right": "left"}
+
+
+@contextlib.contextmanager
+def _native_stderr_captured():
+    """Send fd 2 (C++ logs of MediaPipe/TFLite) to a temp file; replay it if the block raises."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):  # no real fd 2 (embedded interpreter)
+        yield
+        return
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        failed = False
+        try:
+            yield
+        except BaseException:
+            failed = True
+            raise
+        finally:
+            with contextlib.suppress(Exception):
+                sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            if failed:
+                tmp.seek(0)
+                with contextlib.suppress(Exception):
+                    sys.stderr.write(tmp.read().decode("utf-8", "replace"))
+
+
+def _import_mediapipe():
+    os.environ.setdefault("GLOG_minloglevel", "2")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    try:
+        from mediapipe.python.solutions import hands
+    except ImportError as exc:
+        raise CaptureError(f"the MediaPipe hand detector is not installed ({exc}); "
+                           f"install mediapipe 0.10.x into the capture runtime") from None
+    return hands
+
+
+class MediaPipeHands(Detector):
+    """`Detector` on ``mediapipe.solutions.hands.Hands``; ``static`` picks image or tracking mode."""
+
+    def __init__(self, config: DetectorConfig):
+        super().__init__(config)
+        self._cv2 = __import__("cv2")
+        hands = _import_mediapipe()
+        with _native_stderr_captured():
+            self._hands = hands.Hands(
+                static_image_mode=bool(config.static),
+                max_num_hands=int(config.max_hands),
+                model_complexity=int(config.model_complexity),
+                min_detection_confidence=float(config.min_detection_confidence),
+                min_tracking_confidence=float(config.min_tracking_confidence),
+            )
+        self._first = True
+
+    def detect(self, frame_bgr: np.ndarray, timestamp: float | None = None) -> list[HandDet]:
+        if self._hands is None:
+            raise RuntimeError("MediaPipeHands.detect called after close()")
+        bgr = as_bgr(frame_bgr)
+        h, w = bgr.shape[:2]
+        rgb = self._cv2.cvtColor(bgr, self._cv2.COLOR_BGR2RGB)
+        rgb.flags.writeable = False  # lets MediaPipe wrap the buffer without a copy
+        if self._first:  # graph start-up logs (TFLite delegate, feedback tensors) go to fd 2 once
+            with _native_stderr_captured():
+                result = self._hands.process(rgb)
+            self._first = False
+        else:
+            result = self._hands.process(rgb)
+        if not result.multi_hand_landmarks:
+            return []
+        out = []
+        for lms, world, handed in zip(result.multi_hand_landmarks, result.multi_hand_world_landmarks,
+                                      result.multi_handedness):
+            xyz = np.array([(p.x, p.y, p.z) for p in lms.landmark], dtype=np.float32)  # (21, 3) normalised
+            cls = handed.classification[0]
+            out.append(HandDet(
+                side=SIDE_FROM_MP_LABEL[cls.label],
+                score=float(cls.score),
+                landmarks_px=xyz[:, :2] * np.array([w, h], np.float32),
+                landmarks_z=np.ascontiguousarray(xyz[:, 2]),
+                world=np.array([(p.x, p.y, p.z) for p in world.landmark], dtype=np.float32),
+            ))
+        return out
+
+    def close(self) -> None:
+        if self._hands is not None:
+            self._hands.close()
+            self._hands = None

@@ -1,0 +1,151 @@
+"""MANO forward kinematics and linear blend skinning (torch), as smplx's ``lbs`` does it.
+
+``vertices = LBS(v_template + shapedirs.betas + posedirs.pose_feature, rotations about the rest joints)
++ transl``; rest joints = ``J_regressor @ shaped vertices``; axis-angle rotations are each joint's local
+rotation in the model's axes (rest joints have identity orientation), joint 0's is the global orient.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import torch
+
+from .hand_model import MANO_PARENTS, HandModel
+from .rot import aa_to_rotmat
+
+
+@dataclasses.dataclass(frozen=True)
+class MANOOutput:
+    """Posed hand. B = batch (frames x hands folded).
+
+    vertices (B, V, 3) or None: metres, model/camera frame, transl added.
+    joints (B, 16, 3): MANO-16 joints, transl added.
+    joints21 (B, 21, 3): MANO-21 (16 joints + tips thumb, index, middle, ring, pinky).
+    rest_joints (B, 16, 3): shaped rest joints (no pose, no transl).
+    rotmats (B, 16, 3, 3): local rotations (joint 0 = global orient).
+    """
+
+    vertices: torch.Tensor | None
+    joints: torch.Tensor
+    joints21: torch.Tensor
+    rest_joints: torch.Tensor
+    rotmats: torch.Tensor
+
+
+class ManoLayer(torch.nn.Module):
+    """Holds a HandModel's arrays as buffers (``.to()`` moves them); ``forward`` poses it."""
+
+    def __init__(self, model: HandModel, dtype: torch.dtype = torch.float32):
+        super().__init__()
+        self.side = model.side
+        self.n_betas = model.n_betas
+        self.register_buffer("v_template", torch.as_tensor(model.v_template, dtype=dtype))
+        self.register_buffer("shapedirs", torch.as_tensor(model.shapedirs, dtype=dtype))
+        pd = np.asarray(model.posedirs).reshape(-1, 135).T  # (135, V*3)
+        self.has_posedirs = bool(np.abs(pd).max() > 0)
+        self.register_buffer("posedirs", torch.as_tensor(pd, dtype=dtype))
+        self.register_buffer("J_regressor", torch.as_tensor(model.J_regressor, dtype=dtype))
+        self.register_buffer("weights", torch.as_tensor(model.weights, dtype=dtype))
+        self.register_buffer("tip_ids", torch.as_tensor(model.tip_vertex_ids, dtype=torch.long))
+        self.register_buffer("faces", torch.as_tensor(model.faces, dtype=torch.long))
+        self.parents = [int(p) for p in MANO_PARENTS]
+
+    def shaped(self, betas: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """betas (B, NB) -> (shaped vertices (B, V, 3), rest joints (B, 16, 3))."""
+        b = betas[:, : self.n_betas]
+        v = self.v_template + torch.einsum("bl,vcl->bvc", b, self.shapedirs[:, :, : b.shape[1]])
+        j = torch.einsum("jv,bvc->bjc", self.J_regressor, v)
+        return v, j
+
+    def rest_tips(self, betas: torch.Tensor) -> torch.Tensor:
+        """Shaped rest fingertip vertices (B, 5, 3)."""
+        b = betas[:, : self.n_betas]
+        v = self.v_template[self.tip_ids] + torch.einsum("bl,vcl->bvc", b, self.shapedirs[self.tip_ids][:, :, : b.shape[1]])
+        return v
+
+    def forward(
+        self,
+        betas: torch.Tensor,
+        global_orient: torch.Tensor,
+        hand_pose: torch.Tensor,
+        transl: torch.Tensor | None = None,
+        with_vertices: bool = True,
+        rotmats: torch.Tensor | None = None,
+    ) -> MANOOutput:
+        """Pose the hand.
+
+        Args:
+            betas (B, NB); global_orient (B, 3) axis-angle; hand_pose (B, 15, 3) or (B, 45) axis-angle;
+            transl (B, 3) metres or None; with_vertices: skin every vertex (else only the 5 tips);
+            rotmats (B, 16, 3, 3): local rotations to use instead of the axis-angles (may be None).
+        Returns:
+            MANOOutput.
+        """
+        bsz = betas.shape[0]
+        if rotmats is None:
+            aa = torch.cat([global_orient.reshape(bsz, 1, 3), hand_pose.reshape(bsz, 15, 3)], 1)
+            rotmats = aa_to_rotmat(aa)  # (B, 16, 3, 3)
+        v_shaped, j_rest = self.shaped(betas)
+        # 1. Rigid chain: G_i = G_parent @ [R_i | J_i - J_parent].
+        g_rot = [rotmats[:, 0]]
+        g_pos = [j_rest[:, 0]]
+        for i in range(1, 16):
+            p = self.parents[i]
+            g_rot.append(g_rot[p] @ rotmats[:, i])
+            g_pos.append(g_pos[p] + (g_rot[p] @ (j_rest[:, i] - j_rest[:, p])[..., None])[..., 0])
+        g_rot = torch.stack(g_rot, 1)  # (B, 16, 3, 3)
+        joints = torch.stack(g_pos, 1)  # (B, 16, 3)
+        # 2. Skinning transforms A_i x = G_rot_i (x - J_i) + G_pos_i.
+        a_t = joints - (g_rot @ j_rest[..., None])[..., 0]  # (B, 16, 3)
+        if with_vertices:
+            v = v_shaped
+            if self.has_posedirs:
+                eye = torch.eye(3, dtype=rotmats.dtype, device=rotmats.device)
+                feat = (rotmats[:, 1:] - eye).reshape(bsz, 135)
+                v = v + (feat @ self.posedirs).reshape(bsz, -1, 3)
+            w = self.weights  # (V, 16)
+            # 3. T_v = sum_j w_vj A_j ; x'_v = R_v x_v + t_v
+            r_v = torch.einsum("vj,bjcd->bvcd", w, g_rot)
+            t_v = torch.einsum("vj,bjc->bvc", w, a_t)
+            verts = (r_v @ v[..., None])[..., 0] + t_v
+            tips = verts[:, self.tip_ids]
+        else:
+            verts = None
+            vt = v_shaped[:, self.tip_ids]
+            if self.has_posedirs:
+                eye = torch.eye(3, dtype=rotmats.dtype, device=rotmats.device)
+                feat = (rotmats[:, 1:] - eye).reshape(bsz, 135)
+                pd = self.posedirs.reshape(135, -1, 3)[:, self.tip_ids].reshape(135, -1)
+                vt = vt + (feat @ pd).reshape(bsz, -1, 3)
+            w = self.weights[self.tip_ids]
+            r_v = torch.einsum("vj,bjcd->bvcd", w, g_rot)
+            t_v = torch.einsum("vj,bjc->bvc", w, a_t)
+            tips = (r_v @ vt[..., None])[..., 0] + t_v
+        joints21 = torch.cat([joints, tips], 1)
+        if transl is not None:
+            tr = transl[:, None, :]
+            joints = joints + tr
+            joints21 = joints21 + tr
+            if verts is not None:
+                verts = verts + tr
+        return MANOOutput(vertices=verts, joints=joints, joints21=joints21, rest_joints=j_rest, rotmats=rotmats)
+
+
+_LAYERS: dict = {}
+
+
+def layer_for(model: HandModel, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> ManoLayer:
+    """A cached ManoLayer for ``model`` on ``device``."""
+    key = (id(model), str(device), dtype)
+    if key not in _LAYERS:
+        _LAYERS[key] = ManoLayer(model, dtype).to(device)
+    return _LAYERS[key]
+
+
+def forward(model: HandModel, betas, global_orient, hand_pose, transl=None, with_vertices: bool = True) -> MANOOutput:
+    """Convenience: pose ``model`` with numpy or torch inputs (see ManoLayer.forward for shapes)."""
+    t = lambda x: None if x is None else torch.as_tensor(np.asarray(x) if not torch.is_tensor(x) else x, dtype=torch.float32)  # noqa: E731
+    betas = t(betas)
+    layer = layer_for(model, betas.device)
+    return layer(betas, t(global_orient), t(hand_pose), t(transl), with_vertices=with_vertices)

@@ -1,0 +1,77 @@
+"""Batched rotation conversions (torch). Batch axes first; dtype and device follow the input."""
+from __future__ import annotations
+
+import torch
+
+
+def skew(v: torch.Tensor) -> torch.Tensor:
+    """Cross-product matrices: v (..., 3) -> (..., 3, 3) with skew(v) @ x == cross(v, x)."""
+    z = torch.zeros_like(v[..., 0])
+    x, y, w = v.unbind(-1)
+    return torch.stack([z, -w, y, w, z, -x, -y, x, z], -1).reshape(v.shape + (3,))
+
+
+def aa_to_rotmat(aa: torch.Tensor) -> torch.Tensor:
+    """Axis-angle (..., 3) radians -> rotation matrices (..., 3, 3) (Rodrigues, smooth at 0)."""
+    theta2 = (aa * aa).sum(-1, keepdim=True)[..., None]  # (..., 1, 1)
+    theta = torch.sqrt(theta2.clamp_min(1e-12))
+    small = theta2 < 1e-8
+    # sin(t)/t and (1-cos t)/t^2 with Taylor series near 0.
+    a = torch.where(small, 1 - theta2 / 6, torch.sin(theta) / theta)
+    b = torch.where(small, 0.5 - theta2 / 24, (1 - torch.cos(theta)) / theta2.clamp_min(1e-12))
+    k = skew(aa)
+    eye = torch.eye(3, dtype=aa.dtype, device=aa.device).expand_as(k)
+    return eye + a * k + b * (k @ k)
+
+
+def rotmat_to_quat(r: torch.Tensor) -> torch.Tensor:
+    """Rotation matrices (..., 3, 3) -> unit quaternions (..., 4) as (w, x, y, z) with w >= 0."""
+    m = r
+    tr = m[..., 0, 0] + m[..., 1, 1] + m[..., 2, 2]
+    # Shepperd: pick the largest of 4 candidates for numerical stability.
+    cands = torch.stack(
+        [
+            torch.stack([1 + tr, m[..., 2, 1] - m[..., 1, 2], m[..., 0, 2] - m[..., 2, 0], m[..., 1, 0] - m[..., 0, 1]], -1),
+            torch.stack([m[..., 2, 1] - m[..., 1, 2], 1 + 2 * m[..., 0, 0] - tr, m[..., 0, 1] + m[..., 1, 0], m[..., 0, 2] + m[..., 2, 0]], -1),
+            torch.stack([m[..., 0, 2] - m[..., 2, 0], m[..., 0, 1] + m[..., 1, 0], 1 + 2 * m[..., 1, 1] - tr, m[..., 1, 2] + m[..., 2, 1]], -1),
+            torch.stack([m[..., 1, 0] - m[..., 0, 1], m[..., 0, 2] + m[..., 2, 0], m[..., 1, 2] + m[..., 2, 1], 1 + 2 * m[..., 2, 2] - tr], -1),
+        ],
+        -2,
+    )  # (..., 4 candidates, 4)
+    diag = torch.stack([tr, m[..., 0, 0], m[..., 1, 1], m[..., 2, 2]], -1)
+    idx = diag.argmax(-1)
+    q = torch.take_along_dim(cands, idx[..., None, None].expand(idx.shape + (1, 4)), -2)[..., 0, :]
+    q = q / q.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    return torch.where(q[..., :1] < 0, -q, q)
+
+
+def quat_to_aa(q: torch.Tensor) -> torch.Tensor:
+    """Unit quaternions (..., 4) (w, x, y, z) -> axis-angle (..., 3), angle in [0, pi]."""
+    q = torch.where(q[..., :1] < 0, -q, q)
+    v = q[..., 1:]
+    s = v.norm(dim=-1, keepdim=True)
+    angle = 2 * torch.atan2(s, q[..., :1])
+    scale = torch.where(s < 1e-7, 2.0 / q[..., :1].clamp_min(1e-7), angle / s.clamp_min(1e-12))
+    return v * scale
+
+
+def rotmat_to_aa(r: torch.Tensor) -> torch.Tensor:
+    """Rotation matrices (..., 3, 3) -> axis-angle (..., 3) radians."""
+    return quat_to_aa(rotmat_to_quat(r))
+
+
+def rotation_between(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Minimal rotation taking unit vectors a (..., 3) to unit vectors b (..., 3): (..., 3, 3).
+
+    R = I + [v]x + [v]x^2 / (1 + c), v = a x b, c = a . b (smooth near a == b; a == -b is clamped).
+    """
+    v = torch.cross(a, b, dim=-1)
+    c = (a * b).sum(-1)[..., None, None]
+    k = skew(v)
+    eye = torch.eye(3, dtype=a.dtype, device=a.device).expand_as(k)
+    return eye + k + (k @ k) / (1 + c).clamp_min(1e-6)
+
+
+def axis_rotation(axis: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
+    """Rotation about unit ``axis`` (..., 3) by ``angle`` (...) radians: (..., 3, 3)."""
+    return aa_to_rotmat(axis * angle[..., None])
