@@ -51,6 +51,44 @@ def rotmats_cam_to_world(rotmats_cam: np.ndarray) -> np.ndarray:
     return np.einsum("ij,...jk,lk->...il", CAM_TO_WORLD, r, CAM_TO_WORLD)
 
 
+def aa_cam_to_world(aa_cam: np.ndarray) -> np.ndarray:
+    """Axis-angle rotations (..., 3) about camera-frame axes -> the same rotations about world axes.
+
+    A proper rotation C maps a rotation vector like any vector: C R(a) C^T = R(C a).
+    """
+    return np.asarray(aa_cam, np.float64) @ CAM_TO_WORLD.T
+
+
+def aa_to_quat(aa: np.ndarray) -> np.ndarray:
+    """Axis-angle (..., 3) radians -> unit quaternions (..., 4), Blender order (w, x, y, z)."""
+    aa = np.asarray(aa, np.float64)
+    theta = np.linalg.norm(aa, axis=-1, keepdims=True)
+    half = 0.5 * theta
+    # sin(t/2)/t, with its Taylor series near 0
+    k = np.where(theta < 1e-6, 0.5 - theta * theta / 48.0, np.sin(half) / np.where(theta < 1e-6, 1.0, theta))
+    return np.concatenate([np.cos(half), aa * k], -1)
+
+
+def quat_multiply(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Hamilton products a * b of quaternions (..., 4) (w, x, y, z), broadcasting: the rotation b, then a."""
+    aw, ax, ay, az = np.moveaxis(np.asarray(a, np.float64), -1, 0)
+    bw, bx, by, bz = np.moveaxis(np.asarray(b, np.float64), -1, 0)
+    return np.stack(
+        [
+            aw * bw - ax * bx - ay * by - az * bz,
+            aw * bx + ax * bw + ay * bz - az * by,
+            aw * by - ax * bz + ay * bw + az * bx,
+            aw * bz + ax * by - ay * bx + az * bw,
+        ],
+        -1,
+    )
+
+
+def quat_conjugate(q: np.ndarray) -> np.ndarray:
+    """Conjugates (the inverse rotations) of unit quaternions (..., 4) (w, x, y, z)."""
+    return np.asarray(q, np.float64) * np.array([1.0, -1.0, -1.0, -1.0])
+
+
 def aa_to_rotmat(aa: np.ndarray) -> np.ndarray:
     """Axis-angle (..., 3) radians -> rotation matrices (..., 3, 3) float64 (Rodrigues, smooth at 0)."""
     aa = np.asarray(aa, np.float64)
@@ -72,17 +110,20 @@ def rotmat_to_quat(rotmats: np.ndarray) -> np.ndarray:
     Shepperd's method: of the four candidate formulas, use the one with the largest pivot.
     """
     m = np.asarray(rotmats, np.float64)
-    tr = m[..., 0, 0] + m[..., 1, 1] + m[..., 2, 2]
+    m00, m01, m02 = m[..., 0, 0], m[..., 0, 1], m[..., 0, 2]
+    m10, m11, m12 = m[..., 1, 0], m[..., 1, 1], m[..., 1, 2]
+    m20, m21, m22 = m[..., 2, 0], m[..., 2, 1], m[..., 2, 2]
+    tr = m00 + m11 + m22
     cands = np.stack(
         [
-            np.stack([1 + tr, m[..., 2, 1] - m[..., 1, 2], m[..., 0, 2] - m[..., 2, 0], m[..., 1, 0] - m[..., 0, 1]], -1),
-            np.stack([m[..., 2, 1] - m[..., 1, 2], 1 + 2 * m[..., 0, 0] - tr, m[..., 0, 1] + m[..., 1, 0], m[..., 0, 2] + m[..., 2, 0]], -1),
-            np.stack([m[..., 0, 2] - m[..., 2, 0], m[..., 0, 1] + m[..., 1, 0], 1 + 2 * m[..., 1, 1] - tr, m[..., 1, 2] + m[..., 2, 1]], -1),
-            np.stack([m[..., 1, 0] - m[..., 0, 1], m[..., 0, 2] + m[..., 2, 0], m[..., 1, 2] + m[..., 2, 1], 1 + 2 * m[..., 2, 2] - tr], -1),
+            np.stack([1 + tr, m21 - m12, m02 - m20, m10 - m01], -1),
+            np.stack([m21 - m12, 1 + 2 * m00 - tr, m01 + m10, m02 + m20], -1),
+            np.stack([m02 - m20, m01 + m10, 1 + 2 * m11 - tr, m12 + m21], -1),
+            np.stack([m10 - m01, m02 + m20, m12 + m21, 1 + 2 * m22 - tr], -1),
         ],
         -2,
     )  # (..., 4 candidates, 4)
-    pivot = np.argmax(np.stack([tr, m[..., 0, 0], m[..., 1, 1], m[..., 2, 2]], -1), -1)
+    pivot = np.argmax(np.stack([tr, m00, m11, m22], -1), -1)
     q = np.take_along_axis(cands, pivot[..., None, None], -2)[..., 0, :]
     q = q / np.linalg.norm(q, axis=-1, keepdims=True)
     return np.where(q[..., :1] < 0, -q, q)
@@ -138,9 +179,9 @@ class CameraIntrinsics:
 def intrinsics_to_camera(K: np.ndarray, image_size, sensor_mm: float = 36.0) -> CameraIntrinsics:
     """Pixel intrinsics K (3, 3) for an image [W, H] -> CameraIntrinsics.
 
-    Pixel coordinates are continuous with the image spanning [0, W] x [0, H] (the core's convention:
-    the default principal point is (W/2, H/2)). The focal length across the longer side is used
-    (fx for landscape, fy for portrait); square pixels are assumed.
+    Pixel coordinates follow OpenCV's pixel-centre convention (docs/clip_format.md: pixel (0, 0)'s
+    centre is at 0.0, so the image spans [-0.5, W - 0.5] and its centre is (W - 1) / 2). The focal
+    length across the longer side is used (fx for landscape, fy for portrait); square pixels are assumed.
     """
     w, h = int(image_size[0]), int(image_size[1])
     k = np.asarray(K, np.float64)
@@ -151,8 +192,8 @@ def intrinsics_to_camera(K: np.ndarray, image_size, sensor_mm: float = 36.0) -> 
         lens_mm=float(f_px * sensor_mm / longer),
         sensor_mm=float(sensor_mm),
         sensor_fit="HORIZONTAL" if w >= h else "VERTICAL",
-        shift_x=float(-(k[0, 2] - 0.5 * w) / longer),
-        shift_y=float((k[1, 2] - 0.5 * h) / longer),
+        shift_x=float(-(k[0, 2] - 0.5 * (w - 1)) / longer),
+        shift_y=float((k[1, 2] - 0.5 * (h - 1)) / longer),
     )
 
 

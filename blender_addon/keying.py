@@ -54,17 +54,19 @@ class HandKeys:
         wrist = self.bone_names[0]
         out = [Channel(f'pose.bones["{wrist}"].location', i, wrist, self.root_location[:, i]) for i in range(3)]
         for b, name in enumerate(self.bone_names):
-            out += [Channel(f'pose.bones["{name}"].rotation_quaternion', i, name, self.quats[b, :, i]) for i in range(4)]
+            path = f'pose.bones["{name}"].rotation_quaternion'
+            out += [Channel(path, i, name, self.quats[b, :, i]) for i in range(4)]
         return out
 
 
-def pose_quats(rotmats_world: np.ndarray, rest_rot: np.ndarray) -> np.ndarray:
-    """Pose-bone quaternions (..., 16, 4) from joint rotations R (..., 16, 3, 3) in armature axes.
+def pose_quats(aa_world: np.ndarray, rest_rot: np.ndarray) -> np.ndarray:
+    """Pose-bone quaternions (..., 16, 4) from joint rotations (..., 16, 3) axis-angle about armature axes.
 
-    q_i = quat(B_i^T R_i B_i), B = rest_rot (16, 3, 3).
+    q_i = quat(B_i^T R_i B_i) = conj(b_i) * quat(R_i) * b_i with b_i = quat(B_i), B = rest_rot (16, 3, 3);
+    quaternion products instead of matrices (about 10x faster for a clip).
     """
-    local = np.einsum("jba,...jbc,jcd->...jad", rest_rot, rotmats_world, rest_rot)  # B^T R B
-    return convert.rotmat_to_quat(local)
+    b = convert.rotmat_to_quat(rest_rot)  # (16, 4)
+    return convert.quat_multiply(convert.quat_multiply(convert.quat_conjugate(b), convert.aa_to_quat(aa_world)), b)
 
 
 def hand_keys(
@@ -89,9 +91,10 @@ def hand_keys(
     """
     keep = np.flatnonzero(np.asarray(valid, bool))
     aa = np.concatenate([np.asarray(global_orient)[keep, None, :], np.asarray(hand_pose)[keep]], 1)  # (N, 16, 3)
-    r_world = convert.rotmats_cam_to_world(convert.aa_to_rotmat(aa))  # (N, 16, 3, 3)
     rest = layout.rest_rot[:N_JOINTS]
-    quats = convert.quats_sign_continuous(pose_quats(r_world, rest), axis=0)  # (N, 16, 4)
+    q = pose_quats(convert.aa_cam_to_world(aa), rest)  # (N, 16, 4)
+    q = q * np.where(q[:1, :, :1] < 0, -1.0, 1.0)  # first key with w >= 0
+    quats = convert.quats_sign_continuous(q, axis=0)
     t_world = convert.points_cam_to_world(np.asarray(transl)[keep], units)  # (N, 3)
     root_loc = t_world @ rest[0]  # B0^T t, row-vector form
     return HandKeys(
@@ -106,7 +109,8 @@ def write_channels(action, slot, frames: np.ndarray, channels: list, interpolati
     """Write ``channels`` keyed at ``frames`` (N,) into ``action``'s channelbag for ``slot`` (bpy).
 
     Per F-curve: ``fcurves.new``, ``keyframe_points.add(N)``, one ``foreach_set("co")``, one
-    ``foreach_set("interpolation")``, one ``update()`` (sorts and computes handles).
+    ``update()`` (sorts and computes the handles). New keys are Bezier with auto-clamped handles;
+    another ``interpolation`` costs one more ``foreach_set``.
     """
     from bpy_extras import anim_utils
 
@@ -114,16 +118,19 @@ def write_channels(action, slot, frames: np.ndarray, channels: list, interpolati
     n = int(frames.shape[0])
     co = np.empty((n, 2), np.float32)
     co[:, 0] = frames
+    flat = co.reshape(-1)
     interp = None
     for ch in channels:
         fc = bag.fcurves.new(ch.data_path, index=ch.index, group_name=ch.group)
+        if n == 0:
+            continue
         fc.keyframe_points.add(n)
         co[:, 1] = ch.values
-        fc.keyframe_points.foreach_set("co", co.ravel())
-        if interp is None:
-            enum_items = fc.keyframe_points[0].bl_rna.properties["interpolation"].enum_items if n else None
-            interp = np.full(n, enum_items[interpolation].value if enum_items else 0, np.int32)
-        if n:
+        fc.keyframe_points.foreach_set("co", flat)
+        if interpolation != "BEZIER":
+            if interp is None:
+                items = fc.keyframe_points[0].bl_rna.properties["interpolation"].enum_items
+                interp = np.full(n, items[interpolation].value, np.int32)
             fc.keyframe_points.foreach_set("interpolation", interp)
         fc.update()
 

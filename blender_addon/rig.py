@@ -52,10 +52,6 @@ class RigLayout:
     connected: np.ndarray
     deform: np.ndarray
 
-    @property
-    def n_deform(self) -> int:
-        return N_JOINTS
-
 
 def _unit(v: np.ndarray) -> np.ndarray:
     return v / np.linalg.norm(v, axis=-1, keepdims=True)
@@ -168,8 +164,11 @@ def write_armature(layout: RigLayout, name: str, collection, view_layer):
     return obj
 
 
-def read_rest_rotations(obj) -> np.ndarray:
-    """Rest rotations (21, 3, 3) of an armature object's bones in layout order (bpy read-back)."""
-    m = np.empty(len(obj.data.bones) * 16, np.float32)
-    obj.data.bones.foreach_get("matrix_local", m)
-    return m.reshape(-1, 4, 4).transpose(0, 2, 1)[:, :3, :3].astype(np.float64)
+def read_rest_rotations(obj, names) -> np.ndarray:
+    """Rest rotations (N, 3, 3) of an armature object's bones ``names`` (bpy read-back, in that order)."""
+    bones = obj.data.bones
+    m = np.empty(len(bones) * 16, np.float32)
+    bones.foreach_get("matrix_local", m)  # column-major 4x4 per bone
+    m = m.reshape(-1, 4, 4).transpose(0, 2, 1)[:, :3, :3].astype(np.float64)
+    index = {b.name: i for i, b in enumerate(bones)}
+    return m[[index[n] for n in names]]

@@ -201,7 +201,8 @@ def load_model(side: str = "right", path: str | Path | None = None) -> HandModel
 
     Args:
         side: "right" or "left".
-        path: None for the project's own open model (generated on first use); a ``.npz`` in this
+        path: None for the project's own open model (generated on first use, and again whenever
+            `core.handgen` changes); a ``.npz`` in this
             project's format; or a user's official ``MANO_RIGHT.pkl`` / ``MANO_LEFT.pkl`` (read without
             chumpy by a restricted unpickler, see `core.mano_pkl`).
     Returns:
@@ -212,12 +213,11 @@ def load_model(side: str = "right", path: str | Path | None = None) -> HandModel
     if side not in SIDES:
         raise CaptureError(f"hand side must be 'right' or 'left'; got {side!r}")
     if path is None:
-        p = default_model_path(side)
-        if not p.exists():
-            from . import handgen
+        from . import handgen
 
+        if not handgen.assets_current(ASSET_DIR):  # missing, or made by an older generator
             handgen.write_assets(ASSET_DIR)
-        path = p
+        path = default_model_path(side)
     path = Path(path)
     if not path.is_file():
         raise CaptureError(f"hand model file not found: {path}")
@@ -233,4 +233,7 @@ def load_model(side: str = "right", path: str | Path | None = None) -> HandModel
     file_side = str(arrays.get("side", side))
     if file_side != side:
         raise CaptureError(f"{path.name} is a {file_side} hand model; a {side} one was asked for")
+    problems = validate_arrays(arrays, path.name)  # messages name the file, not the model inside it
+    if problems:
+        raise CaptureError("; ".join(problems))
     return model_from_arrays(arrays, side, str(arrays.get("name", path.name)))

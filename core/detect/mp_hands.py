@@ -81,6 +81,9 @@ class MediaPipeHands(Detector):
                 min_detection_confidence=float(config.min_detection_confidence),
                 min_tracking_confidence=float(config.min_tracking_confidence),
             )
+            # the graph opens its models on worker threads; one blank frame waits for that (no hand found,
+            # so tracking state stays empty) and keeps their start-up logs inside this capture
+            self._hands.process(np.zeros((64, 64, 3), np.uint8))
         self._first = True
 
     def detect(self, frame_bgr: np.ndarray, timestamp: float | None = None) -> list[HandDet]:

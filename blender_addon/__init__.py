@@ -1,0 +1,10 @@
+"""Blender side of Hand Capture: clips from `core` become bpy data (rig, skin, keys, camera); runs the core's worker.
+
+Numpy first, bpy last: `rig`, `skin`, `keying` and `scene.plan_scene` compute arrays; `scene.apply_plan`
+writes them. `convert` is the only module that converts between the camera frame and Blender.
+Nothing here imports torch.
+"""
+
+# The extension's own package (``bl_ext.<repo>.hand_capture``): AddonPreferences.bl_idname and
+# bpy.utils.extension_path_user take it.
+ADDON_PACKAGE = __package__.rpartition(".")[0]

@@ -1,0 +1,83 @@
+"""3D Viewport > Sidebar > Hand Capture: video, frames, hands, camera, options, runtime, and the Capture button."""
+from __future__ import annotations
+
+import bpy
+
+from ..blender_addon import prefs, props
+from ..core.errors import CaptureError
+
+
+class _Sidebar:
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = "Hand Capture"
+
+
+class HANDCAP_PT_main(_Sidebar, bpy.types.Panel):
+    bl_label = "Hand Capture"
+
+    def draw(self, context):
+        s = context.scene.hand_capture
+        layout = self.layout
+        layout.use_property_split = True
+        layout.use_property_decorate = False
+        row = layout.row(align=True)
+        row.prop(s, "filepath", text="Video")
+        row.operator("hand_capture.pick_video", text="", icon="FILEBROWSER")
+        col = layout.column(align=True)
+        col.prop(s, "frame_first", text="Frames")
+        col.prop(s, "frame_last", text="Last")
+        col.prop(s, "stride", text="Step")
+        layout.row().prop(s, "hands", expand=True)
+        try:
+            prefs.runtime_python(context)
+        except CaptureError:
+            box = layout.box()
+            box.label(text="No capture runtime yet", icon="ERROR")
+            box.operator("hand_capture.setup_runtime", icon="IMPORT")
+        big = layout.row()
+        big.scale_y = 1.5
+        op = big.operator("hand_capture.capture_video", icon="REC")
+        props.copy_settings(s, op)
+        layout.operator("hand_capture.import_clip", text="Import Clip File", icon="IMPORT")
+
+
+class HANDCAP_PT_camera(_Sidebar, bpy.types.Panel):
+    bl_label = "Camera"
+    bl_parent_id = "HANDCAP_PT_main"
+
+    def draw(self, context):
+        s = context.scene.hand_capture
+        layout = self.layout
+        layout.use_property_split = True
+        layout.use_property_decorate = False
+        layout.prop(s, "camera", text="Lens")
+        if s.camera == "FOV":
+            layout.prop(s, "fov")
+        elif s.camera == "FOCAL_MM":
+            layout.prop(s, "focal_mm")
+        elif s.camera == "PIXELS":
+            col = layout.column(align=True)
+            for k in ("fx", "fy", "cx", "cy"):
+                col.prop(s, k)
+
+
+class HANDCAP_PT_options(_Sidebar, bpy.types.Panel):
+    bl_label = "Options"
+    bl_parent_id = "HANDCAP_PT_main"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    def draw(self, context):
+        s = context.scene.hand_capture
+        layout = self.layout
+        layout.use_property_split = True
+        layout.use_property_decorate = False
+        col = layout.column(heading="Scene")
+        col.prop(s, "match_fps")
+        col.prop(s, "set_frame_range")
+        col.prop(s, "set_resolution")
+        layout.prop(s, "min_confidence")
+        layout.prop(s, "with_vertices")
+
+
+classes = (HANDCAP_PT_main, HANDCAP_PT_camera, HANDCAP_PT_options)

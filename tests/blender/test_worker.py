@@ -1,0 +1,213 @@
+"""The capture operator around its worker: arguments, progress, errors, crashes, cancel, runtime setup.
+
+A fake runtime (conftest `fake_runtime`) stands in for ``python -m core capture`` and hands back a
+synthetic clip, so these run without the real pipeline; test_capture_video.py runs the real one.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+
+import bpy
+import pytest
+
+from helpers import ext_module, make_user_content, scene_snapshot, write_clip
+
+
+def test_capture_operator_runs_worker_and_builds_rig(scene, fake_runtime, synth_models, tmp_path, tiny_video):
+    clip_path, clip = write_clip(tmp_path, {"right": synth_models["right"]}, source=tiny_video, n_frames=6)
+    argv_file = fake_runtime("ok", clip_path)
+    bpy.ops.hand_capture.capture_video(filepath=str(tiny_video), hands="1", frame_first=5, frame_last=20, stride=2,
+                                       camera="FOCAL_MM", focal_mm=26.0, min_confidence=0.4)
+    argv = json.loads(argv_file.read_text())
+    assert argv[:5] == ["-m", "core", "capture", str(tiny_video), "--out"]
+    out = argv[5]
+    assert out.endswith(".npz") and os.path.basename(out).startswith("tiny-")
+    for pair in (["--hands", "1"], ["--start", "4"], ["--end", "20"], ["--stride", "2"], ["--min-confidence", "0.4"]):
+        i = argv.index(pair[0])
+        assert argv[i + 1] == pair[1]
+    assert "--json-progress" in argv
+    assert float(argv[argv.index("--fov") + 1]) == pytest.approx(69.39, abs=0.01)  # 26 mm-equivalent
+    assert "tiny_hand_R" in bpy.data.objects and scene.camera.name == "tiny_camera"
+
+
+def test_invoke_headless_runs_to_the_end(scene, fake_runtime, synth_models, tmp_path, tiny_video):
+    """Without a window, INVOKE_DEFAULT (what the panel button does) drains the job like execute()."""
+    clip_path, _ = write_clip(tmp_path, {"right": synth_models["right"]}, source=tiny_video, n_frames=3)
+    fake_runtime("ok", clip_path)
+    assert bpy.ops.hand_capture.capture_video("INVOKE_DEFAULT", filepath=str(tiny_video)) == {"FINISHED"}
+    assert "tiny_hand_R" in bpy.data.objects
+
+
+def test_crash_names_the_log(scene, fake_runtime, synth_models, tmp_path, tiny_video):
+    clip_path, _ = write_clip(tmp_path, {"right": synth_models["right"]}, source=tiny_video, n_frames=3)
+    fake_runtime("crash", clip_path)
+    with pytest.raises(RuntimeError, match=r"\(full log: .*capture\.log\)") as err:
+        bpy.ops.hand_capture.capture_video(filepath=str(tiny_video))
+    log = str(err.value).split("full log: ")[1].split(")")[0]
+    text = open(log).read()
+    assert "fake worker starting" in text and "Segmentation fault" in text
+
+
+def test_camera_flags(ext):
+    job = ext_module("blender_addon.job")
+    s = job.CaptureSettings(video="v.mp4", camera="PIXELS", fx=1400.0, cy=355.5)
+    argv = job.capture_argv("py", s, "o.npz")
+    assert argv[argv.index("--fx") + 1] == "1400" and argv[argv.index("--cy") + 1] == "355.5"
+    assert "--fy" not in argv and "--cx" not in argv and "--end" not in argv
+    argv = job.capture_argv("py", job.CaptureSettings(video="v.mp4", camera="FOV", fov_deg=60.0, with_vertices=True,
+                                                       model_right="/m/MANO_RIGHT.pkl"), "o.npz")
+    assert argv[argv.index("--fov") + 1] == "60" and "--with-vertices" in argv
+    assert argv[argv.index("--model-right") + 1] == "/m/MANO_RIGHT.pkl"
+    assert "--fov" not in job.capture_argv("py", job.CaptureSettings(video="v.mp4"), "o.npz")
+
+
+def test_progress_streams_back(scene, fake_runtime, synth_models, tmp_path, tiny_video):
+    job, prefs = ext_module("blender_addon.job"), ext_module("blender_addon.prefs")
+    clip_path, _ = write_clip(tmp_path, {"right": synth_models["right"]}, source=tiny_video, n_frames=4)
+    fake_runtime("ok", clip_path)
+    python, where = prefs.runtime_python()
+    assert where == "environment"
+    steps = job.capture_steps(job.CaptureSettings(video=str(tiny_video)), python, str(tmp_path),
+                              str(tmp_path / "out.npz"), scene, bpy.context.view_layer, wait=0.05)
+    seen = []
+    while True:
+        try:
+            seen.append(next(steps))
+        except StopIteration as stop:
+            outcome = stop.value
+            break
+    detect = [p for p in seen if p.stage == "detect"]
+    counts = [(p.done, p.total) for p in detect]
+    assert sorted(set(counts)) == [(10, 30), (20, 30), (30, 30)] and counts == sorted(counts)
+    assert detect[0].fps == 90.0 and "10/30" in detect[0].text() and "90 fps" in detect[0].text()
+    assert any(a is b for a, b in zip(seen, seen[1:]))  # waiting repeats the same Progress (modal ticks end early)
+    fractions = [p.fraction for p in seen]
+    assert fractions == sorted(fractions) and fractions[-1] > 0.9
+    assert outcome.warnings[0] == "3 frames were too dark"  # the worker's warning is passed on
+    assert outcome.keyed == {"right": (4, 4)}
+
+
+@pytest.mark.parametrize("mode, message", [
+    ("error", r"No readable frames in clip.mov \(codec hevc\): convert it to H.264"),
+    ("crash", r"capture worker stopped without finishing \(exit code 139\): Fatal Python error: Segmentation fault"),
+    ("kill", r"capture worker stopped without finishing \(killed by signal 9 \(SIGKILL\)\): about to be killed"),
+    ("nodone", r"capture worker stopped without finishing \(no 'done' message\)"),
+    ("nomodule", r"No module named 'torch'.*\. The capture runtime .* lacks a package: press Set up runtime"),
+])
+def test_worker_failures_are_reported_and_change_nothing(scene, fake_runtime, synth_models, tmp_path, tiny_video,
+                                                         mode, message):
+    clip_path, _ = write_clip(tmp_path, {"right": synth_models["right"]}, source=tiny_video, n_frames=4)
+    fake_runtime(mode, clip_path)
+    make_user_content()
+    before = scene_snapshot()
+    with pytest.raises(RuntimeError, match=message):
+        bpy.ops.hand_capture.capture_video(filepath=str(tiny_video))
+    assert scene_snapshot() == before
+
+
+def test_cancel_stops_worker_and_changes_nothing(scene, fake_runtime, synth_models, tmp_path, tiny_video):
+    """Closing the job (what Esc does) ends the worker process and leaves the scene exactly as it was."""
+    job, prefs = ext_module("blender_addon.job"), ext_module("blender_addon.prefs")
+    clip_path, _ = write_clip(tmp_path, {"right": synth_models["right"]}, source=tiny_video, n_frames=4)
+    fake_runtime("hang", clip_path)
+    make_user_content()
+    bpy.ops.hand_capture.import_clip(filepath=str(clip_path))  # an earlier capture of the same video
+    before = scene_snapshot()
+    out = tmp_path / "cancelled.npz"
+    steps = job.capture_steps(job.CaptureSettings(video=str(tiny_video)), prefs.runtime_python()[0], str(tmp_path),
+                              str(out), scene, bpy.context.view_layer, wait=0.05)
+    pid_file = tmp_path / "cancelled.npz.pid"
+    deadline = time.monotonic() + 30
+    while not pid_file.exists():
+        next(steps)
+        assert time.monotonic() < deadline, "the fake worker never started"
+    pid = int(pid_file.read_text())
+    t0 = time.monotonic()
+    steps.close()
+    assert time.monotonic() - t0 < 5
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+    assert not out.exists()
+    assert scene_snapshot() == before
+
+
+def test_no_runtime_says_how_to_get_one(scene, monkeypatch, tiny_video):
+    monkeypatch.delenv("HAND_CAPTURE_PYTHON", raising=False)
+    with pytest.raises(RuntimeError, match="no capture runtime: open Preferences > Add-ons > Hand Capture and press "
+                                           "Set up runtime"):
+        bpy.ops.hand_capture.capture_video(filepath=str(tiny_video))
+    monkeypatch.setenv("HAND_CAPTURE_PYTHON", "/no/such/python")
+    with pytest.raises(RuntimeError, match="HAND_CAPTURE_PYTHON is set to /no/such/python, which is not a file"):
+        bpy.ops.hand_capture.capture_video(filepath=str(tiny_video))
+
+
+def test_settings_problems_all_at_once(scene, tmp_path, fake_runtime):
+    not_video = tmp_path / "notes.txt"
+    not_video.write_text("x")
+    with pytest.raises(RuntimeError) as err:
+        bpy.ops.hand_capture.capture_video(filepath=str(not_video), frame_first=10, frame_last=5)
+    msg = str(err.value)
+    assert "notes.txt does not look like a video" in msg and "last frame 5 is before the first frame 10" in msg
+
+
+def test_runtime_setup_offline_is_a_clear_error(scene, monkeypatch, tmp_path):
+    """No index reachable: Set up runtime stops at once with what to do (nothing is downloaded)."""
+    monkeypatch.setenv("PIP_INDEX_URL", "http://127.0.0.1:9/simple")
+    t0 = time.monotonic()
+    with pytest.raises(RuntimeError, match=r"cannot reach 127\.0\.0\.1 to download the capture runtime .*connect to "
+                                           r"the internet"):
+        bpy.ops.hand_capture.setup_runtime()
+    assert time.monotonic() - t0 < 10
+
+
+def test_pip_network_failure_wording(ext):
+    runtime, worker = ext_module("blender_addon.runtime"), ext_module("blender_addon.worker")
+    exc = worker.WorkerError("pip stopped", ("Collecting torch==2.13.0",
+                                             "WARNING: Retrying ... NewConnectionError('Failed to establish')",
+                                             "ERROR: No matching distribution found for torch==2.13.0"))
+    msg = str(runtime._pip_error(exc, "https://pypi.org/simple"))
+    assert msg.startswith("could not download the capture runtime from pypi.org (ERROR: No matching distribution")
+    exc = worker.WorkerError("pip stopped", ("ERROR: Could not install packages due to an OSError: disk full",))
+    assert str(runtime._pip_error(exc, "https://pypi.org/simple")) == (
+        "pip could not install the capture runtime: ERROR: Could not install packages due to an OSError: disk full")
+
+
+def test_check_runtime_with_the_project_python(scene, monkeypatch):
+    """The test environment itself has torch and mediapipe, so it is a valid runtime."""
+    monkeypatch.setenv("HAND_CAPTURE_PYTHON", sys.executable)
+    assert bpy.ops.hand_capture.check_runtime() == {"FINISHED"}
+
+
+def test_runtime_setup_makes_venv_and_reports_pip_failure(ext, tmp_path):
+    """Against an empty local package index: the venv is made, pip runs and fails, and the error says why."""
+    import functools
+    import http.server
+    import threading
+
+    runtime = ext_module("blender_addon.runtime")
+    CaptureError = ext_module("core.errors").CaptureError
+    index = tmp_path / "index"
+    index.mkdir()
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(index)))
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        steps = runtime.setup_steps(tmp_path / "rt", index_url=f"http://127.0.0.1:{srv.server_address[1]}/simple",
+                                    wait=0.05)
+        seen = []
+        with pytest.raises(CaptureError, match=r"could not download the capture runtime from 127\.0\.0\.1 \(ERROR: No "
+                                               r"matching distribution found for .*\): check the internet connection"):
+            while True:
+                seen.append(next(steps))
+    finally:
+        srv.shutdown()
+    assert runtime.venv_python(tmp_path / "rt" / "venv").is_file()
+    assert {"check", "venv", "install"} <= {p.stage for p in seen}
+    assert "No matching distribution" in (tmp_path / "rt" / "setup.log").read_text()
