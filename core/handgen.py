@@ -82,6 +82,11 @@ def _unit(v: np.ndarray) -> np.ndarray:
     return v / np.linalg.norm(v, axis=-1, keepdims=True)
 
 
+def _rotate(v: np.ndarray, axis: np.ndarray, angle: float) -> np.ndarray:
+    """v (3,) rotated about unit ``axis`` by ``angle`` radians (Rodrigues)."""
+    return v * np.cos(angle) + np.cross(axis, v) * np.sin(angle) + axis * (axis @ v) * (1 - np.cos(angle))
+
+
 def _chains() -> dict:
     """Finger chains: name -> dict(ids (3,), pts (4, 3) joints + tip, radii (4,), dirs (3, 3))."""
     out = {}
@@ -93,6 +98,11 @@ def _chains() -> dict:
     ids, cmc, angles, lengths, radii = _THUMB
     dirs = np.array([[np.cos(np.radians(t)) * np.cos(np.radians(ab)), np.cos(np.radians(t)) * np.sin(np.radians(ab)),
                       -np.sin(np.radians(t))] for ab, t in angles])
+    # Keep the thumb's rest bend in ONE plane (both joints bend about the same axis), as a hinge
+    # does: then the bend plane seen in a posed thumb tells its twist exactly (core/ik.py).
+    axis = _unit(np.cross(dirs[0], dirs[2]))
+    bends = [np.arccos(np.clip(dirs[k] @ dirs[k + 1], -1, 1)) for k in range(2)]
+    dirs = np.array([_rotate(dirs[0], axis, a) for a in (0.0, bends[0], bends[0] + bends[1])])
     pts = np.vstack([cmc, cmc + np.cumsum(dirs * np.array(lengths)[:, None], axis=0)])
     out["thumb"] = dict(ids=ids, pts=pts, radii=np.array(radii), dirs=dirs)
     return out

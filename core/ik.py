@@ -9,7 +9,9 @@ For each frame (batched, torch, differentiable):
    the normal of the observed bend plane (the plane of the next two bones). Straight fingers have no
    bend plane: the twist then falls back to ``twist_fallback`` (0 = the palm-aligned hinge, or the
    previous frame's twist), blended by how bent the finger is.
-3. The second and third joints: swing only (hinge joints; their twist is the finger's twist).
+3. The second and third joints: a hinge rotation about the finger's flexion axis, then the small
+   swing that reaches the observed bone exactly (identity for a true hinge; their twist is the
+   finger's twist).
 
 Hinge axes come from the rest skeleton: a finger flexes about ``bone x volar`` (volar = the palm's
 normal on the palm side), so positive rotation curls the finger into the palm; the thumb's axis is
@@ -27,6 +29,8 @@ from .rot import axis_rotation, rotation_between, rotmat_to_aa
 
 PALM = (0, 1, 4, 7, 10, 13)  # wrist and its five children (rigid with the wrist in MANO)
 FINGER_ORDER = ("thumb", "index", "middle", "ring", "pinky")
+REFINE_MAX = 0.2  # rad: largest twist refinement away from the bend-plane estimate
+HINGE_OFF_MAX = 0.25  # |(t - r) . a| above which a second/third joint takes the plain swing
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,24 +63,48 @@ def volar_normal(rest_joints: torch.Tensor, side: str) -> torch.Tensor:
     return n if side == "right" else -n
 
 
-def hinge_axes(rest_joints: torch.Tensor, rest_tips: torch.Tensor, side: str) -> torch.Tensor:
+def bend_normal(b0: torch.Tensor, b1: torch.Tensor, b2: torch.Tensor) -> torch.Tensor:
+    """Unnormalised normal (..., 3) of a finger's bend plane from its three bones (..., 3) (any length):
+    c1 + sign(c1 . c2) c2 with c1 = u0 x u1, c2 = u1 x u2 (unit bones), so either bent joint defines
+    the plane and its length (0..2) says how well."""
+    u0, u1, u2 = _unit(b0), _unit(b1), _unit(b2)
+    c1 = torch.cross(u0, u1, dim=-1)
+    c2 = torch.cross(u1, u2, dim=-1)
+    sgn = torch.where((c1 * c2).sum(-1, keepdim=True) < 0, -1.0, 1.0).to(c1.dtype)
+    return c1 + sgn * c2
+
+
+def _smoothstep(x: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
+    w = ((x - lo) / (hi - lo)).clamp(0, 1)
+    return w * w * (3 - 2 * w)
+
+
+def hinge_axes(rest_joints: torch.Tensor, rest_tips: torch.Tensor, side: str,
+               bend_eps: tuple[float, float] = (0.05, 0.25)) -> torch.Tensor:
     """Flexion axis per finger (B, 5, 3) in the rest frame, order thumb, index, middle, ring, pinky.
 
-    Fingers: normalize(bone x volar), bone = first joint -> second joint. Thumb: the same with the
-    volar normal replaced by normalize(volar + towards-palm-centre), a 45-degree opposed approximation.
-    Positive rotation about the axis is flexion for the fingers.
+    A finger that is straight at rest flexes about normalize(bone x volar), bone = first -> second
+    joint (for the thumb the volar normal is tilted towards the palm centre, a 45-degree opposed
+    approximation). A finger already bent at rest (MANO's and our thumb) flexes in the plane of that
+    bend: its axis is the rest bend-plane normal, oriented like the formula's; in between the two blend.
+    Positive rotation about the axis is flexion.
     """
     volar = volar_normal(rest_joints, side)
+    rest21 = torch.cat([rest_joints, rest_tips], 1)
     axes = []
     for name in FINGER_ORDER:
-        (j1, j2, _), _ = FINGERS[name]
+        (j1, j2, j3), tip = FINGERS[name]
         bone = _unit(rest_joints[:, j2] - rest_joints[:, j1])
         ref = volar
         if name == "thumb":
             towards = rest_joints[:, 4] - rest_joints[:, j2]  # thumb MCP -> middle1
             towards = _unit(towards - (towards * bone).sum(-1, keepdim=True) * bone)
             ref = _unit(volar + towards)
-        axes.append(_unit(torch.cross(bone, ref, dim=-1)))
+        formula = _unit(torch.cross(bone, ref, dim=-1))
+        n = bend_normal(rest21[:, j2] - rest21[:, j1], rest21[:, j3] - rest21[:, j2], rest21[:, tip] - rest21[:, j3])
+        n = torch.where((n * formula).sum(-1, keepdim=True) < 0, -n, n)
+        w = _smoothstep(n.norm(dim=-1, keepdim=True), *bend_eps)
+        axes.append(_unit(w * _unit(n) + (1 - w) * formula))
     return torch.stack(axes, 1)
 
 
@@ -143,32 +171,56 @@ def solve(
             t_loc = _unit((gp.transpose(1, 2) @ obs[k][..., None])[..., 0])
             r_loc = _unit(rest[k])
             swing = rotation_between(r_loc, t_loc)
+            a_rest = axes[:, f]
             if k == 0:
-                # 2. Twist from the bend plane of the next two bones (and the two after, if straighter).
-                u = [_unit((gp.transpose(1, 2) @ o[..., None])[..., 0]) for o in obs]
-                c1 = torch.cross(u[0], u[1], dim=-1)
-                c2 = torch.cross(u[1], u[2], dim=-1)
-                sgn = torch.where((c1 * c2).sum(-1, keepdim=True) < 0, -1.0, 1.0).to(dt)
-                n = c1 + sgn * c2
-                a = (swing @ axes[:, f, :, None])[..., 0]
-                a_p = _unit(a - (a * t_loc).sum(-1, keepdim=True) * t_loc)
+                # 2. Twist: the hinge axis h (the next joints' flexion axis after this joint's rotation)
+                # must make with each observed later bone u_k the angle it makes at rest with r_k:
+                # h . u_k = a . r_k. Start from the bend-plane normal (exact when a is normal to the
+                # rest bones), then Gauss-Newton on the twist angle.
+                u = [_unit((gp.transpose(1, 2) @ o[..., None])[..., 0]) for o in obs[1:]]
+                s_k = [(a_rest * _unit(r)).sum(-1) for r in rest[1:]]
+                n = bend_normal(*[(gp.transpose(1, 2) @ o[..., None])[..., 0] for o in obs])
+                a = (swing @ a_rest[..., None])[..., 0]
+                a_par = (a * t_loc).sum(-1, keepdim=True) * t_loc
+                a_p = a - a_par
+                a_q = torch.cross(t_loc, a_p, dim=-1)
                 n_p = n - (n * t_loc).sum(-1, keepdim=True) * t_loc
                 strength = n_p.norm(dim=-1)
                 n_p = _unit(n_p)
-                theta = torch.atan2((torch.cross(a_p, n_p, dim=-1) * t_loc).sum(-1), (a_p * n_p).sum(-1))
+                a_pu = _unit(a_p)
+                theta = torch.atan2((torch.cross(a_pu, n_p, dim=-1) * t_loc).sum(-1), (a_pu * n_p).sum(-1))
                 # The hinge axis is a line: pick the smaller twist (|theta| <= pi/2).
                 theta = torch.where(theta > torch.pi / 2, theta - torch.pi, theta)
                 theta = torch.where(theta < -torch.pi / 2, theta + torch.pi, theta)
-                lo, hi = bend_eps
-                wgt = ((strength - lo) / (hi - lo)).clamp(0, 1)
-                wgt = wgt * wgt * (3 - 2 * wgt)  # smoothstep
+                # Refinement only: a rest chain that is nearly planar needs a few degrees at most,
+                # so steps are damped and the result stays within REFINE_MAX of the plane estimate.
+                theta0 = theta
+                for _ in range(4):
+                    c, sn = torch.cos(theta)[:, None], torch.sin(theta)[:, None]
+                    h = a_par + c * a_p + sn * a_q
+                    dh = -sn * a_p + c * a_q
+                    num = sum(((h * uk).sum(-1) - sk) * (dh * uk).sum(-1) for uk, sk in zip(u, s_k))
+                    den = sum((dh * uk).sum(-1) ** 2 for uk in u) + 1e-3
+                    theta = theta - num / den
+                    theta = theta0 + (theta - theta0).clamp(-REFINE_MAX, REFINE_MAX)
+                wgt = _smoothstep(strength, *bend_eps)
                 fb = twist_fallback[:, f]
                 theta = wgt * theta + (1 - wgt) * fb
                 rot = axis_rotation(t_loc, theta) @ swing
                 twists.append(theta)
                 bends.append(wgt)
             else:
-                rot = swing
+                # 3. Hinge about the finger's axis (in the parent's frame it is the rest axis), then
+                # the small swing that reaches the observed bone exactly (identity for a true hinge).
+                r_p = r_loc - (r_loc * a_rest).sum(-1, keepdim=True) * a_rest
+                t_p = t_loc - (t_loc * a_rest).sum(-1, keepdim=True) * a_rest
+                phi = torch.atan2((torch.cross(r_p, t_p, dim=-1) * a_rest).sum(-1), (r_p * t_p).sum(-1))
+                hinge = axis_rotation(a_rest, phi)
+                hinged = rotation_between(_unit((hinge @ r_loc[..., None])[..., 0]), t_loc) @ hinge
+                # Where the observed bone leaves the hinge plane by much (noisy joints, a wrong
+                # twist), the hinge angle means little: keep the plain swing there.
+                off = ((t_loc - r_loc) * a_rest).sum(-1).abs()
+                rot = torch.where((off < HINGE_OFF_MAX)[:, None, None], hinged, swing)
             local[j] = rot
             glob[j] = gp @ rot
     rotmats = torch.stack(local, 1)

@@ -128,11 +128,12 @@ def sample_poses(layer: ManoLayer, n: int, generator: torch.Generator, betas: to
         for k in range(3):
             j = chain[k]
             r = rng[j - 1]
-            flex = aa_to_rotmat(a * uni(r[0], r[1])[:, None])
             if k == 0:
                 b = _unit(rest21[:, chain[1]] - rest21[:, j])
                 c = torch.cross(b, a, dim=-1)
-                rot[:, j] = flex @ aa_to_rotmat(c * uni(r[2], r[3])[:, None]) @ aa_to_rotmat(b * uni(r[4], r[5])[:, None])
+                # Exactly the decomposition of `joint_angles`: swing (flexion a + abduction c) after twist.
+                swing = a * uni(r[0], r[1])[:, None] + c * uni(r[2], r[3])[:, None]
+                rot[:, j] = aa_to_rotmat(swing) @ aa_to_rotmat(b * uni(r[4], r[5])[:, None])
             else:
-                rot[:, j] = flex
+                rot[:, j] = aa_to_rotmat(a * uni(r[0], r[1])[:, None])
     return rot

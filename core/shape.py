@@ -7,12 +7,14 @@ import torch
 from .hand_model import MANO21_PARENTS
 from .mano import ManoLayer
 
-# Distances used for the fit, as MANO-21 index pairs: the 15 finger bones (tips included) and the
-# spacing of the knuckles. Wrist -> knuckle distances are left out: detectors place the wrist
-# differently from a skeleton's wrist joint (MediaPipe's sits ~2 cm nearer the fingers).
+# Distances used for the fit, as MANO-21 index pairs: the 15 finger bones (tips included), the
+# spacing of the knuckles, and (down-weighted) the wrist -> knuckle distances, since detectors place
+# the wrist somewhat differently from a skeleton's wrist joint.
 FINGER_BONES = [(int(MANO21_PARENTS[c]), c) for c in range(2, 21) if int(MANO21_PARENTS[c]) != 0]
 KNUCKLE_PAIRS = [(1, 4), (4, 10), (10, 7)]
-PAIRS = np.array(FINGER_BONES + KNUCKLE_PAIRS, dtype=np.int64)  # (P, 2)
+WRIST_PAIRS = [(0, 1), (0, 4), (0, 10), (0, 7), (0, 13)]
+PAIRS = np.array(FINGER_BONES + KNUCKLE_PAIRS + WRIST_PAIRS, dtype=np.int64)  # (P, 2)
+PAIR_WEIGHTS = np.array([1.0] * (len(FINGER_BONES) + len(KNUCKLE_PAIRS)) + [0.3] * len(WRIST_PAIRS))
 
 
 def pair_lengths(joints21: torch.Tensor) -> torch.Tensor:
@@ -20,29 +22,41 @@ def pair_lengths(joints21: torch.Tensor) -> torch.Tensor:
     return (joints21[..., PAIRS[:, 1], :] - joints21[..., PAIRS[:, 0], :]).norm(dim=-1)
 
 
-def fit_betas(layer: ManoLayer, lengths: torch.Tensor, weights: torch.Tensor | None = None,
-              prior: float = 1e-7, iters: int = 15) -> torch.Tensor:
+def joint_shape_basis(layer: ManoLayer) -> tuple[np.ndarray, np.ndarray]:
+    """Rest MANO-21 joints are linear in betas: J(beta) = J0 + D beta. Returns J0 (21, 3), D (21, 3, NB)."""
+    jr = layer.J_regressor.double().cpu().numpy()
+    sd = layer.shapedirs.double().cpu().numpy()
+    tips = layer.tip_ids.cpu().numpy()
+    vt = layer.v_template.double().cpu().numpy()
+    j0 = np.concatenate([jr @ vt, vt[tips]])
+    d = np.concatenate([np.einsum("jv,vcb->jcb", jr, sd), sd[tips]])
+    return j0, d
+
+
+def fit_betas(layer: ManoLayer, lengths: torch.Tensor, weights: np.ndarray | None = None,
+              prior_mm: float = 3.0, iters: int = 20) -> torch.Tensor:
     """Betas (NB,) whose rest skeleton has the observed distances ``lengths`` (P,) metres.
 
-    Minimises sum_p w_p (L_p(beta) - lengths_p)^2 + prior * |beta|^2 by Gauss-Newton (L_p is
-    nearly linear in beta, so a few steps converge). Returns float32 betas.
+    Minimises sum_p w_p (L_p(beta) - lengths_p)^2 + (prior_mm / 1000)^2 |beta|^2 (one unit of beta
+    costs as much as a ``prior_mm`` error on one distance) by Gauss-Newton with the analytic
+    Jacobian: rest joints are linear in beta, so L_p = |A_p + B_p beta|. Returns float32 betas.
     """
-    dt = layer.v_template.dtype
-    lengths = lengths.to(dt)
-    w = torch.ones_like(lengths) if weights is None else weights.to(dt)
-    beta = torch.zeros(layer.n_betas, dtype=dt, device=lengths.device)
-
-    def residual(b):
-        _, j = layer.shaped(b[None])
-        tips = layer.rest_tips(b[None])
-        l = pair_lengths(torch.cat([j, tips], 1))[0]
-        return torch.cat([(l - lengths) * w.sqrt(), prior**0.5 * b])
-
+    j0, d = joint_shape_basis(layer)
+    a = j0[PAIRS[:, 1]] - j0[PAIRS[:, 0]]  # (P, 3)
+    b = d[PAIRS[:, 1]] - d[PAIRS[:, 0]]  # (P, 3, NB)
+    obs = np.asarray(lengths.detach().cpu().numpy() if torch.is_tensor(lengths) else lengths, np.float64)
+    w = np.sqrt(PAIR_WEIGHTS if weights is None else np.asarray(weights, np.float64))
+    lam = prior_mm / 1000.0
+    nb = b.shape[2]
+    beta = np.zeros(nb)
     for _ in range(iters):
-        r = residual(beta)
-        jac = torch.autograd.functional.jacobian(residual, beta)
-        step = torch.linalg.lstsq(jac, -r[:, None]).solution[:, 0]
-        beta = (beta + step).clamp(-4, 4)
-        if step.abs().max() < 1e-5:
+        v = a + np.einsum("pcb,b->pc", b, beta)  # (P, 3)
+        length = np.linalg.norm(v, axis=1)
+        jac = np.einsum("pc,pcb->pb", v / length[:, None], b)  # dL/dbeta (P, NB)
+        r = np.concatenate([w * (length - obs), lam * beta])
+        jj = np.concatenate([w[:, None] * jac, lam * np.eye(nb)])
+        step = np.linalg.lstsq(jj, -r, rcond=None)[0]
+        beta = np.clip(beta + step, -4, 4)
+        if np.abs(step).max() < 1e-6:
             break
-    return beta.detach()
+    return torch.as_tensor(beta, dtype=layer.v_template.dtype)
