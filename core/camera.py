@@ -15,14 +15,15 @@ def intrinsics(width: int, height: int, fx: float | None = None, fy: float | Non
     """Pixel intrinsics K (3, 3) float64.
 
     Missing focal lengths come from ``fov_deg`` (default DEFAULT_FOV_DEG) across the image's longer
-    side; the principal point defaults to the image centre; fy defaults to fx.
+    side; the principal point defaults to the image centre in OpenCV's pixel-centre convention
+    ((W - 1) / 2, (H - 1) / 2: pixel (0, 0)'s centre is at 0.0); fy defaults to fx.
     """
     if fx is None:
         fov = math.radians(fov_deg if fov_deg is not None else DEFAULT_FOV_DEG)
         fx = 0.5 * max(width, height) / math.tan(0.5 * fov)
     fy = fx if fy is None else fy
-    cx = 0.5 * width if cx is None else cx
-    cy = 0.5 * height if cy is None else cy
+    cx = 0.5 * (width - 1) if cx is None else cx
+    cy = 0.5 * (height - 1) if cy is None else cy
     return np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
 
 

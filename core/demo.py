@@ -57,7 +57,7 @@ _FIST = {"thumb": (-10, 30, 40, 0), "index": (70, 90, 45, 0), "middle": (72, 92,
          "ring": (72, 92, 45, 0), "pinky": (70, 90, 45, 0)}
 _SPREAD = {"thumb": (-15, 0, 0, 20), "index": (0, 0, 0, 14), "middle": (0, 0, 0, 0), "ring": (0, 0, 0, 10),
            "pinky": (0, 0, 0, 22)}
-_OPPOSE = {"thumb": (50, 20, 25, -10), "index": (8, 8, 5, 0), "middle": (12, 10, 6, 0), "ring": (22, 18, 10, 0),
+_OPPOSE = {"thumb": (20, 30, 30, 25), "index": (8, 8, 5, 0), "middle": (12, 10, 6, 0), "ring": (22, 18, 10, 0),
            "pinky": (40, 30, 15, -5)}
 # (phase 0..1, pose): the motion passes through these and eases in and out of each.
 KEYS = ((0.0, _OPEN), (0.22, _FIST), (0.42, _OPEN), (0.56, _SPREAD), (0.68, _OPEN), (0.86, _OPPOSE), (1.0, _OPEN))

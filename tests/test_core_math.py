@@ -73,7 +73,7 @@ def test_translation_recovers_known_position():
 
 def test_intrinsics_defaults():
     k = camera.intrinsics(1280, 720)
-    assert k[0, 2] == 640 and k[1, 2] == 360 and k[0, 0] == k[1, 1]
+    assert k[0, 2] == 639.5 and k[1, 2] == 359.5 and k[0, 0] == k[1, 1]
     assert np.degrees(2 * np.arctan(640 / k[0, 0])) == pytest.approx(camera.DEFAULT_FOV_DEG)
     portrait = camera.intrinsics(720, 1280)
     assert portrait[0, 0] == pytest.approx(k[0, 0])
@@ -82,5 +82,5 @@ def test_intrinsics_defaults():
 
 def test_ray_rotation_centred_is_identity():
     K = torch.as_tensor(camera.intrinsics(640, 480), dtype=torch.float64)[None]
-    px = torch.tensor([[[320.0, 240.0]]], dtype=torch.float64)
+    px = torch.tensor([[[319.5, 239.5]]], dtype=torch.float64)
     torch.testing.assert_close(camera.ray_rotation(px, K), torch.eye(3, dtype=torch.float64)[None])
