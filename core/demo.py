@@ -140,7 +140,7 @@ def author_motion(layer, frames: int) -> Motion:
 
     dt = torch.float32
     betas = torch.zeros(1, layer.n_betas, dtype=dt)
-    _, j_rest = layer.shaped(betas)
+    j_rest = layer.rest_joints(betas)
     tips = layer.rest_tips(betas)
     axes = hinge_axes(j_rest, tips, layer.side)[0]  # (5, 3)
     volar = volar_normal(j_rest, layer.side)[0]

@@ -144,7 +144,7 @@ def solve(
         IKResult.
     """
     bsz, dt = joints21.shape[0], joints21.dtype
-    _, j_rest = layer.shaped(betas)
+    j_rest = layer.rest_joints(betas)
     tips_rest = layer.rest_tips(betas)
     rest21 = torch.cat([j_rest, tips_rest], 1)  # (B, 21, 3)
     axes = hinge_axes(j_rest, tips_rest, layer.side)

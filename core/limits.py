@@ -34,7 +34,7 @@ THUMB_RANGES = np.array([
 def joint_angles(layer: ManoLayer, rotmats: torch.Tensor, betas: torch.Tensor) -> torch.Tensor:
     """Flexion, abduction, twist (B, 15, 3) radians of joints 1..15 (MANO order) from local rotations
     rotmats (B, 16, 3, 3) and betas (B, NB)."""
-    _, j_rest = layer.shaped(betas)
+    j_rest = layer.rest_joints(betas)
     tips = layer.rest_tips(betas)
     axes = hinge_axes(j_rest, tips, layer.side)
     volar = volar_normal(j_rest, layer.side)
@@ -104,7 +104,7 @@ def sample_poses(layer: ManoLayer, n: int, generator: torch.Generator, betas: to
     dt = layer.v_template.dtype
     if betas is None:
         betas = torch.zeros(n, layer.n_betas, dtype=dt)
-    _, j_rest = layer.shaped(betas)
+    j_rest = layer.rest_joints(betas)
     tips = layer.rest_tips(betas)
     axes = hinge_axes(j_rest, tips, layer.side)
     rest21 = torch.cat([j_rest, tips], 1)

@@ -51,18 +51,32 @@ class ManoLayer(torch.nn.Module):
         self.register_buffer("faces", torch.as_tensor(model.faces, dtype=torch.long))
         self.parents = [int(p) for p in MANO_PARENTS]
 
+    def _buffers_for_joints(self):
+        """Rest joints and tips are linear in betas: precompute their templates and directions."""
+        if not hasattr(self, "_j_dirs") or self._j_dirs.device != self.v_template.device or self._j_dirs.dtype != self.v_template.dtype:
+            self._j_template = self.J_regressor @ self.v_template  # (16, 3)
+            self._j_dirs = torch.einsum("jv,vcl->jcl", self.J_regressor, self.shapedirs)  # (16, 3, NB)
+            self._tip_template = self.v_template[self.tip_ids]
+            self._tip_dirs = self.shapedirs[self.tip_ids]
+        return self._j_template, self._j_dirs, self._tip_template, self._tip_dirs
+
+    def rest_joints(self, betas: torch.Tensor) -> torch.Tensor:
+        """Shaped rest joints (B, 16, 3) without skinning the mesh: J = J_regressor (v_template + S beta)."""
+        jt, jd, _, _ = self._buffers_for_joints()
+        b = betas[:, : self.n_betas]
+        return jt + torch.einsum("bl,jcl->bjc", b, jd[:, :, : b.shape[1]])
+
     def shaped(self, betas: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """betas (B, NB) -> (shaped vertices (B, V, 3), rest joints (B, 16, 3))."""
         b = betas[:, : self.n_betas]
         v = self.v_template + torch.einsum("bl,vcl->bvc", b, self.shapedirs[:, :, : b.shape[1]])
-        j = torch.einsum("jv,bvc->bjc", self.J_regressor, v)
-        return v, j
+        return v, self.rest_joints(betas)
 
     def rest_tips(self, betas: torch.Tensor) -> torch.Tensor:
         """Shaped rest fingertip vertices (B, 5, 3)."""
+        _, _, tt, td = self._buffers_for_joints()
         b = betas[:, : self.n_betas]
-        v = self.v_template[self.tip_ids] + torch.einsum("bl,vcl->bvc", b, self.shapedirs[self.tip_ids][:, :, : b.shape[1]])
-        return v
+        return tt + torch.einsum("bl,vcl->bvc", b, td[:, :, : b.shape[1]])
 
     def forward(
         self,
@@ -86,7 +100,7 @@ class ManoLayer(torch.nn.Module):
         if rotmats is None:
             aa = torch.cat([global_orient.reshape(bsz, 1, 3), hand_pose.reshape(bsz, 15, 3)], 1)
             rotmats = aa_to_rotmat(aa)  # (B, 16, 3, 3)
-        v_shaped, j_rest = self.shaped(betas)
+        j_rest = self.rest_joints(betas)
         # 1. Rigid chain: G_i = G_parent @ [R_i | J_i - J_parent].
         g_rot = [rotmats[:, 0]]
         g_pos = [j_rest[:, 0]]
@@ -96,32 +110,25 @@ class ManoLayer(torch.nn.Module):
             g_pos.append(g_pos[p] + (g_rot[p] @ (j_rest[:, i] - j_rest[:, p])[..., None])[..., 0])
         g_rot = torch.stack(g_rot, 1)  # (B, 16, 3, 3)
         joints = torch.stack(g_pos, 1)  # (B, 16, 3)
-        # 2. Skinning transforms A_i x = G_rot_i (x - J_i) + G_pos_i.
+        # 2. Skinning transforms A_i x = G_rot_i (x - J_i) + G_pos_i, as (B, 16, 12) rows [R | t].
         a_t = joints - (g_rot @ j_rest[..., None])[..., 0]  # (B, 16, 3)
+        a_mat = torch.cat([g_rot, a_t[..., None]], -1).reshape(bsz, 16, 12)
+        eye = torch.eye(3, dtype=rotmats.dtype, device=rotmats.device)
         if with_vertices:
-            v = v_shaped
+            v = self.shaped(betas)[0]
             if self.has_posedirs:
-                eye = torch.eye(3, dtype=rotmats.dtype, device=rotmats.device)
                 feat = (rotmats[:, 1:] - eye).reshape(bsz, 135)
                 v = v + (feat @ self.posedirs).reshape(bsz, -1, 3)
-            w = self.weights  # (V, 16)
-            # 3. T_v = sum_j w_vj A_j ; x'_v = R_v x_v + t_v
-            r_v = torch.einsum("vj,bjcd->bvcd", w, g_rot)
-            t_v = torch.einsum("vj,bjc->bvc", w, a_t)
-            verts = (r_v @ v[..., None])[..., 0] + t_v
+            verts = self._skin(v, self.weights, a_mat)
             tips = verts[:, self.tip_ids]
         else:
             verts = None
-            vt = v_shaped[:, self.tip_ids]
+            vt = self.rest_tips(betas)
             if self.has_posedirs:
-                eye = torch.eye(3, dtype=rotmats.dtype, device=rotmats.device)
                 feat = (rotmats[:, 1:] - eye).reshape(bsz, 135)
                 pd = self.posedirs.reshape(135, -1, 3)[:, self.tip_ids].reshape(135, -1)
                 vt = vt + (feat @ pd).reshape(bsz, -1, 3)
-            w = self.weights[self.tip_ids]
-            r_v = torch.einsum("vj,bjcd->bvcd", w, g_rot)
-            t_v = torch.einsum("vj,bjc->bvc", w, a_t)
-            tips = (r_v @ vt[..., None])[..., 0] + t_v
+            tips = self._skin(vt, self.weights[self.tip_ids], a_mat)
         joints21 = torch.cat([joints, tips], 1)
         if transl is not None:
             tr = transl[:, None, :]
@@ -130,6 +137,14 @@ class ManoLayer(torch.nn.Module):
             if verts is not None:
                 verts = verts + tr
         return MANOOutput(vertices=verts, joints=joints, joints21=joints21, rest_joints=j_rest, rotmats=rotmats)
+
+
+    @staticmethod
+    def _skin(v: torch.Tensor, w: torch.Tensor, a_mat: torch.Tensor) -> torch.Tensor:
+        """LBS: v (B, V, 3) rest, w (V, 16), a_mat (B, 16, 12) -> (B, V, 3).
+        T_v = sum_j w_vj A_j (one matmul), x'_v = T_v [x_v; 1]."""
+        t = (w @ a_mat).reshape(v.shape[0], -1, 3, 4)  # (B, V, 3, 4)
+        return (t[..., :3] @ v[..., None])[..., 0] + t[..., 3]
 
 
 _LAYERS: dict = {}
