@@ -6,11 +6,5 @@ from . import main
 classes = main.classes
 
 
-def register():
-    for cls in classes:
-        bpy.utils.register_class(cls)
-
-
-def unregister():
-    for cls in reversed(classes):
-        bpy.utils.unregister_class(cls)
+# Registered in order, unregistered in reverse.
+register, unregister = bpy.utils.register_classes_factory(classes)
