@@ -5,7 +5,9 @@
     frames: jitter of the noisy and cleaned joints, error against the truth, lag of a joint angle;
 (b) captured clips (single_hand.mp4, two_hands.mp4; first --end frames): jitter of MediaPipe's world
     landmarks, of our fitted joints and of the cleaned fit's joints (root-relative, mm/frame^2), and the
-    lag of the cleaned joints against ours.
+    lag of the cleaned joints against ours;
+(c) the real-world dev crops (292 consecutive frames with 3D ground truth, tracking mode): jitter and
+    error against the ground truth (wrist-relative, Procrustes-aligned, camera frame) before and after.
 
 Usage: python -m benchmarks.jitter [--end 200] [--synthetic-only]
 """
@@ -180,11 +182,11 @@ def evaluate_synthetic(seed: int = 0) -> dict:
     }
 
 
-def capture(path, end: int | None):
-    """Run the capture job on a video; returns the ClipResult."""
+def capture(path, end: int | None = None, **opts):
+    """Run the capture job on a video or image folder (``opts``: more CaptureOptions); returns the ClipResult."""
     from core.capture import CaptureOptions, run_capture
 
-    gen = run_capture(CaptureOptions(input=str(path), end=end))
+    gen = run_capture(CaptureOptions(input=str(path), end=end, **opts))
     while True:
         try:
             next(gen)
@@ -222,6 +224,30 @@ def evaluate_clip(clip) -> list[dict]:
     return rows
 
 
+def evaluate_dev(dev) -> dict:
+    """The real-world dev crops (folder ``dev``): ours vs cleaned against the ground-truth joints."""
+    from core.capture import load_intrinsics
+
+    labels = dev / "labels.npz"
+    clip = capture(dev / "images", static=False, hands=1, K=load_intrinsics(f"{labels}:K_crop"))
+    with np.load(labels, allow_pickle=False) as z:
+        gt = z["joints_cam"].astype(np.float64)[clip.frame_index]
+    h = 0
+    v = clip.valid[h]
+    layer = ManoLayer(load_model(clip.sides[h], clip.model_path(h)))
+    c = clean_up(clip.global_orient[h], clip.hand_pose[h], clip.transl[h], v, clip.fps)
+    clean = fk_joints(layer, c.global_orient, c.hand_pose, c.transl, clip.betas[h])
+    out = {"frames": int(v.sum()), "jitter_gt": metrics.jitter(gt, v),
+           "jitter_mediapipe": metrics.jitter(clip.landmarks_world[h], v)}
+    for name, j in (("ours", clip.joints[h].astype(np.float64)), ("clean", clean.astype(np.float64))):
+        out[f"jitter_{name}"] = metrics.jitter(j, v)
+        out[f"wrist_rel_{name}"] = float(metrics.mpjpe(j[v], gt[v], root=0).mean())
+        out[f"pa_{name}"] = float(metrics.pa_mpjpe(j[v], gt[v]).mean())
+        out[f"cam_{name}"] = float(metrics.mpjpe(j[v], gt[v]).mean())
+        out[f"lag_{name}"] = lag_frames(flexion_angle(j), flexion_angle(gt), v)
+    return out
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--end", type=int, default=200, help="frames of each video to capture (default 200)")
@@ -252,6 +278,13 @@ def main(argv=None):
                   f" ({r['jitter_ours'] / max(r['jitter_clean'], 1e-9):.1f}x);  wrist ours {r['jitter_wrist_ours']:.2f}"
                   f" cleaned {r['jitter_wrist_clean']:.2f};  lag {r['lag']:+.2f} frames;  mean change {r['change_mm']:.1f} mm;"
                   f"  filled {r['n_filled']}, outlier frames {r['n_outliers']};  clean_up {r['seconds'] * 1000:.0f} ms")
+    d = evaluate_dev(need_data("real_world_testset_dev"))
+    print(f"(c) real-world dev crops with ground truth ({d['frames']} frames, tracking mode), mm:")
+    print(f"  jitter: ground truth {d['jitter_gt']:.2f}  MediaPipe world {d['jitter_mediapipe']:.2f}"
+          f"  ours {d['jitter_ours']:.2f}  cleaned {d['jitter_clean']:.2f}")
+    for name, label in (("ours", "ours   "), ("clean", "cleaned")):
+        print(f"  {label}: wrist-relative {d[f'wrist_rel_{name}']:.2f}  PA-MPJPE {d[f'pa_{name}']:.2f}"
+              f"  camera frame {d[f'cam_{name}']:.2f}  lag vs ground truth {d[f'lag_{name}']:+.2f} frames")
 
 
 if __name__ == "__main__":

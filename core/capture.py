@@ -129,7 +129,8 @@ def run_capture(opts: CaptureOptions) -> Generator[Progress, None, tuple]:
         tr = tracks[side]
         # Detector pixels have their origin at the pixel corner; K uses OpenCV's pixel centres.
         fits[side] = fit_hand(ManoLayer(models[side]), tr.landmarks_px - 0.5, tr.world, tr.detected, K,
-                              with_vertices=opts.with_vertices)
+                              with_vertices=opts.with_vertices, landmarks_z=tr.landmarks_z, image_width=src.width,
+                              fps=None if src.is_folder else float(src.fps) / opts.stride)
     yield Progress("fit", len(sides), len(sides))
     st = lambda key: np.stack([getattr(fits[s], key) for s in sides])  # noqa: E731
     tt = lambda key: np.stack([getattr(tracks[s], key) for s in sides])  # noqa: E731

@@ -1,12 +1,20 @@
-"""Landmarks -> MANO for one hand over a clip: shape, twist-swing IK, camera translation.
+"""Landmarks -> MANO for one hand over a clip: shape, 3D target, twist-swing IK, 2D-aware refinement.
 
 Batched over the clip's frames (T). Steps:
-1. one shape per clip: betas fitted to the median bone lengths of the detector's 3D landmarks;
-2. twist-swing IK of the 3D landmarks (MediaPipe's hand-centred frame, camera-aligned axes), rotated
+1. 3D target in the camera frame. With the detector's relative depth (``landmarks_z``): the 2D
+   landmarks back-projected along their viewing rays with the true intrinsics, at the depth whose bone
+   lengths match the detector's metric hand, blended with the detector's metric 3D landmarks rigidly
+   aligned onto it (`core.fit.backproject`, `core.fit.fuse`), then translated to where its projection
+   best meets the 2D landmarks (`core.camera.solve_translation`). Without it: the metric landmarks rotated
    by each frame's viewing-ray rotation (the detector sees an off-centre hand as if it were centred);
-   straight fingers take the twist of the nearest earlier bent frame;
-3. translation: the posed joints are placed in the camera frame where the 2D landmarks say;
-4. forward kinematics gives the joints (and optionally vertices) in the camera frame.
+2. one shape per clip: betas fitted to the median bone lengths of the target;
+3. twist-swing IK of the target (twice: the second pass gives straight fingers the twist of the
+   nearest earlier bent frame); without relative depth the translation then comes from the 2D landmarks;
+4. Gauss-Newton refinement of pose and translation (`core.fit.refine`): projected joints on the 2D
+   landmarks, 3D near the target, pose near the IK result and inside the joint limits;
+5. for video (``fps`` given): zero-lag smoothing in rotation space and short gaps filled (`core.smooth`);
+6. every joint projected into its anatomical range (`core.limits.project_to_limits`), then forward
+   kinematics gives the joints (and optionally vertices) in the camera frame.
 """
 from __future__ import annotations
 
@@ -15,9 +23,10 @@ import dataclasses
 import numpy as np
 import torch
 
-from . import camera, ik, shape
-from .hand_model import MANO21_FROM_MP, MP_FROM_MANO21
+from . import camera, fit, ik, limits, shape, smooth
+from .hand_model import MANO21_FROM_MP, MP_FROM_MANO21, MP_PARENTS
 from .mano import ManoLayer
+from .rot import aa_to_rotmat, rotmat_to_aa
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,30 +61,45 @@ def previous_twist(twist: torch.Tensor, bend: torch.Tensor, threshold: float = 0
     last = np.maximum.accumulate(idx, axis=0)
     prev = np.concatenate([np.full((1, last.shape[1]), -1), last[:-1]], 0)  # strictly earlier
     out = torch.zeros_like(twist)
-    mask = torch.as_tensor(prev >= 0)
-    gathered = torch.gather(twist, 0, torch.as_tensor(np.clip(prev, 0, None)))
+    mask = torch.as_tensor(prev >= 0, device=twist.device)
+    gathered = torch.gather(twist, 0, torch.as_tensor(np.clip(prev, 0, None), device=twist.device))
     out[mask] = gathered[mask]
     return out
 
 
+def _solve_ik(layer: ManoLayer, joints21: torch.Tensor, bb: torch.Tensor) -> ik.IKResult:
+    """`ik.solve` twice: the second pass gives straight fingers the previous bent frame's twist."""
+    first = ik.solve(layer, joints21, bb)
+    return ik.solve(layer, joints21, bb, twist_fallback=previous_twist(first.twist, first.bend))
+
+
 def fit_hand(layer: ManoLayer, kp_px: np.ndarray, world: np.ndarray, detected: np.ndarray, K: np.ndarray,
-             with_vertices: bool = False, perspective: bool = True) -> HandFit:
+             with_vertices: bool = False, perspective: bool = True, landmarks_z: np.ndarray | None = None,
+             image_width: int | None = None, config: fit.FitConfig | None = None,
+             fps: float | None = None) -> HandFit:
     """Fit one hand over a clip.
 
     Args:
         layer: the hand model of this hand's side.
-        kp_px (T, 21, 2): 2D landmarks, pixels, MediaPipe order.
+        kp_px (T, 21, 2): 2D landmarks, pixels (K's convention: OpenCV pixel centres), MediaPipe order.
         world (T, 21, 3): detector 3D landmarks, metres, camera-aligned axes, MediaPipe order.
         detected (T,) bool: frames where the hand was found.
         K (T, 3, 3): intrinsics per frame.
         with_vertices: also skin the mesh for every frame.
-        perspective: apply the viewing-ray rotation (step 2).
+        perspective: rotate the metric landmarks by the viewing ray (step 1).
+        landmarks_z (T, 21) or None: the detector's normalised relative depth (MediaPipe: wrist-relative,
+            in units of the image width); with ``image_width`` it enables the back-projected target.
+        image_width: pixels; converts ``landmarks_z`` to pixel units.
+        config: fit settings (`core.fit.FitConfig`; None = defaults).
+        fps: frames per second of a video clip: smooth over time and fill short gaps (`core.smooth`);
+            None for unrelated images (no temporal clean-up).
     Returns:
         HandFit.
     """
+    cfg = fit.FitConfig() if config is None else config
     n_frames = len(detected)
     det = np.asarray(detected, bool)
-    dt = layer.v_template.dtype
+    dt, dev = layer.v_template.dtype, layer.v_template.device
     n_b = layer.n_betas
     empty = HandFit(np.zeros(n_b, np.float32), np.zeros((n_frames, 3), np.float32),
                     np.zeros((n_frames, 15, 3), np.float32), np.zeros((n_frames, 3), np.float32),
@@ -83,39 +107,72 @@ def fit_hand(layer: ManoLayer, kp_px: np.ndarray, world: np.ndarray, detected: n
                     np.zeros((n_frames, layer.v_template.shape[0], 3), np.float32) if with_vertices else None)
     if not det.any():
         return empty
-    w3 = torch.as_tensor(world[det], dtype=dt)[:, MANO21_FROM_MP]  # (N, 21, 3) MANO-21
-    px = torch.as_tensor(kp_px[det], dtype=dt)
-    kk = torch.as_tensor(K[det], dtype=dt)
-    n = w3.shape[0]
-    # 1. Shape from the median distances.
-    lengths = shape.pair_lengths(w3).median(0).values
-    betas = shape.fit_betas(layer, lengths)
-    bb = betas[None].expand(n, -1)
-    # 2. IK (twice: the second pass gives straight fingers the previous bent frame's twist).
-    if perspective:
-        w3 = (camera.ray_rotation(px, kk)[:, None] @ w3[..., None])[..., 0]
+    as_t = lambda x: torch.as_tensor(np.asarray(x)[det], dtype=dt, device=dev)  # noqa: E731
+    w_mp = as_t(world)  # (N, 21, 3) MediaPipe order
+    px = as_t(kp_px)
+    kk = as_t(K)
+    n = w_mp.shape[0]
+    w_t = torch.as_tensor(_TRANSL_W, dtype=dt, device=dev)[None].expand(n, -1)
     with torch.no_grad():
-        first = ik.solve(layer, w3, bb)
-        res = ik.solve(layer, w3, bb, twist_fallback=previous_twist(first.twist, first.bend))
-        rel = layer(bb, res.global_orient, res.hand_pose, None, with_vertices=False, rotmats=res.rotmats)
-        root = rel.joints21[:, :1]
-        rel_mp = (rel.joints21 - root)[:, MP_FROM_MANO21]
-        # 3. Translation from the 2D landmarks.
-        w_t = torch.as_tensor(_TRANSL_W, dtype=dt)[None].expand(n, -1)
-        t_root = camera.solve_translation(rel_mp, px, kk, w_t)
-        # FK without transl keeps the wrist at its rest position J0; the wrist belongs at t_root.
-        transl = t_root - rel.rest_joints[:, 0]
-        out = layer(bb, res.global_orient, res.hand_pose, transl, with_vertices=with_vertices, rotmats=res.rotmats)
+        # 1. The 3D target, camera frame (MediaPipe order), if the relative depth is known.
+        w_cam = (camera.ray_rotation(px, kk)[:, None] @ w_mp[..., None])[..., 0] if perspective else w_mp
+        target = None
+        if landmarks_z is not None and image_width:
+            bones = (w_mp[:, 1:] - w_mp[:, MP_PARENTS[1:]]).norm(dim=-1).median(0).values  # (20,)
+            bp = fit.backproject(px, as_t(landmarks_z) * float(image_width), kk, bones, cfg.z_scale)
+            target = fit.fuse(w_cam, bp, cfg.blend, cfg.blend_rot)
+            # Placed where its projection best meets the 2D landmarks (as the fallback path places the hand).
+            c = target.mean(1, keepdim=True)
+            target = target - c + camera.solve_translation(target - c, px, kk, w_t)[:, None]
+        # 2. Shape from the median distances.
+        src = (w_mp if target is None else target)[:, MANO21_FROM_MP]
+        betas = shape.fit_betas(layer, shape.pair_lengths(src).median(0).values).to(dev)
+        bb = betas[None].expand(n, -1)
+        # 3. IK (camera-frame target: IK's palm fit places the wrist too).
+        if target is not None:
+            t21 = target[:, MANO21_FROM_MP]
+            res = _solve_ik(layer, t21, bb)
+            rotmats, transl = res.rotmats, res.transl
+        else:
+            res = _solve_ik(layer, w_cam[:, MANO21_FROM_MP], bb)
+            rotmats = res.rotmats
+            rel = layer(bb, None, None, None, with_vertices=False, rotmats=rotmats)
+            root = rel.joints21[:, :1]
+            rel_mp = (rel.joints21 - root)[:, MP_FROM_MANO21]
+            # Translation from the 2D landmarks; FK without transl keeps the wrist at its rest position J0.
+            t_root = camera.solve_translation(rel_mp, px, kk, w_t)
+            transl = t_root - rel.rest_joints[:, 0]
+            t21 = rel.joints21 + transl[:, None]
+        # 4. Refinement against the 2D landmarks.
+        if cfg.refine is not None and cfg.refine.iters > 0:
+            rotmats, transl = fit.refine(layer, bb, rotmats, transl, px[:, MANO21_FROM_MP], kk, t21, cfg.refine)
+        aa = rotmat_to_aa(rotmats)
     go = np.zeros((n_frames, 3), np.float32)
     hp = np.zeros((n_frames, 15, 3), np.float32)
     tr = np.zeros((n_frames, 3), np.float32)
+    go[det] = aa[:, 0].cpu().numpy()
+    hp[det] = aa[:, 1:].cpu().numpy()
+    tr[det] = transl.cpu().numpy()
+    valid = det.copy()
+    # 5. Temporal clean-up for video: zero-lag smoothing in rotation space, short gaps filled.
+    if fps is not None:
+        cleaned = smooth.clean_up(go, hp, tr, det, fps)
+        go, hp, tr, valid = cleaned.global_orient, cleaned.hand_pose, cleaned.transl, cleaned.valid.copy()
+    # 6. Inside the anatomical ranges on every frame, then forward kinematics.
+    with torch.no_grad():
+        n_v = int(valid.sum())
+        aa_v = torch.as_tensor(np.concatenate([go[valid][:, None], hp[valid]], 1), dtype=dt, device=dev)
+        bv = betas[None].expand(n_v, -1)
+        rot_v = limits.project_to_limits(layer, aa_to_rotmat(aa_v), bv)
+        aa_v = rotmat_to_aa(rot_v)
+        out = layer(bv, None, None, torch.as_tensor(tr[valid], dtype=dt, device=dev), with_vertices=with_vertices,
+                    rotmats=rot_v)
+    go[valid] = aa_v[:, 0].cpu().numpy()
+    hp[valid] = aa_v[:, 1:].cpu().numpy()
     jo = np.zeros((n_frames, 21, 3), np.float32)
-    go[det] = res.global_orient.numpy()
-    hp[det] = res.hand_pose.numpy()
-    tr[det] = transl.numpy()
-    jo[det] = out.joints21[:, MP_FROM_MANO21].numpy()
+    jo[valid] = out.joints21[:, MP_FROM_MANO21].cpu().numpy()
     verts = None
     if with_vertices:
         verts = np.zeros((n_frames, layer.v_template.shape[0], 3), np.float32)
-        verts[det] = out.vertices.numpy()
-    return HandFit(betas.numpy().astype(np.float32), go, hp, tr, jo, det.copy(), verts)
+        verts[valid] = out.vertices.cpu().numpy()
+    return HandFit(betas.cpu().numpy().astype(np.float32), go, hp, tr, jo, valid, verts)

@@ -8,17 +8,22 @@ Steps of `clean_up`:
    ``log(ref_t^-1 q_{t+k})`` about the current estimate ``ref_t``. A symmetric window has no lag, and a
    quadratic follows constant-velocity and constant-acceleration motion exactly. The window adapts to
    speed as in the One-Euro filter (Casiez et al. 2012): cutoff = ``min_cutoff + beta * speed`` Hz, so
-   fast motion is not smeared. Outliers are down-weighted by LOESS's bisquare robustness iterations;
+   fast motion is not smeared. Before that, outliers (one- or two-frame glitches) are found per joint
+   as frames far from what their neighbours predict (a leave-one-out quadratic through the two frames on
+   each side) and get zero weight, so the fit replaces them; a fast but smooth motion is predicted well
+   by its neighbours and is kept;
 3. gaps of at most ``max_gap_s`` seconds between valid frames are filled: slerp of the rotations and
    linear translation between the smoothed frames on either side. Longer gaps and clip ends stay invalid.
 
-Everything is batched along T; the only Python loops walk the 2K+1 offsets of the smoothing window
-and the robustness iterations, never the frames. torch; dtype and device follow the inputs.
+Everything is batched along T (and over the window's offsets); the only Python loops are the few
+passes (outlier search, speed, final fit) and blocks of 2048 frames, never single frames.
+torch; dtype and device follow torch inputs, numpy inputs become float32.
 """
 from __future__ import annotations
 
 import dataclasses
 import math
+from typing import Callable
 
 import numpy as np
 import torch
@@ -32,9 +37,12 @@ from .rot import quat_to_aa
 # degree 3 == degree 2.
 _FC_SIGMA = {1: 0.134, 2: 0.245, 3: 0.245}
 _MIN_SIGMA = 0.3  # frames: neighbours then weigh < 0.4 %, i.e. no smoothing
-_RIDGE = 1e-4  # relative ridge on the non-constant terms: windows with too few frames keep the frame's value
-_ROT_FLOOR = math.radians(1.0)  # rad: robustness scale floor (noise-free input is not an outlier)
-_TRANSL_FLOOR = 0.002  # m
+_RIDGE = 1e-9  # relative ridge of the normal equations (numerical only)
+_BLOCK = 2048  # frames per block of the local fit
+_ROT_FLOOR = math.radians(2.0)  # rad: smallest outlier threshold (noise-free input has no outliers)
+_TRANSL_FLOOR = 0.005  # m
+_MOTION_SHARE = 0.5  # outlier threshold >= this share of the neighbours' own step (fast motion is no glitch)
+_LOO_SIGMA, _LOO_HALF = 1.5, 2  # frames: the leave-one-out predictor (two frames each side)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,18 +54,20 @@ class SmoothConfig:
     transl_min_cutoff: Hz, cutoff of the translation at rest.
     transl_beta: Hz per m/s, speed adaptation of the translation cutoff.
     degree: 1..3, degree of the local polynomial (2: no lag and no flattening of peaks).
-    robust_iters: bisquare robustness iterations after the first fit (0: plain least squares).
-    outlier_scale: a frame whose residual exceeds this many median residuals gets zero weight.
+    outlier_iters: passes of the outlier search (0: none); each pass flags the worst frame of each
+        cluster, so a glitch of n consecutive frames needs n passes.
+    outlier_scale: a sample farther from its neighbours' prediction than this many times the channel's
+        median distance (and than 2 deg / 5 mm) is an outlier.
     max_gap_s: seconds; gaps up to this long between valid frames are filled (1/3 s = 10 frames at 30 fps).
     enabled: False returns the input unchanged apart from gap filling.
     """
 
     min_cutoff: float = 3.0
     beta: float = 0.5
-    transl_min_cutoff: float = 3.0
-    transl_beta: float = 20.0
+    transl_min_cutoff: float = 1.0
+    transl_beta: float = 10.0
     degree: int = 2
-    robust_iters: int = 2
+    outlier_iters: int = 3
     outlier_scale: float = 6.0
     max_gap_s: float = 1.0 / 3.0
     enabled: bool = True
@@ -76,8 +86,8 @@ class SmoothConfig:
                 problems.append(f"{key} must be >= 0; got {getattr(c, key)}")
         if c.degree not in _FC_SIGMA:
             problems.append(f"degree must be 1, 2 or 3; got {c.degree}")
-        if int(c.robust_iters) != c.robust_iters or c.robust_iters < 0:
-            problems.append(f"robust_iters must be a whole number >= 0; got {c.robust_iters}")
+        if int(c.outlier_iters) != c.outlier_iters or c.outlier_iters < 0:
+            problems.append(f"outlier_iters must be a whole number >= 0; got {c.outlier_iters}")
         if problems:
             raise CaptureError("; ".join(problems) + f" (settings: {', '.join(names)})")
         return c
@@ -92,7 +102,8 @@ class Cleaned:
     transl: (T, 3) metres.
     valid: (T,) bool, detected or filled; other frames hold the input's values.
     filled: (T,) bool, frames that were not valid in the input and were filled from their neighbours.
-    outliers: (T,) bool, valid input frames where some rotation or the translation got zero weight.
+    outliers: (T,) bool, valid input frames where some rotation or the translation was an outlier
+        (replaced by its neighbours' fit).
     """
 
     global_orient: np.ndarray | torch.Tensor
@@ -140,7 +151,10 @@ def quat_continuous(q: torch.Tensor, valid: torch.Tensor | None = None) -> torch
     """
     if q.shape[0] < 2:
         return q.clone()
-    idx = torch.arange(q.shape[0], device=q.device) if valid is None else torch.nonzero(torch.as_tensor(valid, device=q.device)).flatten()
+    if valid is None:
+        idx = torch.arange(q.shape[0], device=q.device)
+    else:
+        idx = torch.nonzero(torch.as_tensor(valid, dtype=torch.bool, device=q.device)).flatten()
     if idx.numel() < 2:
         return q.clone()
     qv = q[idx]
@@ -189,7 +203,8 @@ def segment_ids(valid: torch.Tensor, max_gap: int) -> torch.Tensor:
     return torch.cumsum(start.long(), 0)
 
 
-def fill_gaps(q: torch.Tensor, x: torch.Tensor, valid: torch.Tensor, max_gap: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def fill_gaps(q: torch.Tensor, x: torch.Tensor, valid: torch.Tensor,
+              max_gap: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Fill short gaps: slerp of rotations and linear points between the valid frames on either side.
 
     q (T, N, 4) unit quaternions; x (T, M, 3) points (e.g. M=1 translation, metres); valid (T,) bool;
@@ -212,82 +227,145 @@ def fill_gaps(q: torch.Tensor, x: torch.Tensor, valid: torch.Tensor, max_gap: in
 # ---------------------------------------------------------------- robust local polynomial fit
 
 
-def _local_fit(tangent, retract, ref, weight, seg, sigma, degree, half):
+@dataclasses.dataclass(frozen=True)
+class _Space:
+    """How samples become local coordinates: rotations (quaternions, log map) or points (differences).
+
+    tangent(ref, idx) -> idx.shape + (N, 3): samples of frames idx about ref (broadcast against
+        idx.shape + (N, D)): idx (T,) with ref (T, N, D), or idx (C, W) with ref (C, 1, N, D);
+    retract(ref, c) -> (T, N, D): the point at local coordinates c (T, N, 3) about ref.
+    """
+
+    tangent: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    retract: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def _rotation_space(q: torch.Tensor) -> _Space:
+    def tangent(ref, idx):  # log(ref_t^-1 q_idx), radians
+        return quat_to_aa(quat_mul(quat_conj(ref), q[idx]))
+
+    def retract(ref, c):
+        out = quat_mul(ref, aa_to_quat(c))
+        return out / out.norm(dim=-1, keepdim=True)
+
+    return _Space(tangent, retract)
+
+
+def _point_space(x: torch.Tensor) -> _Space:
+    return _Space(lambda ref, idx: x[idx] - ref, lambda ref, c: ref + c)
+
+
+def _local_fit(space: _Space, ref, weight, seg, sigma, degree: int, half: int, leave_out: bool = False):
     """One weighted local-polynomial fit at every frame and channel.
 
-    tangent(ref, idx) -> (T, N, 3): frames idx (T,) expressed about ref (T, N, ...);
-    retract(ref, c0) -> new estimate from the fitted value c0 (T, N, 3) at k = 0;
-    weight (T, N) per-sample weight (0 = unused), seg (T,) segment ids, sigma (T, N) frames, half K.
-    Returns (estimate, c0 (T, N, 3), velocity (T, N, 3) per frame).
-    1. For each offset k in [-K, K] gather frame t+k, its tangent y_k (T, N, 3) and weight
-       w_k = weight[t+k] exp(-u^2/2), u = k / sigma (same segment only);
-    2. accumulate the normal equations A = sum_k w_k X_k X_k^T, B = sum_k w_k X_k y_k^T, X_k = [1, u, u^2..];
-    3. solve A c = B (small ridge on the non-constant terms); c0 is the fitted value, c1 / sigma the velocity.
+    ref (T, N, D) the expansion points; weight (T, N) per-sample weight (0 = unused); seg (T,) segment
+    ids; sigma (T, N) Gaussian width, frames; half K: window t-K..t+K; leave_out: skip the frame itself
+    (predict each frame from its neighbours). Returns (estimate (T, N, D), velocity (T, N, 3) per frame).
+    All W = 2K+1 offsets at once, in blocks of _BLOCK frames (memory ~ block x W x N x 16 floats):
+    1. gather frames t+k (C, W), their local coordinates y (C, W, N, 3) about ref_t and weights
+       w = weight[t+k] exp(-u^2 / 2), u = k / sigma_t (zero outside t's segment);
+    2. normal equations A_tn = sum_k w x x^T, B_tn = sum_k w x y^T with x = [1, u, u^2, ..];
+    3. solve A c = B, with the degree lowered where fewer than degree + 1 frames lie within 3 sigma
+       (two frames give a line, one a constant); c0 is the value at k = 0, c1 / sigma the velocity.
     """
     t, n = weight.shape
     d = degree + 1
     dev, dt = weight.device, weight.dtype
-    ar = torch.arange(t, device=dev)
-    a = torch.zeros(t, n, d, d, dtype=dt, device=dev)
-    b = torch.zeros(t, n, d, 3, dtype=dt, device=dev)
-    for k in range(-half, half + 1):
-        idx = ar + k
+    ks = torch.arange(-half, half + 1, device=dev)
+    if leave_out:
+        ks = ks[ks != 0]
+    c0 = torch.zeros(t, n, 3, dtype=torch.float64, device=dev)
+    c1 = torch.zeros_like(c0)
+    for s in range(0, t, _BLOCK):
+        tt = torch.arange(s, min(t, s + _BLOCK), device=dev)  # (C,)
+        idx = tt[:, None] + ks[None]  # (C, W)
         inside = (idx >= 0) & (idx < t)
         idx = idx.clamp(0, t - 1)
-        same = inside & (seg[idx] == seg)  # (T,)
-        u = k / sigma  # (T, N)
-        w = weight[idx] * same[:, None].to(dt) * torch.exp(-0.5 * u * u)  # (T, N)
-        x = torch.stack([u**p for p in range(d)], -1)  # (T, N, d)
-        y = tangent(ref, idx)  # (T, N, 3)
-        a += w[..., None, None] * (x[..., :, None] * x[..., None, :])  # A_tn += w x x^T
-        b += w[..., None, None] * (x[..., :, None] * y[..., None, :])  # B_tn += w x y^T
-    # Solve in float64: the ridge keeps windows with fewer than d frames (or none) solvable.
-    a, b = a.double(), b.double()
-    ridge = torch.full((d,), _RIDGE, dtype=torch.float64, device=dev)
-    ridge[0] = 0
-    a = a + a[..., :1, :1] * torch.diag(ridge) + 1e-12 * torch.eye(d, dtype=torch.float64, device=dev)
-    c = torch.linalg.solve(a, b).to(dt)  # (T, N, d, 3)
-    c0 = c[..., 0, :]
-    vel = c[..., 1, :] / sigma[..., None] if degree >= 1 else torch.zeros_like(c0)
-    return retract(ref, c0), c0, vel
+        same = inside & (seg[idx] == seg[tt, None])  # (C, W)
+        u = ks[None, :, None].to(dt) / sigma[tt, None, :]  # (C, W, N)
+        u2 = (u * u).clamp(max=50.0)  # exp(-25) ~ 1e-11: no float underflow (its slow path)
+        w = weight[idx] * same[..., None].to(dt) * torch.exp(-0.5 * u2)  # (C, W, N)
+        count = ((w > 0) & (u2 <= 9.0)).sum(1)  # (C, N)
+        x = torch.stack([u**p for p in range(d)], -1)  # (C, W, N, d)
+        y = space.tangent(ref[tt, None], idx)  # (C, W, N, 3)
+        wx = w[..., None] * x
+        # Float64 for the solve: float32 normal equations of a quadratic lose too many digits.
+        a = torch.einsum("cwnp,cwnq->cnpq", wx, x).double()  # A_cn = sum_w w x x^T
+        b = torch.einsum("cwnp,cwnj->cnpj", wx, y).double()  # B_cn = sum_w w x y^T
+        # The tiny ridge only keeps the systems that go unused (too few frames) solvable.
+        a = a + (_RIDGE * a[..., :1, :1] + 1e-30) * torch.eye(d, dtype=torch.float64, device=dev)
+        use = (count - 1).clamp(0, degree)  # (C, N) degree each window supports
+        for p in range(degree + 1):
+            m = use == p
+            if bool(m.any()):
+                c = torch.linalg.solve(a[m][:, : p + 1, : p + 1], b[m][:, : p + 1])  # (M, p+1, 3)
+                rows = torch.nonzero(m)
+                c0[tt[rows[:, 0]], rows[:, 1]] = c[:, 0]
+                if p >= 1:
+                    c1[tt[rows[:, 0]], rows[:, 1]] = c[:, 1]
+    return space.retract(ref, c0.to(dt)), c1.to(dt) / sigma[..., None]
 
 
-def _robust_smooth(tangent, retract, start, weight0, seg, fps, min_cutoff, beta, degree, iters, outlier_scale, floor):
-    """Speed-adaptive, robust local fit (see module docstring). Returns (estimate, zero_weight (T, N) bool).
+def _find_outliers(space: _Space, start, used, seg, iters: int, scale: float, floor: float) -> torch.Tensor:
+    """(T, N) bool samples far from their neighbours' leave-one-out prediction.
 
-    weight0 (T, N) 1 on usable samples, 0 elsewhere; start: the initial reference (the samples).
-    Pass 0 uses the rest cutoff everywhere and gives the speed; later passes use the adapted cutoff and
-    bisquare weights of the residuals, scale = outlier_scale x median residual of the channel.
+    Each pass: residual r = |sample - prediction| of every sample still in use; a sample is flagged when
+    r > max(scale x median r of its channel, floor, half the largest step among its neighbours
+    t-2, t-1, t+1, t+2) and r is the largest within +-2 frames (a glitch also spoils its neighbours'
+    predictions); flagged samples leave the next pass's predictions.
     """
-    t, n = weight0.shape
-    dt = weight0.dtype
+    t, n = used.shape
+    ar = torch.arange(t, device=used.device)
+    out = torch.zeros_like(used)
+    # Motion among each frame's neighbours (t itself left out): a fast but smooth movement between them
+    # raises the threshold; a glitch at rest does not.
+    at = lambda i: i.clamp(0, t - 1)  # noqa: E731
+    step = space.tangent(start[at(ar - 1)], at(ar + 1)).norm(dim=-1)  # (T, N) |x_{t+1} - x_{t-1}|
+    cons = space.tangent(start, at(ar + 1)).norm(dim=-1)  # (T, N) |x_{t+1} - x_t|
+    motion = torch.maximum(step, torch.maximum(cons[at(ar + 1)], cons[at(ar - 2)]))
+    sigma = torch.full((t, n), _LOO_SIGMA, dtype=start.dtype, device=used.device)
+    for _ in range(int(iters)):
+        keep = used & ~out
+        pred, _ = _local_fit(space, start, keep.to(start.dtype), seg, sigma, 2, _LOO_HALF, leave_out=True)
+        res = space.tangent(pred, ar).norm(dim=-1)  # (T, N)
+        res = torch.where(keep, res, torch.zeros_like(res))
+        med = torch.nanmedian(torch.where(keep, res, torch.full_like(res, float("nan"))), 0).values  # (N,)
+        thr = torch.maximum((scale * torch.nan_to_num(med, nan=0.0)).clamp_min(floor), _MOTION_SHARE * motion)
+        peak = torch.nn.functional.max_pool1d(res.T[:, None], 5, 1, 2)[:, 0].T  # (T, N) max over t-2..t+2
+        new = keep & (res > thr) & (res >= peak)
+        if not bool(new.any()):
+            break
+        out |= new
+    return out
+
+
+def _smooth(space: _Space, start, valid, max_gap: int, fps: float, min_cutoff: float, beta: float, degree: int,
+            outlier_iters: int, outlier_scale: float, floor: float):
+    """Outlier search, then the speed-adaptive local fit (module docstring). start (T, N, D) samples.
+    Returns (estimate (T, N, D), outliers (T, N) bool).
+    1. outliers get weight 0; 2. fit at the rest cutoff everywhere, giving each sample's speed (the
+    largest within +-sigma); 3. fit again with sigma from the cutoff min_cutoff + beta * speed (Hz)."""
+    t, n = start.shape[:2]
+    seg = segment_ids(valid, max_gap)
+    used = valid[:, None].expand(t, n)
+    outliers = _find_outliers(space, start, used, seg, outlier_iters, outlier_scale, floor)
+    weight = (used & ~outliers).to(start.dtype)
     c_fs = _FC_SIGMA[degree] * fps  # sigma (frames) = c_fs / cutoff (Hz)
     sigma_max = c_fs / min_cutoff
     half = max(1, int(math.ceil(3 * sigma_max)))
-    sigma = torch.full((t, n), sigma_max, dtype=dt, device=weight0.device)
-    est, _, vel = _local_fit(tangent, retract, start, weight0, seg, sigma, degree, half)
-    speed = vel.norm(dim=-1) * fps  # (T, N) units per second
+    sigma = torch.full((t, n), sigma_max, dtype=start.dtype, device=start.device)
+    est, vel = _local_fit(space, start, weight, seg, sigma, degree, half)
+    speed = torch.where(used, vel.norm(dim=-1) * fps, torch.zeros_like(weight))  # (T, N) units per second
+    # The fastest speed within +-sigma: a turning point (speed 0) inside a quick motion is part of it.
+    h = max(1, int(round(sigma_max)))
+    speed = torch.nn.functional.max_pool1d(speed.T[:, None], 2 * h + 1, 1, h)[:, 0].T
     sigma = (c_fs / (min_cutoff + beta * speed)).clamp(_MIN_SIGMA, sigma_max)
-    robust = weight0.clone()
-    zero = torch.zeros_like(weight0, dtype=torch.bool)
-    for _ in range(int(iters)):
-        # Residual of each sample against the current estimate at its own frame.
-        res = tangent(est, torch.arange(t, device=weight0.device)).norm(dim=-1)  # (T, N)
-        used = weight0 > 0
-        med = torch.nanmedian(torch.where(used, res, torch.full_like(res, float("nan"))), 0).values  # (N,)
-        med = torch.nan_to_num(med, nan=0.0)
-        scale = (outlier_scale * med).clamp_min(floor)
-        r = (res / scale).clamp(max=1.0)
-        robust = weight0 * (1 - r * r) ** 2
-        zero = used & (r >= 1.0)
-        est, _, _ = _local_fit(tangent, retract, est, robust, seg, sigma, degree, half)
-    if not iters:
-        est, _, _ = _local_fit(tangent, retract, start, weight0, seg, sigma, degree, half)
-    return est, zero
+    est, _ = _local_fit(space, est, weight, seg, sigma, degree, half)
+    return est, outliers
 
 
 def smooth_rotations(q: torch.Tensor, valid: torch.Tensor, fps: float, min_cutoff: float = 3.0, beta: float = 0.5,
-                     degree: int = 2, robust_iters: int = 2, outlier_scale: float = 6.0,
+                     degree: int = 2, outlier_iters: int = 3, outlier_scale: float = 6.0,
                      max_gap: int = 10) -> tuple[torch.Tensor, torch.Tensor]:
     """Zero-lag robust smoothing of rotations in their tangent space.
 
@@ -298,22 +376,13 @@ def smooth_rotations(q: torch.Tensor, valid: torch.Tensor, fps: float, min_cutof
     valid = torch.as_tensor(valid, dtype=torch.bool, device=q.device)
     if q.shape[0] < 3 or int(valid.sum()) < 3:
         return q.clone(), torch.zeros(q.shape[:2], dtype=torch.bool, device=q.device)
-
-    def tangent(ref, idx):  # log(ref_t^-1 q_idx): (T, N, 3) radians
-        return quat_to_aa(quat_mul(quat_conj(ref), q[idx]))
-
-    def retract(ref, c0):
-        out = quat_mul(ref, aa_to_quat(c0))
-        return out / out.norm(dim=-1, keepdim=True)
-
-    w0 = valid[:, None].to(q.dtype).expand(q.shape[:2]).contiguous()
-    est, zero = _robust_smooth(tangent, retract, q, w0, segment_ids(valid, max_gap), fps, min_cutoff, beta,
-                               degree, robust_iters, outlier_scale, _ROT_FLOOR)
-    return torch.where(valid[:, None, None], est, q), zero
+    est, out = _smooth(_rotation_space(q), q, valid, max_gap, fps, min_cutoff, beta, degree, outlier_iters,
+                       outlier_scale, _ROT_FLOOR)
+    return torch.where(valid[:, None, None], est, q), out
 
 
-def smooth_points(x: torch.Tensor, valid: torch.Tensor, fps: float, min_cutoff: float = 3.0, beta: float = 20.0,
-                  degree: int = 2, robust_iters: int = 2, outlier_scale: float = 6.0,
+def smooth_points(x: torch.Tensor, valid: torch.Tensor, fps: float, min_cutoff: float = 1.0, beta: float = 10.0,
+                  degree: int = 2, outlier_iters: int = 3, outlier_scale: float = 6.0,
                   max_gap: int = 10) -> tuple[torch.Tensor, torch.Tensor]:
     """Zero-lag robust smoothing of points (e.g. the translation).
 
@@ -323,17 +392,9 @@ def smooth_points(x: torch.Tensor, valid: torch.Tensor, fps: float, min_cutoff: 
     valid = torch.as_tensor(valid, dtype=torch.bool, device=x.device)
     if x.shape[0] < 3 or int(valid.sum()) < 3:
         return x.clone(), torch.zeros(x.shape[:2], dtype=torch.bool, device=x.device)
-
-    def tangent(ref, idx):
-        return x[idx] - ref
-
-    def retract(ref, c0):
-        return ref + c0
-
-    w0 = valid[:, None].to(x.dtype).expand(x.shape[:2]).contiguous()
-    est, zero = _robust_smooth(tangent, retract, x, w0, segment_ids(valid, max_gap), fps, min_cutoff, beta,
-                               degree, robust_iters, outlier_scale, _TRANSL_FLOOR)
-    return torch.where(valid[:, None, None], est, x), zero
+    est, out = _smooth(_point_space(x), x, valid, max_gap, fps, min_cutoff, beta, degree, outlier_iters,
+                       outlier_scale, _TRANSL_FLOOR)
+    return torch.where(valid[:, None, None], est, x), out
 
 
 # ---------------------------------------------------------------- the clip
@@ -350,18 +411,16 @@ def clean_up(global_orient, hand_pose, transl, valid, fps: float, **cfg) -> Clea
         fps: frames per second of the clip (after stride).
         **cfg: `SmoothConfig` settings (unknown keys raise CaptureError).
     Returns:
-        Cleaned, numpy when global_orient is numpy (same float dtype), else torch on its device.
-        T < 3 (or fewer than 3 valid frames) returns the input unchanged.
+        Cleaned: numpy float32 when global_orient is numpy, else torch with global_orient's dtype and
+        device. T < 3 returns the input unchanged; with fewer than 3 valid frames nothing is smoothed
+        (a short gap between two valid frames is still filled).
     """
     c = SmoothConfig.create(**cfg)
     if not fps > 0:
         raise ValueError(f"fps must be > 0; got {fps}")
     as_numpy = not torch.is_tensor(global_orient)
     if as_numpy:
-        dt = np.asarray(global_orient).dtype
-        dt = dt if dt in (np.float32, np.float64) else np.dtype(np.float32)
-        conv = lambda a: torch.as_tensor(np.asarray(a, dt))  # noqa: E731
-        go, hp, tr = conv(global_orient), conv(hand_pose), conv(transl)
+        go, hp, tr = (torch.as_tensor(np.array(a, np.float32)) for a in (global_orient, hand_pose, transl))
     else:
         go, hp, tr = global_orient, hand_pose.to(global_orient), transl.to(global_orient)
     t = go.shape[0]
@@ -377,14 +436,16 @@ def clean_up(global_orient, hand_pose, transl, valid, fps: float, **cfg) -> Clea
         q = quat_continuous(aa_to_quat(torch.cat([go[:, None], hp], 1)), ok)  # (T, 16, 4)
         x = tr[:, None]  # (T, 1, 3)
         # 2. Smoothing.
-        if c.enabled:
-            q, zq = smooth_rotations(q, ok, fps, c.min_cutoff, c.beta, c.degree, c.robust_iters, c.outlier_scale, max_gap)
-            x, zx = smooth_points(x, ok, fps, c.transl_min_cutoff, c.transl_beta, c.degree, c.robust_iters,
+        smoothed = c.enabled and int(ok.sum()) >= 3
+        if smoothed:
+            q, zq = smooth_rotations(q, ok, fps, c.min_cutoff, c.beta, c.degree, c.outlier_iters, c.outlier_scale,
+                                     max_gap)
+            x, zx = smooth_points(x, ok, fps, c.transl_min_cutoff, c.transl_beta, c.degree, c.outlier_iters,
                                   c.outlier_scale, max_gap)
             outliers = zq.any(1) | zx.any(1)
         # 3. Short gaps, between the smoothed frames.
         q, x, filled = fill_gaps(q, x, ok, max_gap)
-        done = ok | filled
+        done = (ok if smoothed else none) | filled  # frames that get new values
         aa = quat_to_aa(q)
         go_out = torch.where(done[:, None], aa[:, 0], go)
         hp_out = torch.where(done[:, None, None], aa[:, 1:], hp)

@@ -1,0 +1,299 @@
+"""2D-aware fit of one hand (the issue's "2D-aware fit"): back-projected 3D target, then a batched
+Gauss-Newton refinement of the MANO pose against the 2D landmarks.
+
+Batched over frames (B); every function is torch, dtype and device follow the inputs.
+
+1. `backproject`: closed-form 3D joints from the 2D landmarks and the detector's relative depth. A
+   joint lies on the viewing ray through its landmark, at depth ``Z0 (1 + z_px / f)`` (``z_px``: the
+   wrist-relative depth in pixel units); every joint scales with the wrist depth Z0, which is picked so
+   that the bone lengths match the hand's metric ones (closed form).
+2. `fuse`: the detector's metric 3D landmarks, rigidly aligned onto the back-projection, blended with it
+   (two noisy estimates of the pose and orientation, partly independent).
+3. `refine`: Gauss-Newton (IRLS for a robust 2D term) on the MANO local rotations and translation,
+   warm-started from the analytic IK: projected joints match the 2D landmarks (Geman-McClure), the 3D
+   joints stay near the fused target, the pose stays near the IK result, and joint angles outside
+   `core.limits` ranges are penalised. The Jacobian is analytic (a rotation at joint i moves every
+   descendant k by ``w x (J_k - J_i)``); fingertips move rigidly with their last joint.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import torch
+
+from . import limits
+from .hand_model import MANO21_FROM_MP, MANO21_PARENTS, MP_PARENTS
+from .ik import kabsch
+from .mano import ManoLayer
+from .rot import aa_to_rotmat, rotmat_to_aa
+
+
+def backproject(kp_px: torch.Tensor, z_px: torch.Tensor, K: torch.Tensor, bone_lengths: torch.Tensor,
+                z_scale: float = 1.0) -> torch.Tensor:
+    """Camera-frame joints (B, 21, 3) metres from 2D landmarks and relative depth (MediaPipe order).
+
+    Args:
+        kp_px (B, 21, 2): landmarks, pixels (the convention of K's principal point).
+        z_px (B, 21): relative depth in pixel units (MediaPipe's normalised z times the image width);
+            only differences to the wrist (joint 0) are used; larger = farther.
+        K (B, 3, 3): intrinsics.
+        bone_lengths (20,) or (B, 20): metric bone lengths, bone k ends at joint k + 1 (MP_PARENTS).
+        z_scale: multiplies the relative depth.
+    Returns:
+        joints (B, 21, 3), OpenCV camera frame.
+    Steps: 1. unit-depth rays r_j = ((u - cx) / fx, (v - cy) / fy, 1); 2. X_j / Z0 = r_j (1 + s dz_j / fx)
+    with dz_j = z_j - z_0; 3. Z0 = sum_k L_k l_k / sum_k l_k^2 (least squares of Z0 l_k = L_k, l_k the bone
+    lengths at unit depth).
+    """
+    fx, fy = K[:, 0, 0, None], K[:, 1, 1, None]
+    rays = torch.stack([(kp_px[..., 0] - K[:, 0, 2, None]) / fx, (kp_px[..., 1] - K[:, 1, 2, None]) / fy,
+                        torch.ones_like(kp_px[..., 0])], -1)
+    depth = (1 + z_scale * (z_px - z_px[:, :1]) / fx).clamp_min(0.1)  # (B, 21), relative to Z0
+    unit = rays * depth[..., None]
+    parents = torch.as_tensor(MP_PARENTS[1:], device=kp_px.device)
+    lengths = (unit[:, 1:] - unit[:, parents]).norm(dim=-1)  # (B, 20)
+    ref = bone_lengths.to(unit).expand_as(lengths)
+    z0 = (lengths * ref).sum(1) / (lengths * lengths).sum(1).clamp_min(1e-12)
+    return unit * z0[:, None, None]
+
+
+def fuse(world: torch.Tensor, joints_bp: torch.Tensor, weight: float, rot_weight: float = 0.0) -> torch.Tensor:
+    """Blend (B, 21, 3) of two estimates of the same joints, metres, camera frame.
+
+    Args:
+        world (B, 21, 3): the detector's metric 3D landmarks (any origin, camera-aligned axes).
+        joints_bp (B, 21, 3): the back-projected joints (`backproject`), camera frame.
+        weight: share of ``world``'s shape in the blend (0 = only the back-projection).
+        rot_weight: share of ``world``'s orientation (0 = the back-projection's).
+    Steps: 1. R = the rotation (Kabsch, all joints, about the centroids) taking ``joints_bp``'s
+    orientation to ``world``'s; 2. the back-projection turned about its centroid by the fraction
+    ``rot_weight`` of R (axis-angle scaled); 3. ``world`` rigidly aligned onto that; 4. the blend
+    ``weight * aligned + (1 - weight) * turned``.
+    """
+    c_bp = joints_bp.mean(1, keepdim=True)
+    bp = joints_bp
+    if rot_weight:
+        r, _ = kabsch(joints_bp, world)
+        part = aa_to_rotmat(rotmat_to_aa(r) * rot_weight)
+        bp = (joints_bp - c_bp) @ part.transpose(1, 2) + c_bp
+    r, t = kabsch(world, bp)
+    aligned = world @ r.transpose(1, 2) + t[:, None]
+    return weight * aligned + (1 - weight) * bp
+
+
+@dataclasses.dataclass(frozen=True)
+class RefineConfig:
+    """Weights of the refinement energy (frozen; defaults tuned with `FitConfig`'s). Residuals are in
+    units of the hand's size: 2D pixels over the landmarks' spread in the image, 3D metres over the rest
+    skeleton's spread. Parameters per frame: 16 local rotations (3 each) and the translation (3).
+
+    iters: Levenberg-Marquardt steps (each: one FK, the joint-limit terms, one (B, 51, 51) solve).
+    w_2d: weight of the projected-joint term; robust_2d: Geman-McClure scale of that term (hand sizes).
+    w_3d: weight of the 3D term (joints near the fused target).
+    w_depth: extra factor on the 3D term's depth (camera z) component, the least certain one.
+    w_prior: weight of the local-rotation change from the IK result (per radian^2, finger joints);
+    w_prior_root: the same for the global orient.
+    w_limit: weight of the squared excess (radians) over `core.limits` ranges.
+    damping: Marquardt damping, a fraction of each diagonal entry of the normal equations (0 = Gauss-
+    Newton); damping_floor: the entries used are at least this fraction of their mean.
+    joint_w_2d, joint_w_3d: per-joint weights (21,), MediaPipe order, or None for ones.
+    """
+
+    iters: int = 4
+    w_2d: float = 1.0
+    robust_2d: float = 0.1
+    w_3d: float = 1.0
+    w_depth: float = 0.25
+    w_prior: float = 0.01
+    w_prior_root: float = 0.0
+    w_limit: float = 1.0
+    damping: float = 0.1
+    damping_floor: float = 0.01
+    joint_w_2d: tuple | None = None
+    joint_w_3d: tuple | None = (10.0,) + (1.0,) * 20  # the wrist pinned: joints are read wrist-relative
+
+
+@dataclasses.dataclass(frozen=True)
+class FitConfig:
+    """Settings of the 2D-aware fit (frozen); defaults tuned on frames 0-145 of the real dev crops
+    (``python -m benchmarks.dev_eval``), checked on frames 146-291.
+
+    blend: share of the detector's metric 3D landmarks in the target shape (`fuse` ``weight``).
+    blend_rot: share of their orientation (`fuse` ``rot_weight``).
+    z_scale: factor on the detector's relative depth (`backproject`).
+    refine: the Gauss-Newton refinement's weights, or None to keep the analytic IK result.
+    """
+
+    blend: float = 0.3
+    blend_rot: float = 0.2
+    z_scale: float = 1.0
+    refine: RefineConfig | None = dataclasses.field(default_factory=RefineConfig)
+
+
+def _ancestor_pairs() -> tuple[np.ndarray, np.ndarray]:
+    """(k, i) index arrays (P,) of every MANO-21 joint k and each MANO joint i that is a proper ancestor
+    of k (a rotation at i moves k); P = 50."""
+    ks, is_ = [], []
+    for k in range(21):
+        p = int(MANO21_PARENTS[k])
+        while p >= 0:
+            ks.append(k)
+            is_.append(p)
+            p = int(MANO21_PARENTS[p])
+    return np.array(ks), np.array(is_)
+
+
+_PAIR_K, _PAIR_I = _ancestor_pairs()
+
+
+def _mm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Batched 3x3 product (..., 3, 3) without bmm (faster for many tiny matrices on CPU)."""
+    return (a[..., :, :, None] * b[..., None, :, :]).sum(-2)
+
+
+def fk_rigid(rotmats: torch.Tensor, rest21: torch.Tensor, transl: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Forward kinematics of the MANO-21 skeleton with fingertips rigid on their last joint.
+
+    Args:
+        rotmats (B, 16, 3, 3): local rotations (joint 0 = global orient).
+        rest21 (B, 21, 3): rest joints then tips (``layer.rest_joints``, ``layer.rest_tips``), metres.
+        transl (B, 3): metres, added to every joint (``ManoLayer.forward`` convention).
+    Returns:
+        joints (B, 21, 3) MANO-21 order, and global rotations (B, 16, 3, 3). Equal to ``ManoLayer``'s
+        ``joints21`` when each tip vertex is fully weighted to its last joint and there are no pose
+        correctives (the open model); otherwise the tips differ slightly.
+    """
+    g = [rotmats[:, 0]]
+    pos = [rest21[:, 0]]
+    for i in range(1, 21):
+        p = int(MANO21_PARENTS[i])
+        if i < 16:
+            g.append(_mm(g[p], rotmats[:, i]))
+        pos.append(pos[p] + (g[p] * (rest21[:, i] - rest21[:, p])[:, None, :]).sum(-1))
+    return torch.stack(pos, 1) + transl[:, None], torch.stack(g, 1)
+
+
+def _limit_terms(layer: ManoLayer, rotmats: torch.Tensor, betas: torch.Tensor, margin_deg: float = 1.0,
+                 band_deg: float = 4.0, eps: float = 1e-3) -> tuple[torch.Tensor, torch.Tensor]:
+    """The joint-limit rows of joints 1..15: residual e (B, 15, 3) radians and Jacobian (B, 15, 3, 3).
+
+    e: signed excess of flexion, abduction, twist over the `core.limits` ranges pulled ``margin_deg``
+    inside (positive above the upper bound, negative below the lower one, 0 within). The Jacobian is
+    with respect to a local rotation ``R_j exp(delta_j)`` of the same joint (an angle depends on its own
+    joint only, so three forward differences give every block); it is kept for angles beyond or within
+    ``band_deg`` of the pulled-in bounds (rows with e = 0 there add curvature only), so a joint just
+    brought inside does not jump back out on the next step, and zeroed elsewhere.
+    ``betas`` (B, NB) or (1, NB) for one shape over the batch (the joint frames are then built once).
+    """
+    rot = rotmats[:, 1:]
+    ang = limits.joint_angles(layer, rotmats, betas)
+    e = ang - limits.clamp_angles(ang, margin_deg)
+    near = ang != limits.clamp_angles(ang, margin_deg + band_deg)  # (B, 15, 3)
+    jac = torch.zeros(*e.shape, 3, dtype=e.dtype, device=e.device)
+    if not bool(near.any()):
+        return e, jac
+    eye = torch.eye(3, dtype=rot.dtype, device=rot.device)
+    for c in range(3):
+        step = _mm(rot, aa_to_rotmat(eye[c] * eps).expand_as(rot))
+        moved = limits.joint_angles(layer, torch.cat([rotmats[:, :1], step], 1), betas)
+        d = moved - ang
+        d = torch.remainder(d + torch.pi, 2 * torch.pi) - torch.pi  # twist wraps at +-pi
+        jac[..., c] = d / eps
+    return e, jac * near[..., None]
+
+
+def refine(layer: ManoLayer, betas: torch.Tensor, rotmats: torch.Tensor, transl: torch.Tensor,
+           kp_px: torch.Tensor, K: torch.Tensor, target: torch.Tensor, cfg: RefineConfig = RefineConfig(),
+           ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Refine a MANO pose against 2D landmarks and a 3D target.
+
+    Args:
+        layer: the hand model of this hand's side.
+        betas (B, NB): shape (fixed).
+        rotmats (B, 16, 3, 3): initial local rotations (the IK result; also the prior's centre).
+        transl (B, 3): initial translation, metres (``layer(..., transl)`` convention).
+        kp_px (B, 21, 2): 2D landmarks, pixels, MANO-21 order.
+        K (B, 3, 3): intrinsics.
+        target (B, 21, 3): 3D joints, metres, camera frame, MANO-21 order.
+        cfg: energy weights.
+    Returns:
+        rotmats (B, 16, 3, 3), transl (B, 3).
+    """
+    bsz, dt, dev = rotmats.shape[0], rotmats.dtype, rotmats.device
+    rest21 = torch.cat([layer.rest_joints(betas), layer.rest_tips(betas)], 1)  # (B, 21, 3)
+    s_m = (rest21 - rest21.mean(1, keepdim=True)).norm(dim=-1).mean(1)  # (B,) hand size, metres
+    s_px = (kp_px - kp_px.mean(1, keepdim=True)).norm(dim=-1).mean(1).clamp_min(1.0)  # (B,) pixels
+    w2 = torch.as_tensor(np.ones(21) if cfg.joint_w_2d is None else cfg.joint_w_2d, dtype=dt, device=dev)
+    w3 = torch.as_tensor(np.ones(21) if cfg.joint_w_3d is None else cfg.joint_w_3d, dtype=dt, device=dev)
+    w2, w3 = w2[MANO21_FROM_MP] * cfg.w_2d, w3[MANO21_FROM_MP] * cfg.w_3d  # MP order in, MANO-21 here
+    pk = torch.as_tensor(_PAIR_K, device=dev)
+    pi = torch.as_tensor(_PAIR_I, device=dev)
+    flat = pk * 16 + pi
+    eye3 = torch.eye(3, dtype=dt, device=dev)
+    prior = torch.full((16, 3), cfg.w_prior, dtype=dt, device=dev)
+    prior[0] = cfg.w_prior_root
+    prior = torch.cat([prior.reshape(48), torch.zeros(3, dtype=dt, device=dev)])  # (51,)
+    fx, fy, cx, cy = K[:, 0, 0, None], K[:, 1, 1, None], K[:, 0, 2, None], K[:, 1, 2, None]
+    use_limits = cfg.w_limit > 0
+    lim_betas = betas[:1] if bool((betas == betas[:1]).all()) else betas  # one clip shape: frames once
+    rot = rotmats
+    tr = transl
+    acc = torch.zeros(bsz, 51, dtype=dt, device=dev)  # accumulated change from the start (prior)
+    eye51 = torch.eye(51, dtype=dt, device=dev)
+    axis_w = torch.tensor([1.0, 1.0, float(np.sqrt(cfg.w_depth))], dtype=dt, device=dev)  # sqrt, on residuals
+    for _ in range(cfg.iters):
+        # 1. FK and the joints' Jacobian (B, 21, 3, 51): a local rotation R_i exp(delta) moves each
+        # descendant k by (G_i delta) x (J_k - J_i), i.e. column c of block (k, i) is G_i[:, c] x (J_k - J_i);
+        # the translation moves every joint.
+        j21, grot = fk_rigid(rot, rest21, tr)
+        gcols = grot[:, pi].transpose(-1, -2)  # (B, P, 3 columns, 3)
+        rel = (j21[:, pk] - j21[:, pi])[:, :, None].expand_as(gcols)
+        blocks = torch.zeros(bsz, 21 * 16, 3, 3, dtype=dt, device=dev)  # (B, k*16+i, column, xyz)
+        blocks[:, flat] = torch.cross(gcols, rel, dim=-1)
+        j3 = torch.cat([blocks.reshape(bsz, 21, 16, 3, 3).permute(0, 1, 4, 2, 3).reshape(bsz, 21, 3, 48),
+                        eye3.expand(bsz, 21, 3, 3)], -1)
+        # 2. 2D: residual in hand sizes, projection Jacobian P (B, 21, 2, 3), Geman-McClure IRLS weights.
+        z = j21[..., 2].clamp_min(1e-4)
+        u = fx * j21[..., 0] / z + cx
+        v = fy * j21[..., 1] / z + cy
+        r2 = (torch.stack([u, v], -1) - kp_px) / s_px[:, None, None]  # (B, 21, 2)
+        zero = torch.zeros_like(z)
+        p = torch.stack([torch.stack([fx / z, zero, -fx * j21[..., 0] / z**2], -1),
+                         torch.stack([zero, fy / z, -fy * j21[..., 1] / z**2], -1)], -2) / s_px[:, None, None, None]
+        jac2 = p @ j3  # (B, 21, 2, 51)
+        sig2 = cfg.robust_2d**2
+        sw2 = (w2 * sig2**2 / (r2.square().sum(-1) + sig2) ** 2).sqrt()  # (B, 21) sqrt of weight x IRLS
+        # 3. 3D: residual in hand sizes, depth component down-weighted.
+        sw3 = w3.sqrt()[:, None] * axis_w  # (21, 3)
+        r3 = (j21 - target) / s_m[:, None, None] * sw3
+        jac3 = j3 / s_m[:, None, None, None] * sw3[..., None]
+        # 4. Normal equations of the stacked weighted rows A: H = A^T A + prior, g = A^T r + prior * acc.
+        a = torch.cat([(jac2 * sw2[..., None, None]).reshape(bsz, 42, 51), jac3.reshape(bsz, 63, 51)], 1)
+        r = torch.cat([(r2 * sw2[..., None]).reshape(bsz, 42), r3.reshape(bsz, 63)], 1)
+        at = a.transpose(1, 2)
+        h = at @ a + torch.diag_embed(prior.expand(bsz, -1))
+        g = (at @ r[..., None])[..., 0] + prior * acc
+        if use_limits:
+            # excess e (B, 15, 3) and de/ddelta (B, 15, 3, 3) of joints 1..15 (parameters 3..47)
+            e, ja = _limit_terms(layer, rot, lim_betas)
+            hl = torch.einsum("bjrp,bjrq->bjpq", ja, ja) * cfg.w_limit  # (B, 15, 3, 3) block diagonal
+            gl = torch.einsum("bjrp,bjr->bjp", ja, e) * cfg.w_limit
+            idx = torch.arange(3, 48, device=dev).reshape(15, 3)
+            h[:, idx[:, :, None], idx[:, None, :]] += hl
+            g[:, 3:48] += gl.reshape(bsz, 45)
+        # Marquardt damping (a fraction of each diagonal entry), floored at a fraction of the mean entry:
+        # a direction that only weak rows constrain (a joint-limit row) would otherwise get a huge step.
+        diag = h.diagonal(dim1=1, dim2=2)
+        floor = cfg.damping_floor * diag.mean(1, keepdim=True)
+        h = h + torch.diag_embed(cfg.damping * torch.maximum(diag, floor) + 1e-6)
+        step = -torch.linalg.solve(h, g[..., None])[..., 0]  # (B, 51)
+        # 5. Update: local rotations R_i <- R_i exp(delta_i), translation += dt.
+        acc = acc + step
+        rot = _mm(rot, aa_to_rotmat(step[:, :48].reshape(bsz, 16, 3)))
+        tr = tr + step[:, 48:]
+    # 6. A frame whose solve failed (non-finite) keeps its initial pose.
+    ok = torch.isfinite(rot).all(-1).all(-1).all(-1) & torch.isfinite(tr).all(-1)
+    rot = torch.where(ok[:, None, None, None], rot, rotmats)
+    tr = torch.where(ok[:, None], tr, transl)
+    return rot, tr
