@@ -21,6 +21,8 @@ PACKAGES = ("core", "blender_addon", "operators", "panels")
 TOP_FILES = ("__init__.py", "blender_manifest.toml", "LICENSE")
 CODE_SUFFIXES = {".py", ".md", ".json"}
 MODEL_FILES = ("core/assets/handcap_right.npz", "core/assets/handcap_left.npz")
+# Trained by the project's own script (core/net/train.py) on its own poses; committed.
+WEIGHT_FILES = ("core/net/weights/joint_vae.pt",)
 
 
 class BuildError(Exception):
@@ -49,14 +51,14 @@ def ensure_model_files() -> None:
 
     for side in ("right", "left"):
         load_model(side)
-    missing = [f for f in MODEL_FILES if not (ROOT / f).is_file()]
+    missing = [f for f in MODEL_FILES + WEIGHT_FILES if not (ROOT / f).is_file()]
     if missing:
-        raise BuildError(f"hand model files missing after generation: {', '.join(missing)}")
+        raise BuildError(f"files missing after generation: {', '.join(missing)} (weights come from python -m core.net.train)")
 
 
 def staged_files() -> list:
     """Repository-relative paths of every file the extension ships."""
-    files = [Path(f) for f in TOP_FILES] + [Path(f) for f in MODEL_FILES]
+    files = [Path(f) for f in TOP_FILES] + [Path(f) for f in MODEL_FILES] + [Path(f) for f in WEIGHT_FILES]
     for pkg in PACKAGES:
         for p in sorted((ROOT / pkg).rglob("*")):
             rel = p.relative_to(ROOT)

@@ -39,6 +39,7 @@ class CaptureOptions:
     model_right: str | None = None
     model_left: str | None = None
     min_confidence: float = 0.5
+    vae: bool = True  # the VAE joint refinement (core.net); False for the ablation
 
     @classmethod
     def from_args(cls, a) -> "CaptureOptions":
@@ -46,7 +47,7 @@ class CaptureOptions:
         return cls(input=a.input, static=True if a.static else None, hands=a.hands, start=a.start, end=a.end,
                    stride=a.stride, fx=a.fx, fy=a.fy, cx=a.cx, cy=a.cy, fov=a.fov, K=K,
                    with_vertices=a.with_vertices, model_right=a.model_right, model_left=a.model_left,
-                   min_confidence=a.min_confidence)
+                   min_confidence=a.min_confidence, vae=not a.no_vae)
 
 
 def load_intrinsics(spec: str) -> np.ndarray:
@@ -99,6 +100,11 @@ def run_capture(opts: CaptureOptions) -> Generator[Progress, None, tuple]:
         raise CaptureError(f"--stride must be at least 1; got {opts.stride}")
     # Load the hand models first: a bad model file fails before minutes of detection.
     models = {"right": load_model("right", opts.model_right), "left": load_model("left", opts.model_left)}
+    refiner = None
+    if opts.vae:
+        from .net import load_refiner
+
+        refiner = load_refiner()
     src = open_video(opts.input, start=opts.start, end=opts.end, stride=opts.stride)
     static = src.is_folder if opts.static is None else opts.static
     n = src.frame_count
@@ -130,7 +136,7 @@ def run_capture(opts: CaptureOptions) -> Generator[Progress, None, tuple]:
         # Detector pixels have their origin at the pixel corner; K uses OpenCV's pixel centres.
         fits[side] = fit_hand(ManoLayer(models[side]), tr.landmarks_px - 0.5, tr.world, tr.detected, K,
                               with_vertices=opts.with_vertices, landmarks_z=tr.landmarks_z, image_width=src.width,
-                              fps=None if src.is_folder else float(src.fps) / opts.stride)
+                              fps=None if src.is_folder else float(src.fps) / opts.stride, refiner=refiner)
     yield Progress("fit", len(sides), len(sides))
     st = lambda key: np.stack([getattr(fits[s], key) for s in sides])  # noqa: E731
     tt = lambda key: np.stack([getattr(tracks[s], key) for s in sides])  # noqa: E731

@@ -41,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--with-vertices", action="store_true", help="store mesh vertices per frame")
     c.add_argument("--model-right", help="right hand model: official MANO_RIGHT.pkl or a .npz (default: open model)")
     c.add_argument("--model-left", help="left hand model: official MANO_LEFT.pkl or a .npz (default: open model)")
+    c.add_argument("--no-vae", action="store_true", help="skip the VAE joint refinement (ablation)")
     c.add_argument("--min-confidence", type=float, default=0.5, help="detector confidence threshold")
     c.add_argument("--json-progress", action="store_true", help="worker protocol: JSON events on stdout")
     c.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -1,6 +1,7 @@
 """Landmarks -> MANO for one hand over a clip: shape, 3D target, twist-swing IK, 2D-aware refinement.
 
 Batched over the clip's frames (T). Steps:
+0. optionally, the paper's VAE joint refinement of the detector's 3D landmarks (`core.net`);
 1. 3D target in the camera frame. With the detector's relative depth (``landmarks_z``): the 2D
    landmarks back-projected along their viewing rays with the true intrinsics, at the depth whose bone
    lengths match the detector's metric hand, blended with the detector's metric 3D landmarks rigidly
@@ -67,6 +68,13 @@ def previous_twist(twist: torch.Tensor, bend: torch.Tensor, threshold: float = 0
     return out
 
 
+CHUNK = 256  # frames per batch in the per-frame stages (memory stays flat with clip length)
+
+
+def _chunks(n: int) -> list[slice]:
+    return [slice(i, min(i + CHUNK, n)) for i in range(0, n, CHUNK)]
+
+
 def _solve_ik(layer: ManoLayer, joints21: torch.Tensor, bb: torch.Tensor) -> ik.IKResult:
     """`ik.solve` twice: the second pass gives straight fingers the previous bent frame's twist."""
     first = ik.solve(layer, joints21, bb)
@@ -76,7 +84,7 @@ def _solve_ik(layer: ManoLayer, joints21: torch.Tensor, bb: torch.Tensor) -> ik.
 def fit_hand(layer: ManoLayer, kp_px: np.ndarray, world: np.ndarray, detected: np.ndarray, K: np.ndarray,
              with_vertices: bool = False, perspective: bool = True, landmarks_z: np.ndarray | None = None,
              image_width: int | None = None, config: fit.FitConfig | None = None,
-             fps: float | None = None) -> HandFit:
+             fps: float | None = None, refiner=None) -> HandFit:
     """Fit one hand over a clip.
 
     Args:
@@ -93,6 +101,8 @@ def fit_hand(layer: ManoLayer, kp_px: np.ndarray, world: np.ndarray, detected: n
         config: fit settings (`core.fit.FitConfig`; None = defaults).
         fps: frames per second of a video clip: smooth over time and fill short gaps (`core.smooth`);
             None for unrelated images (no temporal clean-up).
+        refiner: a `core.net.vae.JointRefiner` (the paper's VAE joint refinement) applied to the
+            detector's 3D landmarks before anything else, or None to use them as they are.
     Returns:
         HandFit.
     """
@@ -109,6 +119,11 @@ def fit_hand(layer: ManoLayer, kp_px: np.ndarray, world: np.ndarray, detected: n
         return empty
     as_t = lambda x: torch.as_tensor(np.asarray(x)[det], dtype=dt, device=dev)  # noqa: E731
     w_mp = as_t(world)  # (N, 21, 3) MediaPipe order
+    if refiner is not None:
+        # 0. The detector's 3D pulled towards joints the hand model can produce (VAE refinement).
+        with torch.no_grad():
+            refined = refiner.refine(w_mp[:, MANO21_FROM_MP], side=layer.side)
+        w_mp = refined.to(dtype=dt, device=dev)[:, MP_FROM_MANO21]
     px = as_t(kp_px)
     kk = as_t(K)
     n = w_mp.shape[0]
@@ -145,7 +160,11 @@ def fit_hand(layer: ManoLayer, kp_px: np.ndarray, world: np.ndarray, detected: n
             t21 = rel.joints21 + transl[:, None]
         # 4. Refinement against the 2D landmarks.
         if cfg.refine is not None and cfg.refine.iters > 0:
-            rotmats, transl = fit.refine(layer, bb, rotmats, transl, px[:, MANO21_FROM_MP], kk, t21, cfg.refine)
+            # Frames are independent here: chunks keep memory flat however long the clip.
+            parts = [fit.refine(layer, bb[c], rotmats[c], transl[c], px[c][:, MANO21_FROM_MP], kk[c], t21[c], cfg.refine)
+                     for c in _chunks(n)]
+            rotmats = torch.cat([r for r, _ in parts])
+            transl = torch.cat([t for _, t in parts])
         aa = rotmat_to_aa(rotmats)
     go = np.zeros((n_frames, 3), np.float32)
     hp = np.zeros((n_frames, 15, 3), np.float32)
@@ -163,16 +182,17 @@ def fit_hand(layer: ManoLayer, kp_px: np.ndarray, world: np.ndarray, detected: n
         n_v = int(valid.sum())
         aa_v = torch.as_tensor(np.concatenate([go[valid][:, None], hp[valid]], 1), dtype=dt, device=dev)
         bv = betas[None].expand(n_v, -1)
-        rot_v = limits.project_to_limits(layer, aa_to_rotmat(aa_v), bv)
+        tr_v = torch.as_tensor(tr[valid], dtype=dt, device=dev)
+        rot_v = torch.cat([limits.project_to_limits(layer, aa_to_rotmat(aa_v[c]), bv[c]) for c in _chunks(n_v)])
         aa_v = rotmat_to_aa(rot_v)
-        out = layer(bv, None, None, torch.as_tensor(tr[valid], dtype=dt, device=dev), with_vertices=with_vertices,
-                    rotmats=rot_v)
+        outs = [layer(bv[c], None, None, tr_v[c], with_vertices=with_vertices, rotmats=rot_v[c]) for c in _chunks(n_v)]
+        joints21 = torch.cat([o.joints21 for o in outs])
     go[valid] = aa_v[:, 0].cpu().numpy()
     hp[valid] = aa_v[:, 1:].cpu().numpy()
     jo = np.zeros((n_frames, 21, 3), np.float32)
-    jo[valid] = out.joints21[:, MP_FROM_MANO21].cpu().numpy()
+    jo[valid] = joints21[:, MP_FROM_MANO21].cpu().numpy()
     verts = None
     if with_vertices:
         verts = np.zeros((n_frames, layer.v_template.shape[0], 3), np.float32)
-        verts[valid] = out.vertices.cpu().numpy()
+        verts[valid] = torch.cat([o.vertices for o in outs]).cpu().numpy()
     return HandFit(betas.cpu().numpy().astype(np.float32), go, hp, tr, jo, valid, verts)

@@ -1,0 +1,187 @@
+"""The joint-refinement VAE (core.net): shipped weights, API contract, equivariance, and what it does to
+clean and noisy hands of a held-out synthetic set (seeds the training never used)."""
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from core.errors import CaptureError
+from core.hand_model import load_model
+from core.mano import ManoLayer
+from core.net import DEFAULT_WEIGHTS, corpus, load_refiner
+from core.net.vae import VAEConfig, canonical_frame, make_config
+from core.rot import aa_to_rotmat
+
+HELD_OUT_SEED = 424242  # training uses seeds 0..3
+
+
+@pytest.fixture(scope="module")
+def refiner():
+    return load_refiner()
+
+
+@pytest.fixture(scope="module")
+def layer():
+    return ManoLayer(load_model("right"))
+
+
+@pytest.fixture(scope="module")
+def held_out(layer):
+    return corpus.make_corpus(layer, 512, HELD_OUT_SEED)
+
+
+def _random_rigid(n, gen):
+    rot = aa_to_rotmat(torch.randn(n, 3, generator=gen))
+    return rot, torch.randn(n, 3, generator=gen) * 0.3
+
+
+def test_weights_file_is_plain_data():
+    assert DEFAULT_WEIGHTS.stat().st_size < 2_000_000
+    blob = torch.load(str(DEFAULT_WEIGHTS), map_location="cpu", weights_only=True)
+    assert set(blob) == {"config", "state_dict", "meta"}
+    assert all(torch.is_tensor(v) for v in blob["state_dict"].values())
+    assert make_config(**blob["config"]) == VAEConfig(**blob["config"])
+    for key in ("torch", "seed", "corpus", "hand_model"):
+        assert key in blob["meta"]
+
+
+def test_weights_match_the_corpus_definition():
+    """The shipped weights were trained on today's corpus (taxonomy, `core.limits` ranges, mixes, noise)."""
+    meta = torch.load(str(DEFAULT_WEIGHTS), map_location="cpu", weights_only=True)["meta"]
+    assert corpus.corpus_fingerprint() in meta["corpus"], (
+        "the corpus definition changed since the weights were trained; retrain with "
+        "`python -m core.net.train --out core/net/weights/joint_vae.pt`")
+
+
+@pytest.mark.parametrize("bsz", [1, 5])
+def test_refine_shapes(refiner, held_out, bsz):
+    j = held_out.joints[:bsz]
+    out = refiner.refine(j)
+    assert out.shape == (bsz, 21, 3) and out.dtype == torch.float32
+    out_np = refiner.refine(j.numpy().astype(np.float64))  # numpy becomes float32
+    assert out_np.dtype == torch.float32
+    torch.testing.assert_close(out_np, out)
+    assert refiner.refine(j.double()).dtype == torch.float64
+    assert refiner.refine(j[:0]).shape == (0, 21, 3)
+
+
+def test_refine_rejects_bad_input(refiner):
+    with pytest.raises(CaptureError, match=r"\(B, 21, 3\)"):
+        refiner.refine(torch.zeros(2, 20, 3))
+    with pytest.raises(CaptureError, match="side"):
+        refiner.refine(torch.zeros(1, 21, 3), side="both")
+
+
+def test_output_in_input_frame(refiner, held_out):
+    """Rotating, translating and scaling the input does the same to the output; refine is deterministic."""
+    g = torch.Generator().manual_seed(1)
+    j = held_out.joints[:16]
+    rot, t = _random_rigid(16, g)
+    s = 0.5 + torch.rand(16, 1, 1, generator=g)
+    moved = s * (j @ rot.transpose(1, 2)) + t[:, None]
+    want = s * (refiner.refine(j) @ rot.transpose(1, 2)) + t[:, None]
+    got = refiner.refine(moved)
+    assert (got - want).norm(dim=-1).max() < 1e-4  # metres
+    torch.testing.assert_close(refiner.refine(moved), got, rtol=0, atol=0)
+
+
+def test_left_hand_is_mirrored(refiner, held_out):
+    m = torch.tensor([-1.0, 1.0, 1.0])
+    j = held_out.joints[:8]
+    torch.testing.assert_close(refiner.refine(j * m, side="left"), refiner.refine(j) * m, rtol=0, atol=1e-6)
+
+
+def test_clean_hands_come_back_nearly_unchanged(refiner, held_out):
+    g = torch.Generator().manual_seed(2)
+    rot, t = _random_rigid(len(held_out.joints), g)
+    j = held_out.joints @ rot.transpose(1, 2) + t[:, None]
+    err_mm = (refiner.refine(j) - j).norm(dim=-1).mean(-1) * 1000
+    assert err_mm.mean() < 4.0, f"mean {err_mm.mean():.2f} mm"
+    assert torch.quantile(err_mm, 0.95) < 8.0, f"95th percentile {torch.quantile(err_mm, 0.95):.2f} mm"
+
+
+def test_noisy_hands_get_closer_to_clean(refiner, held_out):
+    """Error to the clean hand, similarity-fitted to the noisy one over the 20 non-wrist joints (the
+    training target: a whole-hand pose or scale error is not the refiner's to fix)."""
+    g = torch.Generator().manual_seed(3)
+    noise = dataclasses.replace(corpus.NoiseConfig(), clean_prob=0.0)
+    noisy = corpus.detector_noise(held_out.joints, g, noise)
+    target = corpus.similarity_align(held_out.joints, noisy, torch.as_tensor(corpus.TARGET_WEIGHTS))
+    raw_mm = (noisy - target).norm(dim=-1)[:, 1:].mean() * 1000
+    ref_mm = (refiner.refine(noisy) - target).norm(dim=-1)[:, 1:].mean() * 1000
+    assert ref_mm < 0.75 * raw_mm, f"raw {raw_mm:.2f} mm, refined {ref_mm:.2f} mm"
+
+
+def test_config_unknown_key_and_bad_values():
+    with pytest.raises(CaptureError, match="unknown VAE option 'hiden'"):
+        make_config(hiden=128)
+    with pytest.raises(CaptureError) as exc:
+        make_config(latent=0, decoder_input="input")
+    assert "latent" in str(exc.value) and "decoder_input" in str(exc.value)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        make_config().latent = 3  # type: ignore[misc]
+
+
+def test_missing_weights_name_the_file(tmp_path):
+    with pytest.raises(CaptureError, match="nope.pt"):
+        load_refiner(path=tmp_path / "nope.pt")
+    bad = tmp_path / "bad.pt"
+    torch.save({"state_dict": {}}, str(bad))
+    with pytest.raises(CaptureError, match="bad.pt"):
+        load_refiner(path=bad)
+
+
+def test_canonical_frame_contract(refiner, held_out):
+    j = held_out.joints[:3]
+    f = canonical_frame(j, refiner.model.palm_template)
+    assert f.rotation.shape == (3, 3, 3) and f.centre.shape == (3, 3) and f.size.shape == (3,)
+    torch.testing.assert_close(f.from_canonical(f.to_canonical(j)), j, rtol=0, atol=1e-6)
+    eye = torch.eye(3).expand(3, 3, 3)
+    torch.testing.assert_close(f.rotation @ f.rotation.transpose(1, 2), eye, rtol=0, atol=1e-5)
+
+
+def test_corpus_inside_bounds_and_reproducible(layer):
+    lo, hi = corpus.angle_bounds()
+    tax = corpus.taxonomy_array()
+    assert tax.shape == (len(corpus.TAXONOMY), 5, 5)
+    assert (tax >= lo).all() and (tax <= hi).all(), "a taxonomy pose lies outside core.limits ranges"
+    a = corpus.sample_angles(2000, torch.Generator().manual_seed(5)).numpy()
+    assert (a >= lo - 1e-9).all() and (a <= hi + 1e-9).all()
+    c1, c2 = corpus.make_corpus(layer, 8, 7), corpus.make_corpus(layer, 8, 7)
+    assert c1.joints.shape == (8, 21, 3)
+    torch.testing.assert_close(c1.joints, c2.joints, rtol=0, atol=0)
+
+
+def test_corpus_poses_inside_core_limits(layer):
+    """The corpus composes rotations in `core.limits`' own frames: its joint angles are in range."""
+    from core import limits
+
+    g = torch.Generator().manual_seed(6)
+    ang = corpus.sample_angles(500, g)
+    betas = torch.randn(500, layer.n_betas, generator=g)
+    rot = corpus.angles_to_rotmats(layer, torch.deg2rad(ang).float(), betas)
+    viol = limits.violations_deg(limits.joint_angles(layer, rot, betas))
+    assert viol.max() < 1e-3, f"largest violation {viol.max():.4f} deg"
+
+
+def test_noise_off_gives_clean(held_out):
+    off = corpus.NoiseConfig(joint_sd_mm=(0.0, 0.0), depth_sd_mm=(0.0, 0.0), bone_scale_sd=0.0,
+                             wrist_shift_mm=(0.0, 0.0), wrist_lateral_mm=0.0, garbage_prob=0.0, clean_prob=0.0)
+    j = held_out.joints[:4]
+    out = corpus.detector_noise(j, torch.Generator().manual_seed(0), off)
+    torch.testing.assert_close(out, j, rtol=0, atol=1e-7)
+
+
+def test_training_is_reproducible(tmp_path):
+    """Same seed, same weights (a tiny run of the real training loop)."""
+    from core.net.train import TrainConfig, train
+
+    cfg = TrainConfig(n_train=512, n_val=128, steps=3, batch=64)
+    blobs = []
+    for k in range(2):
+        out = tmp_path / f"w{k}.pt"
+        train(cfg, {"hidden": 32}, out, log=lambda *a: None)
+        blobs.append(torch.load(str(out), weights_only=True)["state_dict"])
+    for key, value in blobs[0].items():
+        torch.testing.assert_close(blobs[1][key], value, rtol=0, atol=0)
