@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
             from .hand_model import ASSET_DIR
 
             out = Path(args.out) if args.out else ASSET_DIR
-            for f in handgen.write_assets(out):
+            for f in handgen.write_assets(out).values():
                 print(f)
         elif args.command == "demo":
             from .demo import run_demo

@@ -95,3 +95,12 @@ def test_eval_bad_inputs(tmp_path):
     junk = tmp_path / "junk.npz"
     np.savez(junk, a=np.zeros(3))
     assert_user_error(run_cli("eval", junk, "--gt", junk), "junk.npz")
+
+
+def test_model_command_writes_files(tmp_path):
+    r = run_cli("model", "--out", tmp_path)
+    assert r.returncode == 0, r.stderr
+    written = [Path(line) for line in r.stdout.split()]
+    assert {p.name for p in written} == {"handcap_right.npz", "handcap_left.npz",
+                                         "handcap_MANO_RIGHT.pkl", "handcap_MANO_LEFT.pkl"}
+    assert all(p.is_file() for p in written)
