@@ -29,6 +29,9 @@ from .rot import axis_rotation, rotation_between, rotmat_to_aa
 
 PALM = (0, 1, 4, 7, 10, 13)  # wrist and its five children (rigid with the wrist in MANO)
 FINGER_ORDER = ("thumb", "index", "middle", "ring", "pinky")
+# Centre (rad, right hand) of the twist window at each finger's first joint. The thumb's: the middle of
+# its CMC twist range in core/limits.py (-20..120 deg; the opposed thumb's pronation, Cooney 1981).
+TWIST_CENTRE = {"thumb": 0.8727, "index": 0.0, "middle": 0.0, "ring": 0.0, "pinky": 0.0}
 REFINE_MAX = 0.2  # rad: largest twist refinement away from the bend-plane estimate
 HINGE_OFF_MAX = 0.25  # |(t - r) . a| above which a second/third joint takes the plain swing
 
@@ -189,9 +192,10 @@ def solve(
                 n_p = _unit(n_p)
                 a_pu = _unit(a_p)
                 theta = torch.atan2((torch.cross(a_pu, n_p, dim=-1) * t_loc).sum(-1), (a_pu * n_p).sum(-1))
-                # The hinge axis is a line: pick the smaller twist (|theta| <= pi/2).
-                theta = torch.where(theta > torch.pi / 2, theta - torch.pi, theta)
-                theta = torch.where(theta < -torch.pi / 2, theta + torch.pi, theta)
+                # The hinge axis is a line: pick the twist within pi/2 of the finger's typical twist
+                # (0 for fingers; the thumb's CMC turns its pad towards the palm, see TWIST_CENTRE).
+                centre = TWIST_CENTRE[name] * (1.0 if layer.side == "right" else -1.0)
+                theta = torch.remainder(theta - centre + torch.pi / 2, torch.pi) - torch.pi / 2 + centre
                 # Refinement only: a rest chain that is nearly planar needs a few degrees at most,
                 # so steps are damped and the result stays within REFINE_MAX of the plane estimate.
                 theta0 = theta
