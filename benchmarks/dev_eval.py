@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import subprocess
+from pathlib import Path
 import sys
 
 import numpy as np
@@ -54,7 +55,8 @@ def main(argv=None):
     labels = dev / "labels.npz"
     subprocess.run([sys.executable, "-m", "core", "capture", str(dev / "images"), "--static", "--hands", "1",
                     "--intrinsics", f"{labels}:K_crop", "--out", a.out, "--quiet"], check=True, cwd=ROOT)
-    subprocess.run([sys.executable, "-m", "core", "eval", a.out, "--gt", str(labels)], check=True, cwd=ROOT)
+    subprocess.run([sys.executable, "-m", "core", "eval", a.out, "--gt", str(labels),
+                    "--plot", str(Path(a.out).with_suffix(".png"))], check=True, cwd=ROOT)
     print()
     print(split_table(a.out, str(labels), a.split))
 

@@ -52,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--gt-key", default="joints_cam")
     e.add_argument("--side", choices=("right", "left"), help="hand to score (default: the most detected)")
     e.add_argument("--json", help="also write the figures as JSON here")
+    e.add_argument("--plot", help="also write a PNG of per-frame errors, raw detector vs ours")
 
     m = sub.add_parser("model", help="write the project's open hand model files (npz + MANO-format pkl)")
     m.add_argument("--out", default=None, help="folder (default: core/assets)")
@@ -84,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
 
             report = evaluate(load_clip(args.clip), load_gt(args.gt, args.gt_key), args.side)
             print(report.table())
+            if args.plot:
+                print(report.plot(args.plot))
             if args.json:
                 import json
 

@@ -27,6 +27,32 @@ class Report:
     n_detected: int
     side: str
     rows: dict
+    per_frame: dict = dataclasses.field(default_factory=dict)  # name -> (frame_index (N,), PA (N,), wrist-rel (N,)) mm
+
+    def plot(self, path: str | Path) -> Path:
+        """A PNG of per-frame PA-MPJPE and wrist-relative error, raw detector vs ours."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, axes = plt.subplots(2, 1, figsize=(10, 6), sharex=True)
+        for name, (fi, pa, wr) in self.per_frame.items():
+            axes[0].plot(fi, pa, ".-", ms=2, lw=0.6, label=f"{name} (mean {pa.mean():.1f} mm)")
+            axes[1].plot(fi, wr, ".-", ms=2, lw=0.6, label=f"{name} (mean {wr.mean():.1f} mm)")
+        axes[0].set_ylabel("PA-MPJPE, mm")
+        axes[1].set_ylabel("wrist-relative error, mm")
+        axes[1].set_xlabel("frame")
+        for ax in axes:
+            ax.legend(loc="upper right")
+            ax.grid(alpha=0.3)
+        fig.suptitle(f"{self.side} hand, {self.n_detected} of {self.n_frames} frames detected")
+        fig.tight_layout()
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        return path
 
     def table(self) -> str:
         keys = ["pa_mpjpe_mm", "wrist_rel_mm", "bone_var_mm", "jitter_mm_f2", "limit_viol_frames"]
@@ -75,13 +101,16 @@ def evaluate(clip: ClipResult, gt: np.ndarray, side: str | None = None) -> Repor
     g = gt[fi]
     det = clip.detected[h] & clip.valid[h]
     rows = {}
+    per_frame = {}
     raw = clip.landmarks_world[h].astype(np.float64)
     ours = clip.joints[h].astype(np.float64)
     for name, pred in (("mediapipe", raw), ("ours", ours)):
         if det.any():
+            pa, wr = metrics.pa_mpjpe(pred[det], g[det]), metrics.mpjpe(pred[det], g[det], root=0)
+            per_frame[name] = (fi[det], pa, wr)
             rows[name] = {
-                "pa_mpjpe_mm": float(metrics.pa_mpjpe(pred[det], g[det]).mean()),
-                "wrist_rel_mm": float(metrics.mpjpe(pred[det], g[det], root=0).mean()),
+                "pa_mpjpe_mm": float(pa.mean()),
+                "wrist_rel_mm": float(wr.mean()),
                 "bone_var_mm": metrics.bone_length_variation(pred, det),
                 "jitter_mm_f2": metrics.jitter(pred, det),
             }
@@ -100,4 +129,4 @@ def evaluate(clip: ClipResult, gt: np.ndarray, side: str | None = None) -> Repor
         viol = limits.violations_deg(limits.joint_angles(layer, rot, betas))
         rows["ours"]["limit_viol_frames"] = int((viol.max((1, 2)) > 5.0).sum())
     rows["gt"] = {"bone_var_mm": metrics.bone_length_variation(g, det), "jitter_mm_f2": metrics.jitter(g, det)}
-    return Report(n_frames=len(fi), n_detected=int(det.sum()), side=clip.sides[h], rows=rows)
+    return Report(n_frames=len(fi), n_detected=int(det.sum()), side=clip.sides[h], rows=rows, per_frame=per_frame)

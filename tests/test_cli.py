@@ -104,3 +104,32 @@ def test_model_command_writes_files(tmp_path):
     assert {p.name for p in written} == {"handcap_right.npz", "handcap_left.npz",
                                          "handcap_MANO_RIGHT.pkl", "handcap_MANO_LEFT.pkl"}
     assert all(p.is_file() for p in written)
+
+
+def test_eval_scores_and_plots(tmp_path):
+    """eval on a hand-made clip: ours = ground truth exactly, MediaPipe = ground truth + 2 mm along x."""
+    from core.clip import ClipResult, save_clip
+
+    rng = np.random.default_rng(0)
+    t = 4
+    gt = rng.normal(size=(t, 21, 3)) * 0.03 + np.array([0, 0, 0.5])
+    np.savez(tmp_path / "gt.npz", joints_cam=gt.astype(np.float32))
+    ones = np.ones((1, t), bool)
+    clip = ClipResult(
+        source="x", fps=30.0, image_size=np.array([64, 48]), frame_index=np.arange(t), time=np.arange(t) / 30,
+        K=np.repeat(np.eye(3)[None], t, 0), K_guessed=True, sides=("right",), model_names=("handcap-open",),
+        model_paths=("",), valid=ones, detected=ones, confidence=ones.astype(np.float32),
+        betas=np.zeros((1, 10)), global_orient=np.zeros((1, t, 3)), hand_pose=np.zeros((1, t, 15, 3)),
+        transl=np.zeros((1, t, 3)), joints=gt[None], landmarks_px=np.zeros((1, t, 21, 2)),
+        landmarks_world=(gt + np.array([0.002, 0, 0]))[None])
+    save_clip(clip, tmp_path / "c.npz")
+    r = run_cli("eval", tmp_path / "c.npz", "--gt", tmp_path / "gt.npz", "--plot", tmp_path / "e.png",
+                "--json", tmp_path / "e.json")
+    assert r.returncode == 0, r.stderr
+    import json
+
+    rows = json.loads((tmp_path / "e.json").read_text())["rows"]
+    assert rows["ours"]["pa_mpjpe_mm"] == pytest.approx(0.0, abs=1e-3)
+    assert rows["mediapipe"]["wrist_rel_mm"] == pytest.approx(0.0, abs=1e-3)  # a pure shift
+    assert rows["ours"]["limit_viol_frames"] == 0  # the flat hand
+    assert (tmp_path / "e.png").stat().st_size > 10_000
