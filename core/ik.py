@@ -171,7 +171,9 @@ def solve(
         for k in range(3):
             j = chain[k]
             gp = glob[int(MANO21_PARENTS[j])]
-            t_loc = _unit((gp.transpose(1, 2) @ obs[k][..., None])[..., 0])
+            # This joint's observed bone (and, at the first joint, the later ones) in the parent's frame.
+            obs_loc = [(gp.transpose(1, 2) @ o[..., None])[..., 0] for o in (obs if k == 0 else obs[k:k + 1])]
+            t_loc = _unit(obs_loc[0])
             r_loc = _unit(rest[k])
             swing = rotation_between(r_loc, t_loc)
             a_rest = axes[:, f]
@@ -180,9 +182,9 @@ def solve(
                 # must make with each observed later bone u_k the angle it makes at rest with r_k:
                 # h . u_k = a . r_k. Start from the bend-plane normal (exact when a is normal to the
                 # rest bones), then Gauss-Newton on the twist angle.
-                u = [_unit((gp.transpose(1, 2) @ o[..., None])[..., 0]) for o in obs[1:]]
+                u = [_unit(o) for o in obs_loc[1:]]
                 s_k = [(a_rest * _unit(r)).sum(-1) for r in rest[1:]]
-                n = bend_normal(*[(gp.transpose(1, 2) @ o[..., None])[..., 0] for o in obs])
+                n = bend_normal(*obs_loc)
                 a = (swing @ a_rest[..., None])[..., 0]
                 a_par = (a * t_loc).sum(-1, keepdim=True) * t_loc
                 a_p = a - a_par
