@@ -123,12 +123,18 @@ class FitConfig:
     blend_rot: share of their orientation (`fuse` ``rot_weight``).
     z_scale: factor on the detector's relative depth (`backproject`).
     refine: the Gauss-Newton refinement's weights, or None to keep the analytic IK result.
+    penetration: metres; fingers of one hand that penetrate each other deeper than this (capsules,
+        `core.collide`) are pushed apart on the final poses, to ``penetration_target`` times it
+        (`core.collide.resolve`); None leaves them. 1.5 mm with target 0.8 keeps every output frame
+        under 2 mm with a margin; on the dev crops it costs 0.06 mm PA-MPJPE (0.8 %).
     """
 
     blend: float = 0.3
     blend_rot: float = 0.2
     z_scale: float = 1.0
     refine: RefineConfig | None = dataclasses.field(default_factory=RefineConfig)
+    penetration: float | None = 0.0015
+    penetration_target: float = 0.8
 
 
 def _ancestor_pairs() -> tuple[np.ndarray, np.ndarray]:

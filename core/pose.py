@@ -14,7 +14,8 @@ Batched over the clip's frames (T). Steps:
 4. Gauss-Newton refinement of pose and translation (`core.fit.refine`): projected joints on the 2D
    landmarks, 3D near the target, pose near the IK result and inside the joint limits;
 5. for video (``fps`` given): zero-lag smoothing in rotation space and short gaps filled (`core.smooth`);
-6. every joint projected into its anatomical range (`core.limits.project_to_limits`), then forward
+6. every joint projected into its anatomical range (`core.limits.project_to_limits`), fingers that
+   penetrate each other pushed apart within those ranges (`core.collide.resolve`), then forward
    kinematics gives the joints (and optionally vertices) in the camera frame.
 """
 from __future__ import annotations
@@ -24,7 +25,7 @@ import dataclasses
 import numpy as np
 import torch
 
-from . import camera, fit, ik, limits, shape, smooth
+from . import camera, collide, fit, ik, limits, shape, smooth
 from .hand_model import MANO21_FROM_MP, MP_FROM_MANO21, MP_PARENTS
 from .mano import ManoLayer
 from .rot import aa_to_rotmat, rotmat_to_aa
@@ -177,13 +178,17 @@ def fit_hand(layer: ManoLayer, kp_px: np.ndarray, world: np.ndarray, detected: n
     if fps is not None:
         cleaned = smooth.clean_up(go, hp, tr, det, fps)
         go, hp, tr, valid = cleaned.global_orient, cleaned.hand_pose, cleaned.transl, cleaned.valid.copy()
-    # 6. Inside the anatomical ranges on every frame, then forward kinematics.
+    # 6. Inside the anatomical ranges on every frame, fingers out of each other, then forward kinematics.
     with torch.no_grad():
         n_v = int(valid.sum())
         aa_v = torch.as_tensor(np.concatenate([go[valid][:, None], hp[valid]], 1), dtype=dt, device=dev)
         bv = betas[None].expand(n_v, -1)
         tr_v = torch.as_tensor(tr[valid], dtype=dt, device=dev)
         rot_v = torch.cat([limits.project_to_limits(layer, aa_to_rotmat(aa_v[c]), bv[c]) for c in _chunks(n_v)])
+        if cfg.penetration is not None and n_v:
+            caps = collide.hand_capsules(layer, betas[None])
+            rot_v = torch.cat([collide.resolve(layer, rot_v[c], bv[c], caps, threshold=cfg.penetration,
+                                               target=cfg.penetration_target).rotmats for c in _chunks(n_v)])
         aa_v = rotmat_to_aa(rot_v)
         outs = [layer(bv[c], None, None, tr_v[c], with_vertices=with_vertices, rotmats=rot_v[c]) for c in _chunks(n_v)]
         joints21 = torch.cat([o.joints21 for o in outs])

@@ -188,3 +188,37 @@ def test_fit_hand_nothing_detected(layer):
     res = fit_hand(layer, np.zeros((n, 21, 2)), np.zeros((n, 21, 3)), np.zeros(n, bool),
                    np.repeat(K_TEST[None], n, 0), landmarks_z=np.zeros((n, 21)), image_width=640)
     assert not res.valid.any() and (res.joints == 0).all()
+
+
+def test_fit_hand_pushes_crossed_fingers_apart(layer):
+    """Landmarks of index and middle crossed (30 deg of MCP abduction towards each other: inside the
+    limits, 4-8 mm deep): the output poses keep every finger pair under 2 mm, and only the penetration
+    step does it (with it off the same input comes out crossed)."""
+    from core import plausibility
+
+    n = 3
+    ang = torch.zeros(n, 15, 3)
+    ang[:, 0, 1] = -torch.deg2rad(torch.tensor([24.0, 27.0, 30.0]))  # index MCP towards the middle finger
+    ang[:, 3, 1] = torch.deg2rad(torch.tensor([24.0, 27.0, 30.0]))  # middle MCP towards the index
+    betas = torch.zeros(n, layer.n_betas)
+    rot = torch.cat([torch.eye(3).expand(n, 1, 3, 3), limits.angles_to_rotmats(layer, ang, betas)], 1)
+    transl = torch.tensor([0.0, 0.0, 0.5]).expand(n, 3)
+    j_mp = layer(betas, None, None, transl, with_vertices=False, rotmats=rot).joints21[:, MP_FROM_MANO21]
+    K = torch.as_tensor(K_TEST, dtype=torch.float32).expand(n, 3, 3)
+    px, z_px = _landmarks(j_mp, K)
+    world = (j_mp - j_mp.mean(1, keepdim=True)).numpy()
+    _, pen_in = plausibility.check_poses(layer, rot, betas[:1])
+    assert (pen_in > 4.0).all(), pen_in
+    args = (px.numpy(), world, np.ones(n, bool), K.numpy().astype(np.float64))
+    kw = dict(landmarks_z=(z_px / 640).numpy(), image_width=640)
+    pens = {}
+    for on in (True, False):
+        cfg = fit.FitConfig() if on else dataclasses.replace(fit.FitConfig(), penetration=None)
+        res = fit_hand(layer, *args, config=cfg, **kw)
+        aa = torch.as_tensor(np.concatenate([res.global_orient[:, None], res.hand_pose], 1))
+        from core.rot import aa_to_rotmat
+
+        lim, pens[on] = plausibility.check_poses(layer, aa_to_rotmat(aa), torch.as_tensor(res.betas)[None])
+        assert (lim < 1e-3).all()
+    assert (pens[True] < 2.0).all(), pens[True]
+    assert (pens[False] > 2.0).all(), pens[False]
