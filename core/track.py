@@ -7,7 +7,10 @@ not read from each frame. Instead:
    distance to the tracklet's constant-velocity prediction, in units of hand size, gated, plus a small
    bonus when the detection's label agrees with the tracklet's accumulated label votes. The 2x2
    assignment is solved exactly (every partial matching is scored). Duplicate detections of one hand
-   are merged first. A tracklet ends after ``max_gap`` frames without a match.
+   are merged first. When more than two detections remain (MediaPipe's tracking mode can return a
+   third, e.g. a second, smaller copy of one hand), the two kept are chosen by the same matching, not by
+   label score, so a tracked hand is not dropped for a look-alike on the other hand. A tracklet ends
+   after ``max_gap`` frames without a match.
 2. At the end, tracklets get sides from their accumulated votes (sum over frames of 2*p_right - 1):
    tracklets seen at the same time must be different hands, so each group of overlapping tracklets
    is coloured right/left as a whole, choosing the colouring the votes favour most. A tracklet never
@@ -27,6 +30,9 @@ import numpy as np
 
 from .detect.base import SIDES, Detections, HandDet
 from .errors import CaptureError
+
+MAX_HANDS = 2  # one right and one left hand per frame
+_DROP = -1  # `Tracker._match`: the detection is not kept (more detections than hands)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -161,7 +167,7 @@ class Tracker:
         dets = self._dedupe(hands)
         match = self._match(dets, t)
         # unmatched detections start tracklets; make room by ending unmatched ones, stalest first
-        used = {m for m in match if m is not None}
+        used = {m for m in match if m is not None and m != _DROP}
         free = sorted((k for k in self._active if k.id not in used), key=lambda k: k.last)
         new = sum(m is None for m in match)
         while len(self._active) + new > 2 and free:
@@ -170,6 +176,8 @@ class Tracker:
             self._done.append(k)
         out = []
         for det, m in zip(dets, match):
+            if m == _DROP:
+                continue
             if m is None:
                 k = _Tracklet(self._next_id, t, t, det.landmarks_px.astype(np.float32), np.zeros(2, np.float32),
                               _hand_size(det.landmarks_px))
@@ -196,10 +204,12 @@ class Tracker:
             if all(np.linalg.norm(h.landmarks_px - o.landmarks_px, axis=1).mean() / size >= self.duplicate_dist
                    for o in keep):
                 keep.append(h)
-        return keep[:2]
+        return keep
 
     def _match(self, dets: list[HandDet], t: int) -> list[int | None]:
-        """Tracklet id (or None) for each detection: the cheapest partial matching."""
+        """Tracklet id, None (starts a tracklet) or ``_DROP`` for each detection: the cheapest partial
+        matching that keeps min(len(dets), MAX_HANDS) detections (fewest new tracklets first, then the
+        lowest cost, then the highest label scores)."""
         if not dets:
             return []
         tracks = self._active
@@ -214,15 +224,19 @@ class Tracker:
                 dist = float(np.linalg.norm(d.landmarks_px - pred, axis=1).mean()) / size
                 if dist < gate:
                     cost[i, j] = dist - self.label_weight * belief * (2.0 * d.p_right - 1.0)
-        best, best_cost = [None] * len(dets), (len(dets) + 1, np.inf)
-        for choice in itertools.product(range(-1, len(tracks)), repeat=len(dets)):
+        keep = min(len(dets), MAX_HANDS)
+        options = range(-2 if len(dets) > keep else -1, len(tracks))  # -2 drop, -1 new, else a tracklet
+        best, best_cost = [None] * len(dets), (len(dets) + 1, np.inf, 0.0)
+        for choice in itertools.product(options, repeat=len(dets)):
             taken = [c for c in choice if c >= 0]
-            if len(taken) != len(set(taken)) or any(c >= 0 and not np.isfinite(cost[i, c]) for i, c in enumerate(choice)):
+            if (sum(c >= -1 for c in choice) != keep or len(taken) != len(set(taken))
+                    or any(c >= 0 and not np.isfinite(cost[i, c]) for i, c in enumerate(choice))):
                 continue
-            # fewest new tracklets first, then the lowest cost
-            key = (len(dets) - len(taken), sum(cost[i, c] for i, c in enumerate(choice) if c >= 0))
+            # fewest new tracklets first, then the lowest cost, then the surest labels
+            key = (sum(c == -1 for c in choice), sum(cost[i, c] for i, c in enumerate(choice) if c >= 0),
+                   -sum(dets[i].score for i, c in enumerate(choice) if c >= -1))
             if key < best_cost:
-                best_cost, best = key, [tracks[c].id if c >= 0 else None for c in choice]
+                best_cost, best = key, [tracks[c].id if c >= 0 else (None if c == -1 else _DROP) for c in choice]
         return best
 
     # -- final part --------------------------------------------------------------------------------

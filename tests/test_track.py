@@ -158,6 +158,27 @@ def test_two_hands_one_at_a_time_keep_their_own_sides():
     assert res.hand("right").detected[:30].all() and res.hand("left").detected[30:].all()
 
 
+
+def test_third_detection_does_not_push_out_a_tracked_hand():
+    """MediaPipe's tracking mode can return three hands: a second, smaller copy of the right hand (labelled
+    "left", score 1.0, beyond the duplicate distance) beside the true left hand (score 0.73). The kept
+    pair is chosen by continuity, not by label score (two_hands.mp4 frames 463-464: the left track took
+    the copy on the right hand, then jumped back)."""
+    frames = []
+    for t in range(40):
+        dets = [hand((300 + 2 * t, 300), "right", 0.99, tag=1)]
+        if t < 20 or t >= 26:  # the left hand is lost for frames 20-25, then returns where it was
+            dets.append(hand((520, 330), "left", 0.73 if t >= 26 else 0.95, tag=2))
+        if 26 <= t < 28:  # a smaller copy over the right hand's fingers
+            copy = (TEMPLATE * 0.6 + (300 + 2 * t, 255)).astype(np.float32)  # 0.29 hand sizes off
+            dets.insert(1, HandDet("left", 1.0, copy, np.full(21, 3.0, np.float32), np.full((21, 3), 3.0, np.float32)))
+        frames.append(dets)
+    res = track_hands(frames)
+    right, left = res.hand("right"), res.hand("left")
+    assert right.detected.all() and (tags(right) == 1).all()
+    np.testing.assert_array_equal(left.detected, [t < 20 or t >= 26 for t in range(40)])
+    assert (tags(left)[left.detected] == 2).all(), np.nonzero(tags(left) == 3)[0]
+
 # -- real video ----------------------------------------------------------------------------------
 def _run(path, start, end):
     from core.detect import create_detector, detect_frames
@@ -210,3 +231,18 @@ def test_real_two_hands_crossing(data_dir):
     _no_jumps(right)
     _no_jumps(left)
     assert min(right.label_agreement, left.label_agreement) > 0.95
+
+
+def test_real_two_hands_third_detection(data_dir):
+    """two_hands.mp4 440-469: hands make a frame gesture, the right hand above. On 463-465 MediaPipe returns
+    three hands, one a smaller copy of the right hand labelled "left" with score 1.0; the left track must
+    stay on the left hand, below (it took the copy on 463-464 and jumped back on 465 before the fix)."""
+    dets, res = _run(data_dir / "video" / "two_hands.mp4", 440, 470)
+    right, left = res.hand("right"), res.hand("left")
+    for frame in (463, 464, 465):
+        t = frame - 440
+        assert right.detected[t] and left.detected[t], frame
+        size = np.linalg.norm(np.ptp(right.landmarks_px[t], axis=0))
+        assert _centre(left, t)[1] - _centre(right, t)[1] > 0.4 * size, frame
+    _no_jumps(right)
+    _no_jumps(left)
