@@ -40,6 +40,9 @@ class CaptureOptions:
     model_left: str | None = None
     min_confidence: float = 0.5
     vae: bool = True  # the VAE joint refinement (core.net); False for the ablation
+    # The 2D-aware fit (core.fit: back-projected 3D target, refinement against the 2D landmarks); False
+    # keeps the analytic IK of the detector's 3D landmarks, placed by the 2D translation solve (ablation).
+    fit: bool = True
 
     @classmethod
     def from_args(cls, a) -> "CaptureOptions":
@@ -47,7 +50,7 @@ class CaptureOptions:
         return cls(input=a.input, static=True if a.static else None, hands=a.hands, start=a.start, end=a.end,
                    stride=a.stride, fx=a.fx, fy=a.fy, cx=a.cx, cy=a.cy, fov=a.fov, K=K,
                    with_vertices=a.with_vertices, model_right=a.model_right, model_left=a.model_left,
-                   min_confidence=a.min_confidence, vae=not a.no_vae)
+                   min_confidence=a.min_confidence, vae=not a.no_vae, fit=not a.no_fit)
 
 
 def load_intrinsics(spec: str) -> np.ndarray:
@@ -90,6 +93,7 @@ def _intrinsics_for(opts: CaptureOptions, width: int, height: int, n: int, frame
 def run_capture(opts: CaptureOptions) -> Generator[Progress, None, tuple]:
     """The capture job as a step generator: yields Progress, returns (ClipResult, VideoSource)."""
     from .detect import create_detector
+    from .fit import FitConfig
     from .hand_model import load_model
     from .mano import ManoLayer
     from .pose import fit_hand
@@ -129,13 +133,17 @@ def run_capture(opts: CaptureOptions) -> Generator[Progress, None, tuple]:
                            "film the hand larger, better lit, or palm towards the camera")
     K, guessed = _intrinsics_for(opts, src.width, src.height, t, frame_index)
     sides = tuple(s for s in ("right", "left") if s in tracks and tracks[s].detected.any())
+    # Without the 2D-aware fit: no relative depth (no back-projected target) and no refinement, so the
+    # pose is the twist-swing IK of the detector's 3D landmarks; the other settings stay the defaults.
+    config = None if opts.fit else dataclasses.replace(FitConfig(), refine=None)
     fits = {}
     for h, side in enumerate(sides):
         yield Progress("fit", h, len(sides))
         tr = tracks[side]
         # Detector pixels have their origin at the pixel corner; K uses OpenCV's pixel centres.
         fits[side] = fit_hand(ManoLayer(models[side]), tr.landmarks_px - 0.5, tr.world, tr.detected, K,
-                              with_vertices=opts.with_vertices, landmarks_z=tr.landmarks_z, image_width=src.width,
+                              with_vertices=opts.with_vertices, landmarks_z=tr.landmarks_z if opts.fit else None,
+                              image_width=src.width, config=config,
                               fps=None if src.is_folder else float(src.fps) / opts.stride, refiner=refiner)
     yield Progress("fit", len(sides), len(sides))
     st = lambda key: np.stack([getattr(fits[s], key) for s in sides])  # noqa: E731

@@ -42,15 +42,22 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--model-right", help="right hand model: official MANO_RIGHT.pkl or a .npz (default: open model)")
     c.add_argument("--model-left", help="left hand model: official MANO_LEFT.pkl or a .npz (default: open model)")
     c.add_argument("--no-vae", action="store_true", help="skip the VAE joint refinement (ablation)")
+    c.add_argument("--no-fit", action="store_true",
+                   help="skip the 2D-aware fit: analytic IK of the detector's 3D landmarks (ablation; "
+                        "with --no-vae: the plain IK output)")
     c.add_argument("--min-confidence", type=float, default=0.5, help="detector confidence threshold")
     c.add_argument("--json-progress", action="store_true", help="worker protocol: JSON events on stdout")
     c.add_argument("--quiet", action="store_true", help="no progress bar")
 
     e = sub.add_parser("eval", help="score a clip against 3D ground truth (raw detector vs ours)")
     e.add_argument("clip", help="clip file from capture")
-    e.add_argument("--gt", required=True, help=".npz with joints_cam (N,21,3) metres, MediaPipe order")
+    e.add_argument("--gt", required=True, help=".npz with joints_cam (N,21,3) or (N,hands,21,3) metres, MediaPipe "
+                                               "order; optional valid (N[,hands],21), hand_order, hand_side (N,)")
     e.add_argument("--gt-key", default="joints_cam")
-    e.add_argument("--side", choices=("right", "left"), help="hand to score (default: the most detected)")
+    e.add_argument("--gt-hand", choices=("right", "left"),
+                   help="ground truth's hand: picks the hand axis by hand_order / the frames by hand_side")
+    e.add_argument("--side", choices=("right", "left"),
+                   help="clip's hand to score (default: --gt-hand, else the most detected)")
     e.add_argument("--json", help="also write the figures as JSON here")
     e.add_argument("--plot", help="also write a PNG of per-frame errors, raw detector vs ours")
 
@@ -83,15 +90,16 @@ def main(argv: list[str] | None = None) -> int:
             from .clip import load_clip
             from .evaluate import evaluate, load_gt
 
-            report = evaluate(load_clip(args.clip), load_gt(args.gt, args.gt_key), args.side)
+            report = evaluate(load_clip(args.clip), load_gt(args.gt, args.gt_key, args.gt_hand), args.side)
             print(report.table())
             if args.plot:
                 print(report.plot(args.plot))
             if args.json:
                 import json
 
-                Path(args.json).write_text(json.dumps({"n_frames": report.n_frames, "n_detected": report.n_detected,
-                                                       "side": report.side, "rows": report.rows}, indent=1))
+                Path(args.json).write_text(json.dumps({"n_frames": report.n_frames, "n_gt": report.n_gt,
+                                                       "n_detected": report.n_detected, "side": report.side,
+                                                       "rows": report.rows}, indent=1))
         elif args.command == "model":
             from . import handgen
             from .hand_model import ASSET_DIR

@@ -133,3 +133,142 @@ def test_eval_scores_and_plots(tmp_path):
     assert rows["mediapipe"]["wrist_rel_mm"] == pytest.approx(0.0, abs=1e-3)  # a pure shift
     assert rows["ours"]["limit_viol_frames"] == 0  # the flat hand
     assert (tmp_path / "e.png").stat().st_size > 10_000
+
+
+def _write_clip(path, joints, world, side="right"):
+    """A one-hand clip file (flat hand pose) whose joints and detector landmarks are the given arrays."""
+    from core.clip import ClipResult, save_clip
+
+    t = len(joints)
+    ones = np.ones((1, t), bool)
+    clip = ClipResult(
+        source="x", fps=30.0, image_size=np.array([64, 48]), frame_index=np.arange(t), time=np.arange(t) / 30,
+        K=np.repeat(np.eye(3)[None], t, 0), K_guessed=True, sides=(side,), model_names=("handcap-open",),
+        model_paths=("",), valid=ones, detected=ones, confidence=ones.astype(np.float32),
+        betas=np.zeros((1, 10)), global_orient=np.zeros((1, t, 3)), hand_pose=np.zeros((1, t, 15, 3)),
+        transl=np.zeros((1, t, 3)), joints=joints[None], landmarks_px=np.zeros((1, t, 21, 2)),
+        landmarks_world=world[None])
+    save_clip(clip, path)
+
+
+def test_eval_two_hand_ground_truth_with_valid_mask(tmp_path):
+    """(N, 2, 21, 3) ground truth: --gt-hand picks the axis by hand_order; unlabelled joints and frames are
+    left out (their values are garbage here, so any use of them would show as error)."""
+    import json
+
+    rng = np.random.default_rng(1)
+    t = 5
+    right = rng.normal(size=(t, 21, 3)) * 0.03 + np.array([0, 0, 0.5])
+    _write_clip(tmp_path / "c.npz", right, right + np.array([0.002, 0, 0]))
+    gt = np.stack([right, rng.normal(size=(t, 21, 3))], 1)  # [right, left]
+    valid = np.ones((t, 2, 21), bool)
+    gt[1, 0] = 9.0  # frame 1 of the right hand unlabelled
+    valid[1, 0] = False
+    gt[3, 0, 8] = 9.0  # one unlabelled fingertip
+    valid[3, 0, 8] = False
+    np.savez(tmp_path / "gt.npz", joints_cam=gt.astype(np.float32), valid=valid, hand_order=np.array(["right", "left"]))
+    r = run_cli("eval", tmp_path / "c.npz", "--gt", tmp_path / "gt.npz", "--gt-hand", "right", "--json", tmp_path / "e.json")
+    assert r.returncode == 0, r.stderr
+    rep = json.loads((tmp_path / "e.json").read_text())
+    assert (rep["n_frames"], rep["n_gt"], rep["n_detected"], rep["side"]) == (t, t - 1, t - 1, "right")
+    assert rep["rows"]["ours"]["pa_mpjpe_mm"] == pytest.approx(0.0, abs=1e-3)
+    assert rep["rows"]["mediapipe"]["wrist_rel_mm"] == pytest.approx(0.0, abs=1e-3)
+    assert "4 with ground truth" in r.stdout
+    # Scoring the clip's right hand against the left labels gives large errors: the axis was really switched.
+    r = run_cli("eval", tmp_path / "c.npz", "--gt", tmp_path / "gt.npz", "--gt-hand", "left", "--side", "right",
+                "--json", tmp_path / "e.json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads((tmp_path / "e.json").read_text())["rows"]["ours"]["pa_mpjpe_mm"] > 100
+
+
+def test_eval_per_frame_hand_side(tmp_path):
+    """A one-hand file with hand_side (N,) (RHD): only the frames of the chosen hand are scored."""
+    from core.evaluate import evaluate, load_gt
+    from core.clip import load_clip
+
+    rng = np.random.default_rng(2)
+    t = 4
+    left = rng.normal(size=(t, 21, 3)) * 0.03 + np.array([0, 0, 0.5])
+    _write_clip(tmp_path / "c.npz", left, left, side="left")
+    gt = left.copy()
+    gt[2] += rng.normal(size=(21, 3))  # frame 2 shows a right hand: other joints
+    np.savez(tmp_path / "gt.npz", joints_cam=gt, valid=np.ones((t, 21), bool),
+             hand_side=np.array(["left", "left", "right", "left"]))
+    g = load_gt(tmp_path / "gt.npz", hand="left")
+    assert g.side == "left" and g.frames.tolist() == [True, True, False, True]
+    rep = evaluate(load_clip(tmp_path / "c.npz"), g)  # the clip's hand defaults to the labels' side
+    assert (rep.side, rep.n_gt, rep.n_detected) == ("left", 3, 3)
+    assert rep.rows["ours"]["pa_mpjpe_mm"] == pytest.approx(0.0, abs=1e-3)
+    assert load_gt(tmp_path / "gt.npz", hand="right").frames.tolist() == [False, False, True, False]
+
+
+def test_eval_ground_truth_errors(tmp_path):
+    from core.errors import CaptureError
+    from core.evaluate import load_gt
+
+    rng = np.random.default_rng(3)
+    t = 3
+    j = rng.normal(size=(t, 21, 3)) * 0.03 + np.array([0, 0, 0.5])
+    _write_clip(tmp_path / "c.npz", j, j)
+    two = np.stack([j, j], 1).astype(np.float32)
+    np.savez(tmp_path / "two.npz", joints_cam=two, hand_order=np.array(["right", "left"]))
+    assert_user_error(run_cli("eval", tmp_path / "c.npz", "--gt", tmp_path / "two.npz"), "two.npz", "--gt-hand")
+    valid = np.ones((t, 2, 21), bool)
+    valid[:, 0] = False  # no right hand labelled anywhere
+    np.savez(tmp_path / "none.npz", joints_cam=two, valid=valid, hand_order=np.array(["right", "left"]))
+    assert_user_error(run_cli("eval", tmp_path / "c.npz", "--gt", tmp_path / "none.npz", "--gt-hand", "right"),
+                      "no right hand")
+    assert_user_error(run_cli("eval", tmp_path / "c.npz", "--gt", tmp_path / "two.npz", "--gt-hand", "both"),
+                      "gt-hand")
+    cases = {  # file contents -> words of the message
+        "noorder": (dict(joints_cam=two), ("noorder.npz", "hand_order")),
+        "badorder": (dict(joints_cam=two, hand_order=np.array(["a", "b"])), ("no right hand", "a, b")),
+        "badvalid": (dict(joints_cam=j, valid=np.ones((t, 20), bool)), ("badvalid.npz", "valid", "(3, 21)")),
+        "floatvalid": (dict(joints_cam=j, valid=np.ones((t, 21))), ("floatvalid.npz", "valid")),
+        "mixed": (dict(joints_cam=j, hand_side=np.array(["left", "right", "left"])), ("left and right", "--gt-hand")),
+        "badside": (dict(joints_cam=j, hand_side=np.array(["left", "left"])), ("hand_side", "(3,)")),
+        "shape": (dict(joints_cam=np.zeros((t, 3, 2, 21, 3))), ("shape.npz", "(N, 21, 3)")),
+    }
+    for name, (arrays, words) in cases.items():
+        np.savez(tmp_path / f"{name}.npz", **arrays)
+        with pytest.raises(CaptureError) as err:
+            load_gt(tmp_path / f"{name}.npz", hand="right" if name in ("noorder", "badorder") else None)
+        for w in words:
+            assert w in str(err.value), (name, w, str(err.value))
+    np.savez(tmp_path / "lefts.npz", joints_cam=j, hand_side=np.array(["left"] * t))
+    with pytest.raises(CaptureError, match="no right hand"):
+        load_gt(tmp_path / "lefts.npz", hand="right")
+
+
+def test_capture_no_fit(tmp_path, data_dir):
+    """--no-fit keeps the analytic IK of the detector's 3D landmarks: the same detections, valid poses
+    inside the joint limits, but joints that meet the 2D landmarks worse than the 2D-aware fit's."""
+    import torch
+
+    from core import limits
+    from core.clip import load_clip
+    from core.hand_model import load_model
+    from core.mano import ManoLayer
+    from core.rot import aa_to_rotmat
+
+    dev = data_dir / "real_world_testset_dev"
+    common = ("capture", dev / "images", "--end", 3, "--hands", 1, "--intrinsics", f"{dev / 'labels.npz'}:K_crop",
+              "--no-vae", "--quiet")
+    for name, flags in (("fit", ()), ("ik", ("--no-fit",))):
+        r = run_cli(*common, *flags, "--out", tmp_path / f"{name}.npz")
+        assert r.returncode == 0, r.stderr
+    fit, ik = load_clip(tmp_path / "fit.npz"), load_clip(tmp_path / "ik.npz")
+    assert fit.sides == ik.sides and fit.valid.all() and ik.valid.all()
+    np.testing.assert_array_equal(fit.landmarks_px, ik.landmarks_px)
+    assert np.isfinite(ik.joints).all() and np.isfinite(ik.hand_pose).all()
+    assert np.abs(fit.joints - ik.joints).max() > 2e-3  # metres: a different output
+
+    def reprojection_px(c):
+        p = np.einsum("tij,tkj->tki", c.K, c.joints[0])
+        return np.linalg.norm(p[..., :2] / p[..., 2:] - c.landmarks_px[0], axis=-1).mean()
+
+    assert reprojection_px(fit) < 0.8 * reprojection_px(ik)  # measured 2.6 vs 4.7 px
+    layer = ManoLayer(load_model(ik.sides[0]))
+    rot = aa_to_rotmat(torch.as_tensor(np.concatenate([ik.global_orient[0][:, None], ik.hand_pose[0]], 1)))
+    betas = torch.as_tensor(ik.betas[0])[None].expand(ik.n_frames, -1)
+    assert limits.violations_deg(limits.joint_angles(layer, rot, betas)).max() < 1.0
