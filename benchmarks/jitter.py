@@ -3,19 +3,26 @@
 (a) a synthetic clip with known motion (sinusoidal finger flexion, wrist rotation and travel, 30 fps)
     plus noise (2.5 deg RMS on every rotation, 3 mm on the translation), outlier frames and dropped
     frames: jitter of the noisy and cleaned joints, error against the truth, lag of a joint angle;
-(b) captured clips (single_hand.mp4, two_hands.mp4; first --end frames): jitter of MediaPipe's world
-    landmarks, of our fitted joints and of the cleaned fit's joints (root-relative, mm/frame^2), and the
-    lag of the cleaned joints against ours;
+(b) captured clips (video/single_hand.mp4, two_hands.mp4, hand_object.mp4; whole clips unless --end),
+    per hand, on the frames the detector saw it: jitter of MediaPipe's world landmarks (raw), of the fit
+    before the capture's temporal clean-up (recorded from the capture's own `core.smooth.clean_up` call,
+    put through the same joint-limit projection) and of ours (the clip's joints), root-relative,
+    mm/frame^2; lag of ours against both (cross-correlation of the index PIP bend angle, of ten finger
+    bend angles (median) and of the wrist's image x/y); clips are written to out/jitter/NAME.npz;
 (c) the real-world dev crops (292 consecutive frames with 3D ground truth, tracking mode): jitter and
     error against the ground truth (wrist-relative, Procrustes-aligned, camera frame) before and after.
 
-Usage: python -m benchmarks.jitter [--end 200] [--synthetic-only]
+A PNG (default out/jitter.png) shows per-frame error / joint acceleration before vs after for each part.
+
+Usage: python -m benchmarks.jitter [--end N] [--videos NAME ...] [--plot PNG] [--no-dev] [--synthetic-only]
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -179,6 +186,13 @@ def evaluate_synthetic(seed: int = 0) -> dict:
         "lag": lag_frames(flexion_angle(clean), flexion_angle(truth), v),
         "lag_raw": lag_frames(flexion_angle(raw), flexion_angle(truth), v),
         "seconds": dt,
+        # per frame, for the plot
+        "valid": v,
+        "frame_err_raw": np.where(v, metrics.mpjpe(raw, truth), np.nan),
+        "frame_err_clean": np.where(c.valid, metrics.mpjpe(clean, truth), np.nan),
+        "accel_true": frame_accel(truth, v),
+        "accel_raw": frame_accel(raw, v),
+        "accel_clean": frame_accel(clean, v),
     }
 
 
@@ -194,33 +208,126 @@ def capture(path, end: int | None = None, **opts):
             return stop.value[0]
 
 
-def evaluate_clip(clip) -> list[dict]:
-    """Per hand: jitter of MediaPipe world landmarks, our joints and the cleaned joints; lag of cleaned
-    vs ours (index PIP bend angle); filled and outlier frames."""
+@contextlib.contextmanager
+def recording_clean_up():
+    """Within the block, every `core.smooth.clean_up` call (the capture's temporal clean-up, one per hand)
+    is recorded: yields a list that gets (inputs (global_orient, hand_pose, transl, valid), `Cleaned`)."""
+    from core import smooth
+
+    calls, real = [], smooth.clean_up
+
+    def spy(global_orient, hand_pose, transl, valid, fps, **cfg):
+        out = real(global_orient, hand_pose, transl, valid, fps, **cfg)
+        calls.append(((np.array(global_orient), np.array(hand_pose), np.array(transl), np.array(valid, bool)), out))
+        return out
+
+    smooth.clean_up = spy
+    try:
+        yield calls
+    finally:
+        smooth.clean_up = real
+
+
+def capture_with_uncleaned(path, end: int | None = None):
+    """Capture a video (as ``python -m core capture`` does) and also keep each hand's per-frame fit before
+    the temporal clean-up. Returns (ClipResult, [per hand: dict(global_orient, hand_pose, transl,
+    valid, outliers)] or None when the clean-up was not seen)."""
+    with recording_clean_up() as calls:
+        clip = capture(path, end)
+    if len(calls) != clip.n_hands:
+        return clip, None
+    return clip, [dict(zip(("global_orient", "hand_pose", "transl", "valid"), inp), outliers=np.asarray(out.outliers, bool))
+                  for inp, out in calls]
+
+
+def limited_fk(layer: ManoLayer, global_orient, hand_pose, transl, betas, valid) -> np.ndarray:
+    """Joints (T, 21, 3), MediaPipe order, of a pose after the capture's joint-limit projection (zeros
+    where not ``valid``): the un-cleaned fit as the clip would hold it without the clean-up."""
+    from core.limits import project_to_limits
+    from core.rot import aa_to_rotmat, rotmat_to_aa
+
+    v = np.asarray(valid, bool)
+    out = np.zeros((len(v), 21, 3), np.float32)
+    if not v.any():
+        return out
+    aa = torch.as_tensor(np.concatenate([global_orient[v][:, None], hand_pose[v]], 1), dtype=torch.float32)
+    b = torch.as_tensor(np.asarray(betas), dtype=torch.float32).reshape(1, -1).expand(len(aa), -1)
+    with torch.no_grad():
+        rot = torch.cat([project_to_limits(layer, aa_to_rotmat(aa[i:i + 256]), b[i:i + 256]) for i in range(0, len(aa), 256)])
+        aa = rotmat_to_aa(rot).numpy()
+    out[v] = fk_joints(layer, aa[:, 0], aa[:, 1:], np.asarray(transl)[v], betas)
+    return out
+
+
+def frame_accel(joints: np.ndarray, valid: np.ndarray, root_relative: bool = True) -> np.ndarray:
+    """Per frame (T,) mean joint acceleration, mm/frame^2, centred (frames t-1, t, t+1 all valid, else NaN);
+    its mean over the frames is `core.metrics.jitter`."""
+    j = np.asarray(joints, np.float64)
+    j = j - j[:, :1] if root_relative else j
+    v = np.asarray(valid, bool)
+    out = np.full(len(j), np.nan)
+    if len(j) >= 3:
+        ok = v[:-2] & v[1:-1] & v[2:]
+        acc = np.linalg.norm(j[2:] - 2 * j[1:-1] + j[:-2], axis=-1).mean(-1) * 1000.0
+        out[1:-1] = np.where(ok, acc, np.nan)
+    return out
+
+
+BEND_JOINTS = (2, 3, 6, 7, 10, 11, 14, 15, 18, 19)  # MediaPipe joints whose neighbours j-1, j+1 are parent, child
+
+
+def lags(joints: np.ndarray, reference: np.ndarray, valid: np.ndarray, wrist_px=None, wrist_px_ref=None) -> dict:
+    """Delay (frames, + = ``joints`` late) against ``reference`` (both (T, 21, 3)): of the index PIP bend
+    angle, the median over the ten finger bend angles of `BEND_JOINTS`, and of the wrist's image x and y
+    when (T, 2) pixel tracks are given."""
+    per = [lag_frames(flexion_angle(joints, j), flexion_angle(reference, j), valid) for j in BEND_JOINTS]
+    out = {"index_pip": lag_frames(flexion_angle(joints), flexion_angle(reference), valid), "fingers": float(np.median(per))}
+    if wrist_px is not None:
+        out["wrist"] = float(np.mean([lag_frames(wrist_px[:, k], wrist_px_ref[:, k], valid) for k in (0, 1)]))
+    return out
+
+
+def project(points: np.ndarray, K: np.ndarray) -> np.ndarray:
+    """Pixels (T, 2) of camera-frame points (T, 3) with per-frame K (T, 3, 3)."""
+    p = (K @ np.asarray(points, np.float64)[..., None])[..., 0]
+    return p[:, :2] / np.maximum(p[:, 2:], 1e-9)
+
+
+def evaluate_clip(clip, uncleaned=None) -> list[dict]:
+    """Per hand, on the frames the detector saw: jitter of MediaPipe's world landmarks (raw), of the fit
+    before the temporal clean-up (``uncleaned``, from `capture_with_uncleaned`) and of ours (the clip);
+    lag of ours against both; per-frame accelerations for the plot."""
     rows = []
     for h, side in enumerate(clip.sides):
-        layer = ManoLayer(load_model(side, clip.model_path(h)))
-        v = clip.valid[h]
-        t0 = time.perf_counter()
-        c = clean_up(clip.global_orient[h], clip.hand_pose[h], clip.transl[h], v, clip.fps)
-        dt = time.perf_counter() - t0
-        ours = fk_joints(layer, clip.global_orient[h], clip.hand_pose[h], clip.transl[h], clip.betas[h])
-        clean = fk_joints(layer, c.global_orient, c.hand_pose, c.transl, clip.betas[h])
-        rows.append({
+        det, val = clip.detected[h] & clip.valid[h], clip.valid[h]
+        ours = clip.joints[h]
+        raw = clip.landmarks_world[h]
+        wrist = project(ours[:, 0], clip.K)
+        r = {
             "side": side,
-            "frames": int(v.sum()),
-            "fk_vs_clip_mm": float(metrics.mpjpe(ours[v], clip.joints[h][v]).mean()) if v.any() else 0.0,
-            "jitter_mediapipe": metrics.jitter(clip.landmarks_world[h], v),
-            "jitter_ours": metrics.jitter(clip.joints[h], v),
-            "jitter_clean": metrics.jitter(clean, v),
-            "jitter_wrist_ours": metrics.jitter(clip.joints[h][:, :1], v, root_relative=False),
-            "jitter_wrist_clean": metrics.jitter(clean[:, :1], v, root_relative=False),
-            "change_mm": float(metrics.mpjpe(clean[v], ours[v], root=0).mean()) if v.any() else 0.0,
-            "lag": lag_frames(flexion_angle(clean), flexion_angle(ours), v),
-            "n_filled": int(c.filled.sum()),
-            "n_outliers": int(c.outliers.sum()),
-            "seconds": dt,
-        })
+            "frames": int(det.sum()),
+            "n_filled": int((val & ~clip.detected[h]).sum()),
+            "jitter_mediapipe": metrics.jitter(raw, det),
+            "jitter_ours": metrics.jitter(ours, det),
+            "jitter_ours_all": metrics.jitter(ours, val),
+            "jitter_wrist_ours": metrics.jitter(ours[:, :1], det, root_relative=False),
+            "lag_vs_mediapipe": lags(ours, raw, det, wrist, clip.landmarks_px[h][:, 0]),
+            "accel_mediapipe": frame_accel(raw, det),
+            "accel_ours": frame_accel(ours, det),
+        }
+        if uncleaned is not None:
+            u = uncleaned[h]
+            layer = ManoLayer(load_model(side, clip.model_path(h)))
+            un = limited_fk(layer, u["global_orient"], u["hand_pose"], u["transl"], clip.betas[h], u["valid"])
+            r.update({
+                "jitter_uncleaned": metrics.jitter(un, det),
+                "jitter_wrist_uncleaned": metrics.jitter(un[:, :1], det, root_relative=False),
+                "change_mm": float(metrics.mpjpe(ours[det], un[det], root=0).mean()) if det.any() else 0.0,
+                "lag_vs_uncleaned": lags(ours, un, det, wrist, project(un[:, 0], clip.K)),
+                "n_outliers": int(u["outliers"].sum()),
+                "accel_uncleaned": frame_accel(un, det),
+            })
+        rows.append(r)
     return rows
 
 
@@ -245,12 +352,77 @@ def evaluate_dev(dev) -> dict:
         out[f"pa_{name}"] = float(metrics.pa_mpjpe(j[v], gt[v]).mean())
         out[f"cam_{name}"] = float(metrics.mpjpe(j[v], gt[v]).mean())
         out[f"lag_{name}"] = lag_frames(flexion_angle(j), flexion_angle(gt), v)
+        out[f"frame_wrist_rel_{name}"] = np.where(v, metrics.mpjpe(j, gt, root=0), np.nan)
+    out["frame_index"] = clip.frame_index
     return out
 
 
+def plot(path, synthetic: dict, clips: list[tuple[str, list[dict]]], dev: dict | None = None) -> Path:
+    """PNG of per-frame error / joint acceleration before vs after: the synthetic clip (error vs truth,
+    acceleration), every captured clip's hands (acceleration: MediaPipe world, un-cleaned fit, ours)
+    and the dev crops (wrist-relative error vs ground truth, ours vs cleaned)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = 2 + sum(len(rows) for _, rows in clips) + (dev is not None)
+    fig, axes = plt.subplots(n, 1, figsize=(12, 2.4 * n))
+    mean = lambda a: float(np.nanmean(a))  # noqa: E731
+    line = dict(lw=0.7)
+    ax = axes[0]
+    f = np.arange(len(synthetic["frame_err_raw"]))
+    ax.plot(f, synthetic["frame_err_raw"], color="tab:red", label=f"raw (noisy) {mean(synthetic['frame_err_raw']):.2f}", **line)
+    ax.plot(f, synthetic["frame_err_clean"], color="tab:blue", label=f"cleaned {mean(synthetic['frame_err_clean']):.2f}", **line)
+    ax.set_title("synthetic clip: per-frame joint error vs truth, mm (gaps = dropped frames; cleaned fills short ones)", fontsize=9)
+    ax = axes[1]
+    for key, colour, name in (("accel_raw", "tab:red", "raw"), ("accel_clean", "tab:blue", "cleaned"), ("accel_true", "k", "truth")):
+        ax.plot(f, synthetic[key], color=colour, label=f"{name} {mean(synthetic[key]):.2f}", **line)
+    ax.set_yscale("log")
+    ax.set_title("synthetic clip: per-frame joint acceleration (root-relative), mm/frame^2", fontsize=9)
+    k = 2
+    for name, rows in clips:
+        for r in rows:
+            ax = axes[k]
+            k += 1
+            f = np.arange(len(r["accel_ours"]))
+            ax.plot(f, r["accel_mediapipe"], color="tab:red", label=f"MediaPipe world {r['jitter_mediapipe']:.2f}", **line)
+            if "accel_uncleaned" in r:
+                ax.plot(f, r["accel_uncleaned"], color="tab:orange", label=f"fit before clean-up {r['jitter_uncleaned']:.2f}", **line)
+            ax.plot(f, r["accel_ours"], color="tab:blue", label=f"ours {r['jitter_ours']:.2f}", **line)
+            ax.set_yscale("log")
+            ax.set_title(f"{name} {r['side']} hand: per-frame joint acceleration (root-relative), mm/frame^2"
+                         f" ({r['frames']} detected frames; gaps = not detected)", fontsize=9)
+    if dev is not None:
+        ax = axes[k]
+        fi = dev["frame_index"]
+        ax.plot(fi, dev["frame_wrist_rel_ours"], color="tab:orange", label=f"ours (no clean-up) {dev['wrist_rel_ours']:.2f}", **line)
+        ax.plot(fi, dev["frame_wrist_rel_clean"], color="tab:blue", label=f"cleaned {dev['wrist_rel_clean']:.2f}", **line)
+        ax.set_title("real-world dev crops: per-frame wrist-relative joint error vs ground truth, mm", fontsize=9)
+    for ax in axes:
+        ax.legend(loc="upper right", fontsize=7, title="mean", title_fontsize=7)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+    axes[-1].set_xlabel("frame")
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+VIDEOS = ("single_hand.mp4", "two_hands.mp4", "hand_object.mp4")
+
+
 def main(argv=None):
+    from benchmarks.common import ROOT
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--end", type=int, default=200, help="frames of each video to capture (default 200)")
+    ap.add_argument("--end", type=int, default=None, help="frames of each video to capture (default: whole clips)")
+    ap.add_argument("--videos", nargs="+", default=list(VIDEOS), help=f"clips of the shared data's video/ (default: {' '.join(VIDEOS)})")
+    ap.add_argument("--plot", default=str(ROOT / "out" / "jitter.png"), help="PNG of per-frame error / jitter (default out/jitter.png)")
+    ap.add_argument("--no-dev", action="store_true", help="skip (c), the dev crops")
     ap.add_argument("--synthetic-only", action="store_true")
     a = ap.parse_args(argv)
     torch.set_num_threads(max(1, torch.get_num_threads()))
@@ -263,28 +435,56 @@ def main(argv=None):
     print(f"  lag frames (index PIP angle): cleaned {s['lag']:+.2f}  raw {s['lag_raw']:+.2f};"
           f"  outliers flagged {s['outliers_found']}/{s['n_outliers']};  clean_up {s['seconds'] * 1000:.0f} ms")
     if a.synthetic_only:
+        if a.plot:
+            print(f"plot: {plot(a.plot, s, [])}")
         return
     from benchmarks.common import need_data
+    from core.clip import save_clip
 
-    print(f"(b) captured clips, first {a.end} frames; jitter root-relative mm/frame^2, wrist in camera frame:")
-    for name in ("single_hand.mp4", "two_hands.mp4"):
+    span = "whole clips" if a.end is None else f"first {a.end} frames"
+    print(f"(b) captured clips ({span}, tracking mode, 2 hands), on the frames the detector saw the hand: jitter"
+          " root-relative mm/frame^2 of MediaPipe's world landmarks (raw), of the fit before the temporal clean-up"
+          " and of ours (the clip); lag in frames (+ = ours late) of ours vs each: index PIP bend angle, median of"
+          " 10 finger bend angles, wrist image x/y")
+    clips = []
+    for name in a.videos:
         path = need_data(f"video/{name}")
         t0 = time.perf_counter()
-        clip = capture(path, a.end)
+        clip, un = capture_with_uncleaned(path, a.end)
         cap_s = time.perf_counter() - t0
-        for r in evaluate_clip(clip):
-            print(f"  {name} {r['side']:5s} ({r['frames']} valid frames, capture {cap_s:.0f} s): jitter MediaPipe world "
-                  f"{r['jitter_mediapipe']:.2f}  ours {r['jitter_ours']:.2f}  cleaned {r['jitter_clean']:.2f}"
-                  f" ({r['jitter_ours'] / max(r['jitter_clean'], 1e-9):.1f}x);  wrist ours {r['jitter_wrist_ours']:.2f}"
-                  f" cleaned {r['jitter_wrist_clean']:.2f};  lag {r['lag']:+.2f} frames;  mean change {r['change_mm']:.1f} mm;"
-                  f"  filled {r['n_filled']}, outlier frames {r['n_outliers']};  clean_up {r['seconds'] * 1000:.0f} ms")
-    d = evaluate_dev(need_data("real_world_testset_dev"))
-    print(f"(c) real-world dev crops with ground truth ({d['frames']} frames, tracking mode), mm:")
-    print(f"  jitter: ground truth {d['jitter_gt']:.2f}  MediaPipe world {d['jitter_mediapipe']:.2f}"
-          f"  ours {d['jitter_ours']:.2f}  cleaned {d['jitter_clean']:.2f}")
-    for name, label in (("ours", "ours   "), ("clean", "cleaned")):
-        print(f"  {label}: wrist-relative {d[f'wrist_rel_{name}']:.2f}  PA-MPJPE {d[f'pa_{name}']:.2f}"
-              f"  camera frame {d[f'cam_{name}']:.2f}  lag vs ground truth {d[f'lag_{name}']:+.2f} frames")
+        save_clip(clip, ROOT / "out" / "jitter" / f"{Path(name).stem}.npz")
+        rows = evaluate_clip(clip, un)
+        clips.append((name, rows))
+        print(f"  {name}: {clip.n_frames} frames {clip.image_size[0]}x{clip.image_size[1]}, capture {cap_s:.0f} s"
+              f" ({clip.n_frames / cap_s:.1f} fps); hands {', '.join(clip.sides) or 'none'}")
+        for r in rows:
+            lm = r["lag_vs_mediapipe"]
+            print(f"    {r['side']:5s} ({r['frames']} detected frames, {r['n_filled']} filled): jitter MediaPipe "
+                  f"{r['jitter_mediapipe']:.2f}"
+                  + (f"  before clean-up {r['jitter_uncleaned']:.2f}" if "jitter_uncleaned" in r else "")
+                  + f"  ours {r['jitter_ours']:.2f} (MediaPipe / ours = {r['jitter_mediapipe'] / max(r['jitter_ours'], 1e-9):.1f}x"
+                  + (f", before / ours = {r['jitter_uncleaned'] / max(r['jitter_ours'], 1e-9):.1f}x" if "jitter_uncleaned" in r else "")
+                  + f"; ours with filled frames {r['jitter_ours_all']:.2f})")
+            print(f"          lag vs MediaPipe: index PIP {lm['index_pip']:+.2f}  fingers {lm['fingers']:+.2f}"
+                  f"  wrist {lm['wrist']:+.2f}", end="")
+            if "lag_vs_uncleaned" in r:
+                lu = r["lag_vs_uncleaned"]
+                print(f";  vs before clean-up: index PIP {lu['index_pip']:+.2f}  fingers {lu['fingers']:+.2f}"
+                      f"  wrist {lu['wrist']:+.2f};  wrist jitter (camera frame) before {r['jitter_wrist_uncleaned']:.2f}"
+                      f" ours {r['jitter_wrist_ours']:.2f};  mean change {r['change_mm']:.1f} mm; outlier frames {r['n_outliers']}")
+            else:
+                print(f";  wrist jitter (camera frame) ours {r['jitter_wrist_ours']:.2f} (no un-cleaned fit recorded)")
+    d = None
+    if not a.no_dev:
+        d = evaluate_dev(need_data("real_world_testset_dev"))
+        print(f"(c) real-world dev crops with ground truth ({d['frames']} frames, tracking mode), mm:")
+        print(f"  jitter: ground truth {d['jitter_gt']:.2f}  MediaPipe world {d['jitter_mediapipe']:.2f}"
+              f"  ours {d['jitter_ours']:.2f}  cleaned {d['jitter_clean']:.2f}")
+        for name, label in (("ours", "ours   "), ("clean", "cleaned")):
+            print(f"  {label}: wrist-relative {d[f'wrist_rel_{name}']:.2f}  PA-MPJPE {d[f'pa_{name}']:.2f}"
+                  f"  camera frame {d[f'cam_{name}']:.2f}  lag vs ground truth {d[f'lag_{name}']:+.2f} frames")
+    if a.plot:
+        print(f"plot: {plot(a.plot, s, clips, d)}")
 
 
 if __name__ == "__main__":
