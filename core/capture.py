@@ -43,6 +43,7 @@ class CaptureOptions:
     # The 2D-aware fit (core.fit: back-projected 3D target, refinement against the 2D landmarks); False
     # keeps the analytic IK of the detector's 3D landmarks, placed by the 2D translation solve (ablation).
     fit: bool = True
+    collide: bool = True  # push apart fingers that penetrate each other (core.collide); False for the ablation
 
     @classmethod
     def from_args(cls, a) -> "CaptureOptions":
@@ -50,7 +51,8 @@ class CaptureOptions:
         return cls(input=a.input, static=True if a.static else None, hands=a.hands, start=a.start, end=a.end,
                    stride=a.stride, fx=a.fx, fy=a.fy, cx=a.cx, cy=a.cy, fov=a.fov, K=K,
                    with_vertices=a.with_vertices, model_right=a.model_right, model_left=a.model_left,
-                   min_confidence=a.min_confidence, vae=not a.no_vae, fit=not a.no_fit)
+                   min_confidence=a.min_confidence, vae=not a.no_vae, fit=not a.no_fit,
+                   collide=not a.no_collide)
 
 
 def load_intrinsics(spec: str) -> np.ndarray:
@@ -135,7 +137,9 @@ def run_capture(opts: CaptureOptions) -> Generator[Progress, None, tuple]:
     sides = tuple(s for s in ("right", "left") if s in tracks and tracks[s].detected.any())
     # Without the 2D-aware fit: no relative depth (no back-projected target) and no refinement, so the
     # pose is the twist-swing IK of the detector's 3D landmarks; the other settings stay the defaults.
-    config = None if opts.fit else dataclasses.replace(FitConfig(), refine=None)
+    config = FitConfig() if opts.fit else dataclasses.replace(FitConfig(), refine=None)
+    if not opts.collide:
+        config = dataclasses.replace(config, penetration=None)
     fits = {}
     for h, side in enumerate(sides):
         yield Progress("fit", h, len(sides))

@@ -45,6 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--no-fit", action="store_true",
                    help="skip the 2D-aware fit: analytic IK of the detector's 3D landmarks (ablation; "
                         "with --no-vae: the plain IK output)")
+    c.add_argument("--no-collide", action="store_true",
+                   help="leave fingers that penetrate each other as fitted (ablation)")
     c.add_argument("--min-confidence", type=float, default=0.5, help="detector confidence threshold")
     c.add_argument("--json-progress", action="store_true", help="worker protocol: JSON events on stdout")
     c.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -272,3 +272,21 @@ def test_capture_no_fit(tmp_path, data_dir):
     rot = aa_to_rotmat(torch.as_tensor(np.concatenate([ik.global_orient[0][:, None], ik.hand_pose[0]], 1)))
     betas = torch.as_tensor(ik.betas[0])[None].expand(ik.n_frames, -1)
     assert limits.violations_deg(limits.joint_angles(layer, rot, betas)).max() < 1.0
+
+
+def test_capture_no_collide(tmp_path, data_dir):
+    """Dev crops 42-44 (a pinch whose fit crosses thumb and index by 8-13 mm): the default output keeps
+    every finger pair under 2 mm; --no-collide (the ablation) leaves the overlap."""
+    from core.clip import load_clip
+    from core.plausibility import check_clip
+
+    dev = data_dir / "real_world_testset_dev"
+    common = ("capture", dev / "images", "--start", 42, "--end", 45, "--hands", 1,
+              "--intrinsics", f"{dev / 'labels.npz'}:K_crop", "--quiet")
+    depth = {}
+    for name, flags in (("on", ()), ("off", ("--no-collide",))):
+        r = run_cli(*common, *flags, "--out", tmp_path / f"{name}.npz")
+        assert r.returncode == 0, r.stderr
+        depth[name] = check_clip(load_clip(tmp_path / f"{name}.npz"), 0).penetration_mm
+    assert len(depth["on"]) == 3 and (depth["on"] < 2.0).all(), depth
+    assert (depth["off"] > 4.0).any(), depth
