@@ -7,7 +7,7 @@ clip's source matching row ``i`` (``frame_index`` picks rows), either (N, 21, 3)
 a one-hand file's frame shows (e.g. RHD). Reported on the frames where the hand was detected and has
 ground truth, for both the detector's own 3D (``landmarks_world``) and our joints: PA-MPJPE,
 wrist-relative MPJPE (no rotation alignment), bone-length variation, jitter, and for ours the
-joint-limit violations.
+frames more than 5 deg outside the joint limits and with fingers penetrating > 2 mm (`core.plausibility`).
 """
 from __future__ import annotations
 
@@ -15,9 +15,8 @@ import dataclasses
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from . import limits, metrics
+from . import metrics, plausibility
 from .clip import ClipResult
 from .errors import CaptureError
 
@@ -60,7 +59,7 @@ class Report:
         return path
 
     def table(self) -> str:
-        keys = ["pa_mpjpe_mm", "wrist_rel_mm", "bone_var_mm", "jitter_mm_f2", "limit_viol_frames"]
+        keys = ["pa_mpjpe_mm", "wrist_rel_mm", "bone_var_mm", "jitter_mm_f2", "limit_viol_frames", "penetration_frames"]
         head = f"{'method':<12}" + "".join(f"{k:>19}" for k in keys)
         n_gt = self.n_frames if self.n_gt is None else self.n_gt
         scope = f"frames {self.n_frames}" if n_gt == self.n_frames else \
@@ -213,17 +212,12 @@ def evaluate(clip: ClipResult, gt, side: str | None = None) -> Report:
         else:
             rows[name] = {}
     if det.any():
-        from .hand_model import load_model
-        from .mano import ManoLayer
-        from .rot import aa_to_rotmat
+        from .plausibility import check_clip
 
-        model = load_model(clip.sides[h], clip.model_path(h))
-        layer = ManoLayer(model)
-        aa = np.concatenate([clip.global_orient[h][:, None], clip.hand_pose[h]], 1)[det]
-        rot = aa_to_rotmat(torch.as_tensor(aa, dtype=torch.float32))
-        betas = torch.as_tensor(clip.betas[h], dtype=torch.float32)[None].expand(len(aa), -1)
-        viol = limits.violations_deg(limits.joint_angles(layer, rot, betas))
-        rows["ours"]["limit_viol_frames"] = int((viol.max((1, 2)) > 5.0).sum())
+        pl = check_clip(clip, h)
+        keep = det[pl.frames]  # the scored frames among those holding a pose
+        rows["ours"]["limit_viol_frames"] = int((pl.limit_deg[keep] > plausibility.LIMIT_DEG).sum())
+        rows["ours"]["penetration_frames"] = int((pl.penetration_mm[keep] > plausibility.PENETRATION_M * 1000).sum())
     rows["gt"] = {"bone_var_mm": metrics.bone_length_variation(g, full), "jitter_mm_f2": metrics.jitter(g, full)}
     return Report(n_frames=len(fi), n_detected=int(det.sum()), side=clip.sides[h], rows=rows, per_frame=per_frame,
                   n_gt=int(has_gt.sum()))
