@@ -131,7 +131,7 @@ def test_eval_scores_and_plots(tmp_path):
     rows = json.loads((tmp_path / "e.json").read_text())["rows"]
     assert rows["ours"]["pa_mpjpe_mm"] == pytest.approx(0.0, abs=1e-3)
     assert rows["mediapipe"]["wrist_rel_mm"] == pytest.approx(0.0, abs=1e-3)  # a pure shift
-    assert rows["ours"]["limit_viol_frames"] == 0  # the flat hand
+    assert rows["ours"]["limit_viol_frames"] == 0 and rows["ours"]["penetration_frames"] == 0  # the flat hand
     assert (tmp_path / "e.png").stat().st_size > 10_000
 
 
