@@ -49,7 +49,9 @@ def test_weights_file_is_plain_data():
 def test_weights_match_the_corpus_definition():
     """The shipped weights were trained on today's corpus (taxonomy, `core.limits` ranges, mixes, noise)."""
     meta = torch.load(str(DEFAULT_WEIGHTS), map_location="cpu", weights_only=True)["meta"]
-    assert corpus.corpus_fingerprint() in meta["corpus"], (
+    from core.net.captured import CAPTURED_POSES, load_captured
+
+    assert corpus.corpus_fingerprint(load_captured(CAPTURED_POSES)[0]) in meta["corpus"], (
         "the corpus definition changed since the weights were trained; retrain with "
         "`python -m core.net.train --out core/net/weights/joint_vae.pt`")
 
@@ -185,3 +187,42 @@ def test_training_is_reproducible(tmp_path):
         blobs.append(torch.load(str(out), weights_only=True)["state_dict"])
     for key, value in blobs[0].items():
         torch.testing.assert_close(blobs[1][key], value, rtol=0, atol=0)
+
+
+def test_corpus_angles_read_back_the_corpus(layer):
+    """`captured.corpus_angles` (what captured poses become) reads a corpus pose's own angles back."""
+    from core.net.captured import corpus_angles
+
+    g = torch.Generator().manual_seed(8)
+    ang = corpus.sample_angles(300, g)
+    betas = torch.randn(300, layer.n_betas, generator=g)
+    rot = corpus.angles_to_rotmats(layer, torch.deg2rad(ang).float(), betas)
+    back = corpus_angles(layer, rot, betas)
+    j0 = layer(betas, None, None, None, with_vertices=False, rotmats=rot).joints21
+    rot2 = corpus.angles_to_rotmats(layer, torch.deg2rad(back).float(), betas)
+    j1 = layer(betas, None, None, None, with_vertices=False, rotmats=rot2).joints21
+    err = (j0 - j1).norm(dim=-1) * 1000
+    assert err.mean() < 0.3 and err.max() < 3.0, (err.mean(), err.max())
+    # The first joints' angles come back exactly (the second and third: up to the hinge's tilt).
+    torch.testing.assert_close(back[..., :3].double(), ang[..., :3], rtol=0, atol=0.05)
+
+
+def test_captured_poses_file(data_dir):
+    """The shipped captured poses: corpus angles of the MIT-licensed single_hand.mp4, whose hash they record;
+    inside the corpus bounds (but for the thumb's CMC twist cap, which sampling clamps)."""
+    import hashlib
+
+    from core.net.captured import CAPTURED_POSES, load_captured
+
+    ang, desc = load_captured(CAPTURED_POSES)
+    assert ang.ndim == 3 and ang.shape[1:] == (5, 5) and len(ang) >= 100
+    with np.load(CAPTURED_POSES) as z:
+        assert str(z["source"]) == "single_hand.mp4"
+        sha = hashlib.sha256((data_dir / "video" / "single_hand.mp4").read_bytes()).hexdigest()
+        assert str(z["source_sha256"]) == sha
+    lo, hi = corpus.angle_bounds()
+    outside = (ang < lo - 0.5) | (ang > hi + 0.5)
+    outside[:, 0, 2] = False  # thumb CMC twist above THUMB_TWIST_MAX: clamped when sampled
+    assert outside.mean() < 0.01
+    a = corpus.sample_angles(2000, torch.Generator().manual_seed(5), captured=ang).numpy()
+    assert (a >= lo - 1e-9).all() and (a <= hi + 1e-9).all()

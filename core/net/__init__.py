@@ -1,6 +1,6 @@
 """Learnt models of the pipeline. ``load_refiner()`` gives the joint-refinement VAE (`vae`), applied to
-detector joints before the IK; `corpus` makes its training poses and `train` trains it
-(``python -m core.net.train --out core/net/weights/joint_vae.pt``)."""
+detector joints before the IK; `corpus` makes its training poses (with key poses `captured` from
+permissively licensed video) and `train` trains it (``python -m core.net.train --out core/net/weights/joint_vae.pt``)."""
 from __future__ import annotations
 
 from pathlib import Path

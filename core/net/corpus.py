@@ -152,6 +152,8 @@ class PoseMix:
     synergy_sd: one hand-wide flexion change (deg), applied to each finger's (MCP, PIP, DIP) times
     SYNERGY and to the thumb's MCP/IP at half size; finger_flex_sd, finger_abd_sd, finger_twist_sd:
     independent per-finger changes (DIP follows 0.6 of the PIP change); thumb_sd: per thumb parameter.
+    captured_share: where captured poses are given (`sample_angles` ``captured``), the chance that a
+    key pose (alone or in a blend) is one of them rather than a taxonomy pose.
     """
 
     key_fraction: float = 0.2
@@ -161,13 +163,19 @@ class PoseMix:
     finger_abd_sd: float = 5.0
     finger_twist_sd: float = 4.0
     thumb_sd: tuple = (10.0, 12.0, 10.0, 10.0, 12.0)
+    captured_share: float = 0.4
 
 
 SYNERGY = (1.0, 1.1, 0.6)  # MCP, PIP, DIP share of the hand-wide flexion change
 
 
-def sample_angles(n: int, generator: torch.Generator, mix: PoseMix = PoseMix()) -> torch.Tensor:
-    """Random hand poses (n, 5, 5) degrees float64 (FINGER_ORDER x PARAMS), clamped into `angle_bounds`."""
+def sample_angles(n: int, generator: torch.Generator, mix: PoseMix = PoseMix(),
+                  captured: np.ndarray | None = None) -> torch.Tensor:
+    """Random hand poses (n, 5, 5) degrees float64 (FINGER_ORDER x PARAMS), clamped into `angle_bounds`.
+
+    captured: optional key poses (K, 5, 5) degrees captured from video (`core.net.captured`), drawn
+    beside the taxonomy's with probability ``mix.captured_share``.
+    """
     keys = torch.as_tensor(taxonomy_array())
     lo, hi = (torch.as_tensor(b) for b in angle_bounds())
     k = len(keys)
@@ -182,6 +190,12 @@ def sample_angles(n: int, generator: torch.Generator, mix: PoseMix = PoseMix()) 
     # 1. Blends of two key poses (a key pose alone is a blend with weight 0).
     i = torch.randint(k, (n,), generator=generator)
     j = torch.randint(k, (n,), generator=generator)
+    if captured is not None and len(captured):
+        kc = len(captured)
+        keys = torch.cat([keys, torch.as_tensor(captured, dtype=torch.float64)])
+        for idx in (i, j):
+            pick = torch.rand(n, generator=generator, dtype=torch.float64) < mix.captured_share
+            idx[pick] = k + torch.randint(kc, (int(pick.sum()),), generator=generator)
     u = rand(n)
     kind = torch.where(u < mix.key_fraction, 0, torch.where(u < mix.key_fraction + mix.uniform_fraction, 2, 1))
     t = torch.where(kind == 1, rand(n), torch.zeros(n, dtype=dt))[:, None, None]
@@ -220,13 +234,14 @@ class Corpus:
     betas: torch.Tensor
 
 
-def make_corpus(layer: ManoLayer, n: int, seed: int, mix: PoseMix = PoseMix(), chunk: int = 8192) -> Corpus:
-    """``n`` clean hands of ``layer`` (a right model): `sample_angles` poses, betas ~ N(0, 1); same seed,
-    same corpus."""
+def make_corpus(layer: ManoLayer, n: int, seed: int, mix: PoseMix = PoseMix(), chunk: int = 8192,
+                captured: np.ndarray | None = None) -> Corpus:
+    """``n`` clean hands of ``layer`` (a right model): `sample_angles` poses (with the ``captured`` key
+    poses, if given), betas ~ N(0, 1); same seed, same corpus."""
     if layer.side != "right":
         raise ValueError("make_corpus poses a right hand model; mirror x for a left hand")
     gen = torch.Generator().manual_seed(int(seed))
-    ang = sample_angles(n, gen, mix)
+    ang = sample_angles(n, gen, mix, captured)
     betas = torch.randn(n, layer.n_betas, generator=gen, dtype=torch.float64).float()
     dt = layer.v_template.dtype
     out = []
@@ -352,12 +367,15 @@ def similarity_align(src: torch.Tensor, dst: torch.Tensor, w: torch.Tensor) -> t
 TARGET_WEIGHTS = tuple([0.0] + [1.0] * 20)
 
 
-def corpus_fingerprint() -> str:
-    """A short hash of what defines the poses (taxonomy, bounds, mixes, noise), printed by training."""
+def corpus_fingerprint(captured: np.ndarray | None = None) -> str:
+    """A short hash of what defines the poses (taxonomy, captured key poses, bounds, mixes, noise),
+    printed by training."""
     import hashlib
 
     h = hashlib.sha256()
     h.update(taxonomy_array().tobytes())
+    if captured is not None:
+        h.update(np.ascontiguousarray(captured, np.float64).tobytes())
     h.update(np.concatenate([b.ravel() for b in angle_bounds()]).tobytes())
     h.update(repr((PoseMix(), NoiseConfig(), SYNERGY, TARGET_WEIGHTS)).encode())
     return h.hexdigest()[:12]

@@ -2,8 +2,10 @@
 
     python -m core.net.train --out core/net/weights/joint_vae.pt [--seed 0] [--steps 6000]
                              [--vae hidden=256 --vae latent=32 ...] [--threads 2]
+                             [--captured core/net/data/captured_poses.npz | --no-captured]
 
-Steps: 1. clean training and validation hands (`make_corpus`, seeds ``seed`` and ``seed + 1``);
+Steps: 1. clean training and validation hands (`make_corpus`, seeds ``seed`` and ``seed + 1``): the
+authored taxonomy and the key poses captured from the MIT-licensed single_hand.mp4 (`core.net.captured`);
 2. every step draws fresh detector errors (`detector_noise`) for a batch, puts the noisy joints in their
 canonical frame (`vae.canonical_frame`) and the target there too: the clean joints similarity-fitted to
 the noisy ones (wrist left out, `corpus.TARGET_WEIGHTS`), so a whole-hand pose or scale error is not
@@ -51,6 +53,7 @@ class TrainConfig:
     kl_weight: float = 1e-4
     kl_warmup: int = 1000
     threads: int = 2
+    captured: str | None = "core/net/data/captured_poses.npz"  # relative to the repository root
 
 
 def palm_template(layer: ManoLayer) -> torch.Tensor:
@@ -89,13 +92,29 @@ def evaluate(model: JointVAE, x: torch.Tensor, target: torch.Tensor, size: torch
             "raw_nowrist_mm": float(raw[:, 1:].mean()), "refined_nowrist_mm": float(ref[:, 1:].mean())}
 
 
-def versions(layer_name: str) -> dict:
+def load_captured_poses(cfg: "TrainConfig") -> tuple[np.ndarray | None, str]:
+    """The captured key poses of ``cfg`` (None without) and their description."""
+    if cfg.captured is None:
+        return None, "no captured poses"
+    from ..errors import CaptureError
+    from .captured import load_captured
+
+    path = Path(cfg.captured)
+    path = path if path.is_absolute() else ASSET_DIR.parent.parent / path
+    if not path.is_file():
+        raise CaptureError(f"captured poses not found: {path} (make them with python -m core.net.captured VIDEO)")
+    return load_captured(path)
+
+
+def versions(layer_name: str, captured: np.ndarray | None = None, captured_desc: str = "") -> dict:
     """What the weights depend on, as strings (printed and stored in the weights' meta)."""
     asset = default_model_path("right")
     sha = hashlib.sha256(asset.read_bytes()).hexdigest()[:12] if asset.is_file() else "missing"
+    extra = f" + {captured_desc}" if captured is not None else ""
     return {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
             "hand_model": f"{layer_name} ({asset.relative_to(ASSET_DIR.parent.parent)} sha256 {sha})",
-            "corpus": f"taxonomy of {len(corpus.TAXONOMY)} poses, fingerprint {corpus.corpus_fingerprint()}"}
+            "corpus": f"taxonomy of {len(corpus.TAXONOMY)} poses{extra}, "
+                      f"fingerprint {corpus.corpus_fingerprint(captured)}"}
 
 
 def train(cfg: TrainConfig, vae_options: dict, out: Path, log=print) -> dict:
@@ -114,13 +133,14 @@ def _train(cfg: TrainConfig, vae_options: dict, out: Path, log) -> dict:
     t0 = time.time()
     model_data = load_model("right")
     layer = ManoLayer(model_data)
-    meta = versions(model_data.name)
+    captured, captured_desc = load_captured_poses(cfg)
+    meta = versions(model_data.name, captured, captured_desc)
     meta.update({"seed": str(cfg.seed), "train_config": repr(cfg), "vae_config": repr(vcfg)})
     for k, v in meta.items():
         log(f"{k}: {v}")
     # 1. Corpora.
-    train_set = corpus.make_corpus(layer, cfg.n_train, cfg.seed)
-    val_set = corpus.make_corpus(layer, cfg.n_val, cfg.seed + 1)
+    train_set = corpus.make_corpus(layer, cfg.n_train, cfg.seed, captured=captured)
+    val_set = corpus.make_corpus(layer, cfg.n_val, cfg.seed + 1, captured=captured)
     template = palm_template(layer)
     val_gen = torch.Generator().manual_seed(cfg.seed + 2)
     val = make_batch(val_set.joints, template, val_gen)
@@ -184,10 +204,13 @@ def main(argv=None) -> int:
     ap.add_argument("--n-train", type=int, default=TrainConfig.n_train)
     ap.add_argument("--threads", type=int, default=TrainConfig.threads)
     ap.add_argument("--kl-weight", type=float, default=TrainConfig.kl_weight)
+    ap.add_argument("--captured", default=TrainConfig.captured, help="captured key poses (core.net.captured)")
+    ap.add_argument("--no-captured", action="store_true", help="the authored taxonomy alone")
     ap.add_argument("--vae", action="append", default=[], metavar="KEY=VALUE",
                     help="VAE size option (hidden, layers, latent, decoder_input); repeatable")
     a = ap.parse_args(argv)
-    cfg = TrainConfig(seed=a.seed, steps=a.steps, n_train=a.n_train, threads=a.threads, kl_weight=a.kl_weight)
+    cfg = TrainConfig(seed=a.seed, steps=a.steps, n_train=a.n_train, threads=a.threads, kl_weight=a.kl_weight,
+                      captured=None if a.no_captured else a.captured)
     from ..errors import CaptureError
 
     try:
