@@ -101,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
 
                 Path(args.json).write_text(json.dumps({"n_frames": report.n_frames, "n_gt": report.n_gt,
                                                        "n_detected": report.n_detected, "side": report.side,
+                                                       "intrinsics_guessed": report.k_guessed,
                                                        "rows": report.rows}, indent=1))
         elif args.command == "model":
             from . import handgen

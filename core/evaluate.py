@@ -7,7 +7,9 @@ clip's source matching row ``i`` (``frame_index`` picks rows), either (N, 21, 3)
 a one-hand file's frame shows (e.g. RHD). Reported on the frames where the hand was detected and has
 ground truth, for both the detector's own 3D (``landmarks_world``) and our joints: PA-MPJPE,
 wrist-relative MPJPE (no rotation alignment), bone-length variation, jitter, and for ours the
-frames more than 5 deg outside the joint limits and with fingers penetrating > 2 mm (`core.plausibility`).
+error in the camera frame without any alignment (``camera_mm``; rough where the intrinsics were guessed,
+which the table says) and the frames more than 5 deg outside the joint limits and with fingers
+penetrating > 2 mm (`core.plausibility`).
 """
 from __future__ import annotations
 
@@ -31,6 +33,7 @@ class Report:
     rows: dict
     per_frame: dict = dataclasses.field(default_factory=dict)  # name -> (frame_index (N,), PA (N,), wrist-rel (N,)) mm
     n_gt: int | None = None  # clip frames with ground truth of this hand (None: all of them)
+    k_guessed: bool | None = None  # the clip's intrinsics were guessed (camera-frame figures are then rough)
 
     def plot(self, path: str | Path) -> Path:
         """A PNG of per-frame PA-MPJPE and wrist-relative error, raw detector vs ours."""
@@ -59,13 +62,16 @@ class Report:
         return path
 
     def table(self) -> str:
-        keys = ["pa_mpjpe_mm", "wrist_rel_mm", "bone_var_mm", "jitter_mm_f2", "limit_viol_frames", "penetration_frames"]
+        keys = ["pa_mpjpe_mm", "wrist_rel_mm", "camera_mm", "bone_var_mm", "jitter_mm_f2", "limit_viol_frames",
+                "penetration_frames"]
         head = f"{'method':<12}" + "".join(f"{k:>19}" for k in keys)
         n_gt = self.n_frames if self.n_gt is None else self.n_gt
         scope = f"frames {self.n_frames}" if n_gt == self.n_frames else \
             f"frames {self.n_frames}, {n_gt} with ground truth of this hand"
+        intr = "" if self.k_guessed is None else \
+            f"; intrinsics {'GUESSED (camera_mm is rough)' if self.k_guessed else 'known'}"
         lines = [f"{scope}, {self.side} hand detected on {self.n_detected} "
-                 f"({100.0 * self.n_detected / max(n_gt, 1):.1f} %)", head]
+                 f"({100.0 * self.n_detected / max(n_gt, 1):.1f} %){intr}", head]
         for name, row in self.rows.items():
             cells = []
             for k in keys:
@@ -214,10 +220,14 @@ def evaluate(clip: ClipResult, gt, side: str | None = None) -> Report:
     if det.any():
         from .plausibility import check_clip
 
+        # Ours in the camera frame, no alignment at all: placement and depth too (MediaPipe's world
+        # landmarks have no placement, so only ours gets this figure).
+        cam = np.linalg.norm(ours[det] - g[det], axis=-1) * 1000.0
+        rows["ours"]["camera_mm"] = float(cam[gv[det]].mean())
         pl = check_clip(clip, h)
         keep = det[pl.frames]  # the scored frames among those holding a pose
         rows["ours"]["limit_viol_frames"] = int((pl.limit_deg[keep] > plausibility.LIMIT_DEG).sum())
         rows["ours"]["penetration_frames"] = int((pl.penetration_mm[keep] > plausibility.PENETRATION_M * 1000).sum())
     rows["gt"] = {"bone_var_mm": metrics.bone_length_variation(g, full), "jitter_mm_f2": metrics.jitter(g, full)}
     return Report(n_frames=len(fi), n_detected=int(det.sum()), side=clip.sides[h], rows=rows, per_frame=per_frame,
-                  n_gt=int(has_gt.sum()))
+                  n_gt=int(has_gt.sum()), k_guessed=bool(clip.K_guessed))

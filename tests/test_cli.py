@@ -128,8 +128,11 @@ def test_eval_scores_and_plots(tmp_path):
     assert r.returncode == 0, r.stderr
     import json
 
-    rows = json.loads((tmp_path / "e.json").read_text())["rows"]
+    report = json.loads((tmp_path / "e.json").read_text())
+    rows = report["rows"]
+    assert report["intrinsics_guessed"] is True and "GUESSED" in r.stdout
     assert rows["ours"]["pa_mpjpe_mm"] == pytest.approx(0.0, abs=1e-3)
+    assert rows["ours"]["camera_mm"] == pytest.approx(0.0, abs=1e-3)
     assert rows["mediapipe"]["wrist_rel_mm"] == pytest.approx(0.0, abs=1e-3)  # a pure shift
     assert rows["ours"]["limit_viol_frames"] == 0 and rows["ours"]["penetration_frames"] == 0  # the flat hand
     assert (tmp_path / "e.png").stat().st_size > 10_000
