@@ -28,7 +28,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .errors import CaptureError
+from .settings import build
 from .rot import quat_to_aa
 
 # -3 dB point of the local-polynomial smoother's equivalent kernel times its Gaussian sigma
@@ -75,22 +75,22 @@ class SmoothConfig:
     @classmethod
     def create(cls, **cfg) -> "SmoothConfig":
         """Defaults overridden by ``cfg``; raises CaptureError listing every unknown key and bad value."""
-        names = [f.name for f in dataclasses.fields(cls)]
-        problems = [f"unknown smoothing setting '{k}'" for k in cfg if k not in names]
-        c = cls(**{k: v for k, v in cfg.items() if k in names})
-        for key in ("min_cutoff", "transl_min_cutoff", "outlier_scale"):
-            if not getattr(c, key) > 0:
-                problems.append(f"{key} must be > 0; got {getattr(c, key)}")
-        for key in ("beta", "transl_beta", "max_gap_s"):
-            if not getattr(c, key) >= 0:
-                problems.append(f"{key} must be >= 0; got {getattr(c, key)}")
-        if c.degree not in _FC_SIGMA:
-            problems.append(f"degree must be 1, 2 or 3; got {c.degree}")
-        if int(c.outlier_iters) != c.outlier_iters or c.outlier_iters < 0:
-            problems.append(f"outlier_iters must be a whole number >= 0; got {c.outlier_iters}")
-        if problems:
-            raise CaptureError("; ".join(problems) + f" (settings: {', '.join(names)})")
-        return c
+        return build(cls, "smoothing", cfg, _check)
+
+
+def _check(c: SmoothConfig) -> list[str]:
+    problems = []
+    for key in ("min_cutoff", "transl_min_cutoff", "outlier_scale"):
+        if not getattr(c, key) > 0:
+            problems.append(f"{key} must be > 0; got {getattr(c, key)}")
+    for key in ("beta", "transl_beta", "max_gap_s"):
+        if not getattr(c, key) >= 0:
+            problems.append(f"{key} must be >= 0; got {getattr(c, key)}")
+    if c.degree not in _FC_SIGMA:
+        problems.append(f"degree must be 1, 2 or 3; got {c.degree}")
+    if int(c.outlier_iters) != c.outlier_iters or c.outlier_iters < 0:
+        problems.append(f"outlier_iters must be a whole number >= 0; got {c.outlier_iters}")
+    return problems
 
 
 @dataclasses.dataclass(frozen=True)

@@ -17,7 +17,7 @@ import dataclasses
 
 import numpy as np
 
-from ..errors import CaptureError
+from ..settings import build, is_number
 
 SIDES = ("right", "left")
 
@@ -98,10 +98,11 @@ class DetectorConfig:
 
 def make_config(**options) -> DetectorConfig:
     """A validated `DetectorConfig` from keyword options; raises CaptureError listing every problem."""
-    fields = {f.name for f in dataclasses.fields(DetectorConfig)}
-    problems = [f"unknown detector option {k!r} (options: {', '.join(sorted(fields))})"
-                for k in sorted(set(options) - fields)]
-    cfg = DetectorConfig(**{k: v for k, v in options.items() if k in fields})
+    return build(DetectorConfig, "detector", options, _check)
+
+
+def _check(cfg: DetectorConfig) -> list[str]:
+    problems = []
     if not isinstance(cfg.name, str) or not cfg.name:
         problems.append(f"detector name must be a non-empty string; got {cfg.name!r}")
     if not isinstance(cfg.static, (bool, np.bool_)):
@@ -110,13 +111,11 @@ def make_config(**options) -> DetectorConfig:
         problems.append(f"max_hands must be 1 or 2; got {cfg.max_hands!r}")
     for key in ("min_detection_confidence", "min_tracking_confidence"):
         v = getattr(cfg, key)
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= v <= 1.0:
+        if not is_number(v) or not 0.0 <= v <= 1.0:
             problems.append(f"{key} must be a number in [0, 1]; got {v!r}")
     if cfg.model_complexity not in (0, 1) or isinstance(cfg.model_complexity, bool):
         problems.append(f"model_complexity must be 0 or 1; got {cfg.model_complexity!r}")
-    if problems:
-        raise CaptureError("invalid detector settings: " + "; ".join(problems))
-    return cfg
+    return problems
 
 
 class Detector(abc.ABC):

@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 from ..errors import CaptureError
+from ..settings import build
 from ..ik import PALM, kabsch
 
 N_JOINTS = 21
@@ -52,18 +53,18 @@ class VAEConfig:
 
 def make_config(**options) -> VAEConfig:
     """A validated `VAEConfig` from keyword options; raises CaptureError listing every problem."""
-    fields = {f.name for f in dataclasses.fields(VAEConfig)}
-    problems = [f"unknown VAE option {k!r} (options: {', '.join(sorted(fields))})" for k in sorted(set(options) - fields)]
-    cfg = VAEConfig(**{k: v for k, v in options.items() if k in fields})
+    return build(VAEConfig, "VAE", options, _check)
+
+
+def _check(cfg: VAEConfig) -> list[str]:
+    problems = []
     for key in ("hidden", "layers", "latent"):
         v = getattr(cfg, key)
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             problems.append(f"{key} must be a positive integer; got {v!r}")
     if cfg.decoder_input not in DECODER_INPUTS:
         problems.append(f"decoder_input must be one of {', '.join(DECODER_INPUTS)}; got {cfg.decoder_input!r}")
-    if problems:
-        raise CaptureError("invalid VAE settings: " + "; ".join(problems))
-    return cfg
+    return problems
 
 
 def _mlp(n_in: int, hidden: int, layers: int, n_out: int) -> torch.nn.Sequential:
