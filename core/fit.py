@@ -24,9 +24,8 @@ import torch
 
 from . import limits
 from .hand_model import MANO21_FROM_MP, MANO21_PARENTS, MP_PARENTS
-from .ik import kabsch
 from .mano import ManoLayer
-from .rot import aa_to_rotmat, rotmat_to_aa
+from .rot import aa_to_rotmat, kabsch, rotmat_to_aa
 
 
 def backproject(kp_px: torch.Tensor, z_px: torch.Tensor, K: torch.Tensor, bone_lengths: torch.Tensor,

@@ -25,7 +25,7 @@ import torch
 
 from .hand_model import FINGERS, MANO21_PARENTS
 from .mano import ManoLayer
-from .rot import axis_rotation, rotation_between, rotmat_to_aa
+from .rot import axis_rotation, kabsch, rotation_between, rotmat_to_aa
 
 PALM = (0, 1, 4, 7, 10, 13)  # wrist and its five children (rigid with the wrist in MANO)
 FINGER_ORDER = ("thumb", "index", "middle", "ring", "pinky")
@@ -109,21 +109,6 @@ def hinge_axes(rest_joints: torch.Tensor, rest_tips: torch.Tensor, side: str,
         w = _smoothstep(n.norm(dim=-1, keepdim=True), *bend_eps)
         axes.append(_unit(w * _unit(n) + (1 - w) * formula))
     return torch.stack(axes, 1)
-
-
-def kabsch(src: torch.Tensor, dst: torch.Tensor, w: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Weighted rigid fit dst ~ R src + t. src, dst (B, N, 3); w (B, N) or None -> R (B, 3, 3), t (B, 3)."""
-    if w is None:
-        w = torch.ones(src.shape[:2], dtype=src.dtype, device=src.device)
-    w = (w / w.sum(1, keepdim=True).clamp_min(1e-12))[..., None]
-    cs, cd = (w * src).sum(1), (w * dst).sum(1)
-    h = ((src - cs[:, None]) * w).transpose(1, 2) @ (dst - cd[:, None])  # (B, 3, 3) = sum w s d^T
-    u, _, vt = torch.linalg.svd(h)
-    d = torch.det(vt.transpose(1, 2) @ u.transpose(1, 2))
-    e = torch.diag_embed(torch.stack([torch.ones_like(d), torch.ones_like(d), d], -1))
-    r = vt.transpose(1, 2) @ e @ u.transpose(1, 2)
-    t = cd - (r @ cs[..., None])[..., 0]
-    return r, t
 
 
 def solve(

@@ -8,20 +8,14 @@ from .hand_model import MP_PARENTS
 
 
 def procrustes_align(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
-    """Similarity-align each pred (N, J, 3) to gt (N, J, 3) (rotation, translation and scale).
+    """Similarity-align each pred (N, J, 3) to gt (N, J, 3) (rotation, translation and scale; float64
+    `core.rot.similarity_align`)."""
+    import torch
 
-    1. centre both; 2. SVD of the cross-covariance; 3. fix reflection; 4. scale = trace / var(pred).
-    """
-    mu_p, mu_g = pred.mean(1, keepdims=True), gt.mean(1, keepdims=True)
-    p, g = pred - mu_p, gt - mu_g
-    h = np.einsum("nji,njk->nik", p, g)  # (N, 3, 3) = sum_j p_j g_j^T
-    u, s, vt = np.linalg.svd(h)
-    d = np.sign(np.linalg.det(np.einsum("nij,njk->nik", vt.transpose(0, 2, 1), u.transpose(0, 2, 1))))
-    e = np.ones((pred.shape[0], 3))
-    e[:, 2] = d
-    r = np.einsum("nij,nj,nkj->nik", vt.transpose(0, 2, 1), e, u)  # V diag(e) U^T
-    scale = (s * e).sum(1) / (p**2).sum((1, 2)).clip(1e-12)
-    return scale[:, None, None] * np.einsum("nik,njk->nji", r, p) + mu_g
+    from .rot import similarity_align
+
+    out = similarity_align(torch.as_tensor(pred, dtype=torch.float64), torch.as_tensor(gt, dtype=torch.float64))
+    return out.numpy()
 
 
 def mpjpe(pred: np.ndarray, gt: np.ndarray, root: int | None = None) -> np.ndarray:

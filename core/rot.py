@@ -75,3 +75,34 @@ def rotation_between(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 def axis_rotation(axis: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
     """Rotation about unit ``axis`` (..., 3) by ``angle`` (...) radians: (..., 3, 3)."""
     return aa_to_rotmat(axis * angle[..., None])
+
+
+def kabsch(src: torch.Tensor, dst: torch.Tensor, w: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weighted rigid fit dst ~ R src + t. src, dst (B, N, 3); w (B, N) or None -> R (B, 3, 3), t (B, 3)."""
+    if w is None:
+        w = torch.ones(src.shape[:2], dtype=src.dtype, device=src.device)
+    w = (w / w.sum(1, keepdim=True).clamp_min(1e-12))[..., None]
+    cs, cd = (w * src).sum(1), (w * dst).sum(1)
+    h = ((src - cs[:, None]) * w).transpose(1, 2) @ (dst - cd[:, None])  # (B, 3, 3) = sum w s d^T
+    u, _, vt = torch.linalg.svd(h)
+    d = torch.det(vt.transpose(1, 2) @ u.transpose(1, 2))
+    e = torch.diag_embed(torch.stack([torch.ones_like(d), torch.ones_like(d), d], -1))
+    r = vt.transpose(1, 2) @ e @ u.transpose(1, 2)
+    t = cd - (r @ cs[..., None])[..., 0]
+    return r, t
+
+
+def similarity_align(src: torch.Tensor, dst: torch.Tensor, w: torch.Tensor | None = None) -> torch.Tensor:
+    """src (B, N, 3) moved by the weighted similarity (rotation, translation, scale) that best fits it to
+    dst (B, N, 3); w (N,) or (B, N) weights >= 0, None for ones. (Umeyama: centre, `kabsch` rotation,
+    scale = <R s, d>_w / |s|_w^2.)"""
+    if w is None:
+        w = torch.ones(src.shape[:2], dtype=src.dtype, device=src.device)
+    w = w.to(src.dtype).expand(src.shape[:2])
+    ww = (w / w.sum(1, keepdim=True).clamp_min(1e-12))[..., None]  # (B, N, 1)
+    cs, cd = (ww * src).sum(1, keepdim=True), (ww * dst).sum(1, keepdim=True)
+    s, d = src - cs, dst - cd
+    r, _ = kabsch(s, d, w)
+    rs = s @ r.transpose(1, 2)
+    scale = (ww * rs * d).sum((1, 2)) / (ww * s * s).sum((1, 2)).clamp_min(1e-12)
+    return scale[:, None, None] * rs + cd

@@ -11,7 +11,7 @@ from core.hand_model import load_model
 from core.mano import ManoLayer
 from core.net import DEFAULT_WEIGHTS, corpus, load_refiner
 from core.net.vae import VAEConfig, canonical_frame, make_config
-from core.rot import aa_to_rotmat
+from core.rot import aa_to_rotmat, similarity_align
 
 HELD_OUT_SEED = 424242  # training uses seeds 0..3
 
@@ -109,7 +109,7 @@ def test_noisy_hands_get_closer_to_clean(refiner, held_out):
     g = torch.Generator().manual_seed(3)
     noise = dataclasses.replace(corpus.NoiseConfig(), clean_prob=0.0)
     noisy = corpus.detector_noise(held_out.joints, g, noise)
-    target = corpus.similarity_align(held_out.joints, noisy, torch.as_tensor(corpus.TARGET_WEIGHTS))
+    target = similarity_align(held_out.joints, noisy, torch.as_tensor(corpus.TARGET_WEIGHTS))
     raw_mm = (noisy - target).norm(dim=-1)[:, 1:].mean() * 1000
     ref_mm = (refiner.refine(noisy) - target).norm(dim=-1)[:, 1:].mean() * 1000
     assert ref_mm < 0.75 * raw_mm, f"raw {raw_mm:.2f} mm, refined {ref_mm:.2f} mm"

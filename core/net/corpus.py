@@ -348,21 +348,6 @@ def detector_noise(joints: torch.Tensor, generator: torch.Generator, cfg: NoiseC
     return torch.where(clean, joints, out)
 
 
-def similarity_align(src: torch.Tensor, dst: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """src (B, N, 3) moved by the weighted similarity (rotation, translation, scale) that best fits it to
-    dst (B, N, 3); w (N,) weights >= 0. (Umeyama: centre, Kabsch rotation, scale = <R s, d>_w / |s|_w^2.)"""
-    from ..ik import kabsch
-
-    ww = (w / w.sum()).to(src.dtype)
-    cs = (ww[None, :, None] * src).sum(1, keepdim=True)
-    cd = (ww[None, :, None] * dst).sum(1, keepdim=True)
-    s, d = src - cs, dst - cd
-    rot, _ = kabsch(s, d, ww.expand(len(src), -1))
-    rs = s @ rot.transpose(1, 2)
-    scale = (ww[None, :, None] * rs * d).sum((1, 2)) / (ww[None, :, None] * s * s).sum((1, 2)).clamp_min(1e-12)
-    return scale[:, None, None] * rs + cd
-
-
 # Weights of the target fit (clean joints onto the detector's): the detector's wrist is a convention apart.
 TARGET_WEIGHTS = tuple([0.0] + [1.0] * 20)
 
@@ -383,4 +368,4 @@ def corpus_fingerprint(captured: np.ndarray | None = None) -> str:
 
 __all__ = ["PARAMS", "TAXONOMY", "THUMB_TWIST_MAX", "Corpus", "NoiseConfig", "PoseMix", "angle_bounds",
            "angles_to_rotmats", "corpus_fingerprint", "detector_noise", "finger_frames", "make_corpus",
-           "sample_angles", "similarity_align", "taxonomy_array"]
+           "sample_angles", "taxonomy_array"]

@@ -30,6 +30,7 @@ import torch
 from ..hand_model import ASSET_DIR, default_model_path, load_model
 from ..ik import PALM
 from ..mano import ManoLayer
+from ..rot import similarity_align
 from . import DEFAULT_WEIGHTS, corpus
 from .vae import JointVAE, canonical_frame, make_config, palm_centre_size, save_weights
 
@@ -70,7 +71,7 @@ def make_batch(clean: torch.Tensor, template: torch.Tensor, gen: torch.Generator
     noisy = corpus.detector_noise(clean, gen, noise)
     frame = canonical_frame(noisy, template)
     w = torch.as_tensor(corpus.TARGET_WEIGHTS, dtype=clean.dtype)
-    target = corpus.similarity_align(clean, noisy, w)
+    target = similarity_align(clean, noisy, w)
     return frame.to_canonical(noisy), frame.to_canonical(target), frame.size
 
 

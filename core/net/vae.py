@@ -3,7 +3,7 @@
 Pipeline of `JointRefiner.refine` (batched, torch):
 1. canonical frame (`canonical_frame`): the palm points (wrist, the four knuckles, thumb CMC; weights
    `PALM_WEIGHTS`) give a centre (weighted centroid), a size (their weighted RMS distance from it) and
-   a rotation (`core.ik.kabsch` of the model's rest palm, `JointVAE.palm_template`, onto them), so the
+   a rotation (`core.rot.kabsch` of the model's rest palm, `JointVAE.palm_template`, onto them), so the
    network sees an orientation-free, size-free hand: x = R^T (joints - centre) / size;
 2. the VAE: encoder MLP x (63) -> mu, logvar (latent); decoder MLP mu (+ x when
    ``decoder_input == "latent+input"``) -> clean canonical joints (63); mu is used at inference, so
@@ -23,8 +23,9 @@ from pathlib import Path
 import torch
 
 from ..errors import CaptureError
+from ..ik import PALM
+from ..rot import kabsch
 from ..settings import build
-from ..ik import PALM, kabsch
 
 N_JOINTS = 21
 # Weights of the palm points PALM = (wrist, index1, middle1, pinky1, ring1, thumb1) for the frame:
@@ -110,7 +111,7 @@ def canonical_frame(joints21: torch.Tensor, palm_template: torch.Tensor) -> Cano
 
     palm_template (6, 3): a right hand's rest palm points (PALM order), centred and of RMS radius 1
     (as `palm_centre_size` measures them). Rotation = weighted Kabsch of the template onto the
-    centred, size-normalised observed palm (`core.ik.kabsch`, a proper rotation).
+    centred, size-normalised observed palm (`core.rot.kabsch`, a proper rotation).
     """
     palm = joints21[:, list(PALM)]
     centre, size = palm_centre_size(palm)
