@@ -1,4 +1,4 @@
-"""Batched rotation conversions (torch). Batch axes first; dtype and device follow the input."""
+"""Batched rotation conversions and rigid / similarity fits (torch). Batch axes first; dtype and device follow the input."""
 from __future__ import annotations
 
 import torch
