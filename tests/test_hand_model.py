@@ -12,7 +12,7 @@ import pytest
 import scipy.sparse as sp
 from scipy.spatial.transform import Rotation
 
-from core import hand_model, handgen, mano_pkl
+from core import hand_model, handgen, handmesh, mano_pkl
 from core.errors import CaptureError
 
 DISTAL = {"thumb": 15, "index": 3, "middle": 6, "ring": 12, "pinky": 9}  # last joint of each digit
@@ -42,7 +42,7 @@ def right(assets):
 
 def design_joints_m():
     """The designed skeleton in the model frame (16, 3), metres."""
-    return handgen.design_joints() @ handgen._TO_MODEL.T / 1000.0
+    return handmesh.design_joints() @ handmesh.TO_MODEL.T / 1000.0
 
 
 def lbs_numpy(a: dict, betas: np.ndarray, pose: np.ndarray):
@@ -138,7 +138,7 @@ def test_weights_and_rigid_tips(arrays):
     assert w.shape == (len(a["v_template"]), 16) and w.min() >= 0.0
     np.testing.assert_allclose(w.sum(axis=1), 1.0, atol=1e-6)
     assert tips.shape == (5,) and len(set(tips.tolist())) == 5
-    for name, tip in zip(handgen.TIP_ORDER, tips):
+    for name, tip in zip(handmesh.TIP_ORDER, tips):
         expected = np.zeros(16, np.float32)
         expected[DISTAL[name]] = 1.0
         np.testing.assert_array_equal(w[tip], expected)
@@ -150,8 +150,8 @@ def test_tip_vertices_are_fingertips(arrays):
     a = arrays["right"]
     v = a["v_template"].astype(np.float64)
     j = a["J_regressor"].astype(np.float64) @ v
-    for name, tip in zip(handgen.TIP_ORDER, a["tip_vertex_ids"]):
-        ids = handgen.CHAINS[name]["ids"]
+    for name, tip in zip(handmesh.TIP_ORDER, a["tip_vertex_ids"]):
+        ids = handmesh.CHAINS[name]["ids"]
         bone = _unit(j[ids[2]] - j[ids[1]])
         # the most distal vertex of the digit, 15-30 mm beyond its last joint
         digit = a["weights"][:, list(ids)].sum(axis=1) > 0.5
@@ -190,8 +190,8 @@ def test_beta_palm_width_spreads_knuckles(right):
     spread0, spread = j0[1, 2] - j0[7, 2], j[1, 2] - j[7, 2]
     assert 1.04 < spread / spread0 < 1.07
     tips = right.tip_vertex_ids
-    for name, tip in zip(handgen.TIP_ORDER[1:], tips[1:]):  # fingers move sideways, keep their length
-        base = handgen.CHAINS[name]["ids"][0]
+    for name, tip in zip(handmesh.TIP_ORDER[1:], tips[1:]):  # fingers move sideways, keep their length
+        base = handmesh.CHAINS[name]["ids"][0]
         assert abs(np.linalg.norm(v[tip] - j[base]) - np.linalg.norm(right.v_template[tip] - j0[base])) < 0.3 * MM
 
 
@@ -204,13 +204,13 @@ def test_beta_palm_length_moves_knuckles_distally(right):
     assert abs(seg - seg0) < 0.3 * MM  # the finger itself keeps its length
 
 
-@pytest.mark.parametrize("b,name", [(3 + k, n) for k, n in enumerate(handgen.TIP_ORDER)])
+@pytest.mark.parametrize("b,name", [(3 + k, n) for k, n in enumerate(handmesh.TIP_ORDER)])
 def test_beta_finger_length_changes_only_that_finger(right, b, name):
     assert right.beta_names[b] == f"{name}_length"
     v0, j0 = right.v_template.astype(np.float64), right.rest_joints().astype(np.float64)
     v, j = _shaped(right, b)
-    ids = handgen.CHAINS[name]["ids"]
-    for other, tip in zip(handgen.TIP_ORDER, right.tip_vertex_ids):
+    ids = handmesh.CHAINS[name]["ids"]
+    for other, tip in zip(handmesh.TIP_ORDER, right.tip_vertex_ids):
         if other == name:
             expected = 0.05 * (v0[tip] - j0[ids[0]])
             np.testing.assert_allclose(v[tip] - v0[tip], expected, atol=1.5 * MM)
