@@ -134,7 +134,8 @@ def joint_angles(layer: ManoLayer, rotmats: torch.Tensor, betas: torch.Tensor) -
     Args:
         layer: the hand model (its side picks the sign convention, see the module docstring).
         rotmats (B, 16, 3, 3): local rotations (joint 0, the global orient, is ignored).
-        betas (B, NB): the hand's shape (sets the rest bones and hinge axes).
+        betas (B, NB) or (1, NB): the hand's shape (sets the rest bones and hinge axes); one row serves a
+            whole batch of one hand (a clip's shape), which also saves computing the frames B times.
     Returns:
         (B, 15, 3) float, [..., 0] flexion, [..., 1] abduction, [..., 2] twist; dtype and device of
         ``rotmats``; differentiable.

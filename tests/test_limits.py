@@ -138,3 +138,12 @@ def test_left_hand_angles_mirror_right():
     mirrored = MIRROR @ rot @ MIRROR
     torch.testing.assert_close(limits.joint_angles(left, mirrored, betas), limits.joint_angles(right, rot, betas),
                                atol=1e-9, rtol=0)
+
+
+def test_one_shape_row_serves_the_batch(layer):
+    """joint_angles with betas (1, NB) equals the same shape repeated (B, NB) (a clip's one shape)."""
+    g = torch.Generator().manual_seed(11)
+    betas = torch.randn(1, layer.n_betas, generator=g)
+    rot = limits.sample_poses(layer, 6, g, betas.expand(6, -1))
+    torch.testing.assert_close(limits.joint_angles(layer, rot, betas),
+                               limits.joint_angles(layer, rot, betas.expand(6, -1)), rtol=0, atol=1e-6)
