@@ -143,7 +143,7 @@ def test_left_hand_angles_mirror_right():
 def test_one_shape_row_serves_the_batch(layer):
     """joint_angles with betas (1, NB) equals the same shape repeated (B, NB) (a clip's one shape)."""
     g = torch.Generator().manual_seed(11)
-    betas = torch.randn(1, layer.n_betas, generator=g)
+    betas = torch.randn(1, layer.n_betas, generator=g, dtype=layer.v_template.dtype)
     rot = limits.sample_poses(layer, 6, g, betas.expand(6, -1))
     torch.testing.assert_close(limits.joint_angles(layer, rot, betas),
                                limits.joint_angles(layer, rot, betas.expand(6, -1)), rtol=0, atol=1e-6)
