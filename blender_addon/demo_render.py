@@ -1,7 +1,8 @@
 """Render the demo clip headless: ``python blender_addon/demo_render.py --in scene.npz --out DIR``.
 
 Run by `core.demo` in a subprocess with the same Python (bpy as a module), so that `core` never
-imports bpy. Imports only bpy, numpy and the standard library; everything it draws was computed by
+imports bpy. Imports only bpy, numpy, the standard library and the add-on's numpy-only `convert.py`
+(the camera conversion the add-on itself uses); everything it draws was computed by
 `core.demo` (compute first, create bpy data last): this script only turns arrays into bpy data and
 pixels.
 
@@ -53,20 +54,28 @@ def _read_scene(path: Path) -> dict:
     return scene
 
 
-def camera_settings(K: np.ndarray, width: int, height: int, sensor_width_mm: float = 36.0) -> dict:
-    """Blender camera data settings reproducing the pinhole K (3, 3) on a width x height image.
+def _convert():
+    """`blender_addon/convert.py` (numpy only), loaded by path: this script runs outside the package."""
+    import importlib.util
 
-    Horizontal sensor fit: lens = fx * sensor / W. Lens shifts are fractions of the width; a
-    positive shift moves the frustum right/up, i.e. the principal point left/down in the image.
-    Blender's image centre is pixel (W - 1) / 2 in OpenCV's pixel-centre convention.
-    """
-    fx, cx, cy = float(K[0, 0]), float(K[0, 2]), float(K[1, 2])
+    spec = importlib.util.spec_from_file_location("handcap_convert", Path(__file__).with_name("convert.py"))
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # its dataclasses look their module up while being created
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def camera_settings(K: np.ndarray, width: int, height: int, sensor_width_mm: float = 36.0) -> dict:
+    """Blender camera data settings reproducing the pinhole K (3, 3) on a width x height image
+    (`convert.intrinsics_to_camera`, the add-on's own conversion: sensor fitted to the longer side,
+    shifts in fractions of it, OpenCV pixel centres)."""
+    cam = _convert().intrinsics_to_camera(K, (width, height), sensor_width_mm)
     return {
-        "sensor_fit": "HORIZONTAL",
-        "sensor_width": sensor_width_mm,
-        "lens": fx * sensor_width_mm / width,
-        "shift_x": ((width - 1) / 2.0 - cx) / width,
-        "shift_y": (cy - (height - 1) / 2.0) / width,
+        "sensor_fit": cam.sensor_fit,
+        "sensor_width": cam.sensor_mm,
+        "lens": cam.lens_mm,
+        "shift_x": cam.shift_x,
+        "shift_y": cam.shift_y,
         "clip_start": 0.01,
         "clip_end": 20.0,
     }
