@@ -187,8 +187,9 @@ def fit_hand(layer: ManoLayer, kp_px: np.ndarray, world: np.ndarray, detected: n
         rot_v = torch.cat([limits.project_to_limits(layer, aa_to_rotmat(aa_v[c]), bv[c]) for c in _chunks(n_v)])
         if cfg.penetration is not None and n_v:
             caps = collide.hand_capsules(layer, betas[None])
-            rot_v = torch.cat([collide.resolve(layer, rot_v[c], bv[c], caps, threshold=cfg.penetration,
-                                               target=cfg.penetration_target).rotmats for c in _chunks(n_v)])
+            for _ in range(2):  # the second pass only sees the few frames the first left above the threshold
+                rot_v = torch.cat([collide.resolve(layer, rot_v[c], bv[c], caps, threshold=cfg.penetration,
+                                                   target=cfg.penetration_target).rotmats for c in _chunks(n_v)])
         aa_v = rotmat_to_aa(rot_v)
         outs = [layer(bv[c], None, None, tr_v[c], with_vertices=with_vertices, rotmats=rot_v[c]) for c in _chunks(n_v)]
         joints21 = torch.cat([o.joints21 for o in outs])
