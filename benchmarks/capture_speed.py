@@ -35,16 +35,10 @@ def mediapipe_alone(video: str) -> tuple[float, np.ndarray]:
 
 
 def ours(video: str) -> tuple[float, np.ndarray]:
-    from core.capture import CaptureOptions, run_capture
+    from core.capture import CaptureOptions, capture
 
-    gen = run_capture(CaptureOptions(input=video))
     t0 = time.perf_counter()
-    while True:
-        try:
-            next(gen)
-        except StopIteration as stop:
-            clip, _ = stop.value
-            break
+    clip, _ = capture(CaptureOptions(input=video))
     dt = time.perf_counter() - t0
     return clip.n_frames / dt, clip.valid.any(0)
 

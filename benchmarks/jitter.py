@@ -198,14 +198,9 @@ def evaluate_synthetic(seed: int = 0) -> dict:
 
 def capture(path, end: int | None = None, **opts):
     """Run the capture job on a video or image folder (``opts``: more CaptureOptions); returns the ClipResult."""
-    from core.capture import CaptureOptions, run_capture
+    from core.capture import CaptureOptions, capture
 
-    gen = run_capture(CaptureOptions(input=str(path), end=end, **opts))
-    while True:
-        try:
-            next(gen)
-        except StopIteration as stop:
-            return stop.value[0]
+    return capture(CaptureOptions(input=str(path), end=end, **opts))[0]
 
 
 @contextlib.contextmanager

@@ -181,15 +181,22 @@ def run_capture(opts: CaptureOptions) -> Generator[Progress, None, tuple]:
     ), src
 
 
-def capture_to_file(opts: CaptureOptions, out: str | Path, reporter) -> Path:
-    """Run the capture job, reporting progress, and write the clip file; returns its path."""
+def capture(opts: CaptureOptions, reporter=None) -> tuple:
+    """Run the capture job to its end (progress to ``reporter``, a `core.progress.Reporter`, if given);
+    returns (ClipResult, VideoSource)."""
     gen = run_capture(opts)
     while True:
         try:
-            reporter.progress(next(gen))
+            event = next(gen)
         except StopIteration as stop:
-            clip, src = stop.value
-            break
+            return stop.value
+        if reporter is not None:
+            reporter.progress(event)
+
+
+def capture_to_file(opts: CaptureOptions, out: str | Path, reporter) -> Path:
+    """Run the capture job, reporting progress, and write the clip file; returns its path."""
+    clip, src = capture(opts, reporter)
     if getattr(src, "warning", None):
         reporter.warning(src.warning)
     n_missing = int((~clip.valid.any(0)).sum())

@@ -7,17 +7,9 @@ import pytest
 import torch
 
 from core import metrics, plausibility
-from core.capture import CaptureOptions, load_intrinsics, run_capture
+from core.capture import CaptureOptions, capture, load_intrinsics
 from core.hand_model import load_model
 from core.mano import ManoLayer
-
-
-def _drain(gen):
-    while True:
-        try:
-            next(gen)
-        except StopIteration as stop:
-            return stop.value
 
 
 def test_check_poses_flags_limits_and_penetration():
@@ -41,7 +33,7 @@ def test_dev_crops_plausible_and_accurate(data_dir):
     accuracy still beats raw MediaPipe by the issue's margin (PA <= 0.9x, wrist-relative <= 0.8x)."""
     dev = data_dir / "real_world_testset_dev"
     opts = CaptureOptions(input=str(dev / "images"), hands=1, K=load_intrinsics(f"{dev / 'labels.npz'}:K_crop"))
-    clip, _ = _drain(run_capture(opts))
+    clip, _ = capture(opts)
     h = int(np.argmax(clip.detected.sum(1)))
     p = plausibility.check_clip(clip, h)
     assert p.frames.size >= 285

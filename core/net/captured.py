@@ -63,16 +63,11 @@ def poses_from_clip(clip, every: int = 3) -> np.ndarray:
 
 def capture_poses(video: Path, every: int = 3) -> dict:
     """Capture ``video`` (no VAE, up to one hand) and return the arrays of a captured-poses file."""
-    from ..capture import CaptureOptions, run_capture
-
-    gen = run_capture(CaptureOptions(input=str(video), hands=1, vae=False))
-    while True:
-        try:
-            next(gen)
-        except StopIteration as stop:
-            clip, _ = stop.value
-            break
     import mediapipe
+
+    from ..capture import CaptureOptions, capture
+
+    clip, _ = capture(CaptureOptions(input=str(video), hands=1, vae=False))
 
     return {"angles": poses_from_clip(clip, every), "source": np.array(video.name),
             "source_sha256": np.array(hashlib.sha256(video.read_bytes()).hexdigest()),
