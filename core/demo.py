@@ -124,6 +124,22 @@ def key_angles(frames: int) -> np.ndarray:
     return (1 - w) * poses[k] + w * poses[k + 1]
 
 
+def palm_to_camera(layer) -> torch.Tensor:
+    """Global orient (3, 3) that turns ``layer``'s mean rest hand (shape 0) palm-first towards the camera,
+    middle finger up: the rest up (wrist -> middle1) and palm normal go to camera -y and -z (OpenCV frame)."""
+    from .ik import volar_normal
+
+    betas = torch.zeros(1, layer.n_betas, dtype=layer.v_template.dtype)
+    j_rest = layer.rest_joints(betas)
+    volar = volar_normal(j_rest, layer.side)[0].float()
+    up = torch.nn.functional.normalize(j_rest[0, FINGERS["middle"][0][0]] - j_rest[0, 0], dim=-1).float()
+    nrm = torch.nn.functional.normalize(volar - (volar @ up) * up, dim=-1)
+    rest_basis = torch.stack([up, nrm, torch.cross(up, nrm, dim=-1)], 1)  # columns
+    cam_up, cam_n = torch.tensor([0.0, -1.0, 0.0]), torch.tensor([0.0, 0.0, -1.0])
+    cam_basis = torch.stack([cam_up, cam_n, torch.cross(cam_up, cam_n, dim=-1)], 1)
+    return cam_basis @ rest_basis.T
+
+
 def author_motion(layer, frames: int) -> Motion:
     """The demo motion of ``layer``'s hand (a right `core.mano.ManoLayer`), ``frames`` >= 1 long.
 
@@ -132,7 +148,7 @@ def author_motion(layer, frames: int) -> Motion:
     the camera (-z), middle finger up (-y), then a slow turn (up to 20 degrees about the vertical,
     10 about the view axis, 8 about the horizontal); the wrist joint at WRIST_CAM plus a small drift.
     """
-    from .ik import FINGER_ORDER, hinge_axes, volar_normal
+    from .ik import FINGER_ORDER, hinge_axes
     from .rot import aa_to_rotmat, rotmat_to_aa
 
     def _unit(v: torch.Tensor) -> torch.Tensor:
@@ -143,7 +159,6 @@ def author_motion(layer, frames: int) -> Motion:
     j_rest = layer.rest_joints(betas)
     tips = layer.rest_tips(betas)
     axes = hinge_axes(j_rest, tips, layer.side)[0]  # (5, 3)
-    volar = volar_normal(j_rest, layer.side)[0]
     ang = torch.as_tensor(np.radians(key_angles(frames)), dtype=dt)  # (T, 5, 4)
     n = ang.shape[0]
     rot = torch.eye(3, dtype=dt).repeat(n, 16, 1, 1)
@@ -159,13 +174,8 @@ def author_motion(layer, frames: int) -> Motion:
         rot[:, j1] = aa_to_rotmat(a * ang[:, f, 0:1]) @ aa_to_rotmat(c * (sign * ang[:, f, 3:4]))
         rot[:, j2] = aa_to_rotmat(a * ang[:, f, 1:2])
         rot[:, j3] = aa_to_rotmat(a * ang[:, f, 2:3])
-    # Global orient: rest (up = wrist -> middle1, palm normal) -> camera (-y, -z), then the slow turn.
-    up = _unit(mid - j_rest[0, 0])
-    nrm = _unit(volar - (volar @ up) * up)
-    rest_basis = torch.stack([up, nrm, torch.cross(up, nrm, dim=-1)], 1)  # columns
-    cam_up, cam_n = torch.tensor([0.0, -1.0, 0.0]), torch.tensor([0.0, 0.0, -1.0])
-    cam_basis = torch.stack([cam_up, cam_n, torch.cross(cam_up, cam_n, dim=-1)], 1)
-    r0 = cam_basis @ rest_basis.T
+    # Global orient: palm towards the camera, then the slow turn.
+    r0 = palm_to_camera(layer).to(dt)
     s = torch.linspace(0.0, 1.0, n, dtype=dt) if n > 1 else torch.zeros(1, dtype=dt)
     yaw = math.radians(20) * torch.sin(2 * math.pi * s)
     roll = math.radians(10) * torch.sin(math.pi * s)

@@ -50,8 +50,10 @@ def test_weights_match_the_corpus_definition():
     """The shipped weights were trained on today's corpus (taxonomy, `core.limits` ranges, mixes, noise)."""
     meta = torch.load(str(DEFAULT_WEIGHTS), map_location="cpu", weights_only=True)["meta"]
     from core.net.captured import CAPTURED_POSES, load_captured
+    from core.net.renders import DETECTOR_BIAS, load_bias
 
-    assert corpus.corpus_fingerprint(load_captured(CAPTURED_POSES)[0]) in meta["corpus"], (
+    fingerprint = corpus.corpus_fingerprint(load_captured(CAPTURED_POSES)[0], load_bias(DETECTOR_BIAS)[0])
+    assert fingerprint in meta["corpus"], (
         "the corpus definition changed since the weights were trained; retrain with "
         "`python -m core.net.train --out core/net/weights/joint_vae.pt`")
 
@@ -226,3 +228,55 @@ def test_captured_poses_file(data_dir):
     assert outside.mean() < 0.01
     a = corpus.sample_angles(2000, torch.Generator().manual_seed(5), captured=ang).numpy()
     assert (a >= lo - 1e-9).all() and (a <= hi + 1e-9).all()
+
+
+def test_detector_bias_file_and_noise(held_out):
+    """The shipped detector bias (renders of our own hand through MediaPipe): its shape and provenance, and
+    `detector_noise` adds it, scaled per sample inside ``bias_scale``, to every sample but the clean ones."""
+    from core.net.renders import DETECTOR_BIAS, load_bias
+
+    bias, desc = load_bias(DETECTOR_BIAS)
+    assert bias.shape == (21, 3) and (bias[0] == 0).all() and "renders" in desc
+    with np.load(DETECTOR_BIAS) as z:
+        assert 0.5 * int(z["n_rendered"]) <= int(z["n_detected"]) <= int(z["n_rendered"])
+    assert 0.001 < np.linalg.norm(bias, axis=1).max() < 0.03  # metres: millimetres, not centimetres
+    off = corpus.NoiseConfig(joint_sd_mm=(0.0, 0.0), depth_sd_mm=(0.0, 0.0), bone_scale_sd=0.0,
+                             wrist_shift_mm=(0.0, 0.0), wrist_lateral_mm=0.0, garbage_prob=0.0, clean_prob=0.0)
+    j = held_out.joints[:64].double()
+    out = corpus.detector_noise(j, torch.Generator().manual_seed(0), off, bias)
+    scale = ((out - j) * torch.as_tensor(bias)).sum((1, 2)) / float((bias**2).sum())
+    torch.testing.assert_close(out - j, scale[:, None, None] * torch.as_tensor(bias), rtol=0, atol=1e-9)
+    lo, hi = off.bias_scale
+    assert (scale >= lo - 1e-9).all() and (scale <= hi + 1e-9).all() and scale.std() > 0.1
+    clean = corpus.detector_noise(j, torch.Generator().manual_seed(0), dataclasses.replace(off, clean_prob=1.0), bias)
+    torch.testing.assert_close(clean, j, rtol=0, atol=0)
+
+
+def test_model_frame_residuals_recover_an_offset(layer):
+    """A detector that sees the true hand under a similarity transform, with one joint (the thumb tip)
+    moved by 7.5 mm in the hand's own frame: the residual is that offset at that joint, small elsewhere
+    (and exactly 0 everywhere without the offset)."""
+    from core.hand_model import MP_FROM_MANO21
+    from core.net.renders import model_frame_residuals
+
+    g = torch.Generator().manual_seed(3)
+    n = 6
+    rot = corpus.angles_to_rotmats(layer, torch.deg2rad(corpus.sample_angles(n, g)).float(), torch.zeros(n, 10))
+    go = aa_to_rotmat(torch.randn(n, 3, generator=g)).double()
+    model_j = layer(torch.zeros(n, 10), None, None, None, with_vertices=False, rotmats=rot).joints21.double()
+    truth = model_j @ go.transpose(1, 2) + torch.tensor([0.0, 0.0, 0.5], dtype=torch.float64)
+    offset = torch.zeros(21, 3, dtype=torch.float64)
+    offset[16] = torch.tensor([0.004, -0.006, 0.002])  # 7.5 mm, model frame
+    sim = aa_to_rotmat(torch.randn(n, 3, generator=g)).double()
+    seen = 0.8 * (model_j + offset) @ (sim @ go).transpose(1, 2) + torch.tensor([0.01, -0.02, 0.03], dtype=torch.float64)
+    exact = 0.8 * model_j @ (sim @ go).transpose(1, 2)
+    res0 = model_frame_residuals(truth.numpy(), exact[:, MP_FROM_MANO21].numpy(), go.numpy())
+    assert np.abs(res0).max() < 1e-7  # metres (the joints come from a float32 layer)
+    res = model_frame_residuals(truth.numpy(), seen[:, MP_FROM_MANO21].numpy(), go.numpy())
+    err = np.linalg.norm(res - offset.numpy(), axis=-1) * 1000  # mm
+    others = [k for k in range(1, 21) if k != 16]
+    # The similarity fit spreads a little of one joint's offset over the others (most near the thumb).
+    assert err[:, others].max() < 2.0 and err[:, others].mean() < 1.0, err
+    d = offset[16].numpy()
+    along = res[:, 16] @ d / (d @ d)
+    assert (along > 0.6).all() and (along < 1.05).all() and along.mean() > 0.8, along

@@ -1,6 +1,7 @@
 """Learnt models of the pipeline. ``load_refiner()`` gives the joint-refinement VAE (`vae`), applied to
 detector joints before the IK; `corpus` makes its training poses (with key poses `captured` from
-permissively licensed video) and `train` trains it (``python -m core.net.train --out core/net/weights/joint_vae.pt``)."""
+permissively licensed video) and detector-like errors (with the detector's offsets measured on `renders`
+of our own hand), and `train` trains it (``python -m core.net.train --out core/net/weights/joint_vae.pt``)."""
 from __future__ import annotations
 
 from pathlib import Path

@@ -276,6 +276,8 @@ class NoiseConfig:
     garbage_prob: chance that one finger (any, the thumb included) is replaced by the same finger of
         another sample (an occluded finger the detector guesses wrong).
     clean_prob: chance that a sample gets no error at all (clean joints must come back unchanged).
+    bias_scale: range of the per-sample factor on the detector's systematic offsets (`detector_noise`
+        ``bias``; measured on renders by `core.net.renders`).
     Global tilt (MediaPipe's hands are tilted ~10 degrees) and global scale errors are rotations and
     scalings of the whole hand: the canonical frame removes them exactly, so they are not drawn here.
     """
@@ -287,17 +289,21 @@ class NoiseConfig:
     wrist_lateral_mm: float = 4.0
     garbage_prob: float = 0.15
     clean_prob: float = 0.1
+    bias_scale: tuple = (0.5, 1.5)
 
 
 # Each finger's joints (base, second, third, tip), MANO-21, (5, 4) in FINGER_ORDER.
 _CHAIN = np.array([list(FINGERS[n][0]) + [FINGERS[n][1]] for n in FINGER_ORDER], np.int64)
 
 
-def detector_noise(joints: torch.Tensor, generator: torch.Generator, cfg: NoiseConfig = NoiseConfig()) -> torch.Tensor:
+def detector_noise(joints: torch.Tensor, generator: torch.Generator, cfg: NoiseConfig = NoiseConfig(),
+                   bias: np.ndarray | torch.Tensor | None = None) -> torch.Tensor:
     """Detector-like joints (B, 21, 3) from clean ones (B, 21, 3) (MANO-21, metres, right hand, model
     frame with the palm as in the rest pose, as `make_corpus` gives them).
 
-    Steps: 1. garbage fingers (a finger's joints, relative to its base, from another sample);
+    Steps: 0. the detector's systematic offsets ``bias`` (21, 3) metres, model frame (`core.net.renders`),
+    times a per-sample factor drawn from ``cfg.bias_scale`` (None: no offsets);
+    1. garbage fingers (a finger's joints, relative to its base, from another sample);
     2. bone-length errors, carried down each finger's chain; 3. the wrist convention shift;
     4. per-joint noise, isotropic plus extra along a random camera axis; clean_prob samples skip all.
     """
@@ -310,22 +316,28 @@ def detector_noise(joints: torch.Tensor, generator: torch.Generator, cfg: NoiseC
     def randn(*shape):
         return torch.randn(*shape, generator=generator, device=dev, dtype=dt)
 
+    # 0. Systematic offsets of the detector's joint convention.
+    src = joints
+    if bias is not None:
+        lo, hi = cfg.bias_scale
+        scale = lo + (hi - lo) * rand(b)
+        src = joints + scale[:, None, None] * torch.as_tensor(bias, dtype=dt, device=dev)[None]
     # 1. Garbage finger: (B, 5, 4, 3) chains, one finger per hit sample taken from another sample.
     other = torch.randint(b, (b,), generator=generator, device=dev)
     which = torch.randint(5, (b,), generator=generator, device=dev)
     hit = rand(b) < cfg.garbage_prob
-    fingers = joints[:, chain]
+    fingers = src[:, chain]
     base = fingers[:, :, :1]
     repl = fingers[other] - base[other] + base
     swap = (torch.nn.functional.one_hot(which, 5).bool() & hit[:, None])[..., None, None]
     fingers = torch.where(swap, repl, fingers)
     # 2. Bone lengths: each bone (wrist -> base included) scaled by (1 + e), positions re-accumulated.
-    wrist = joints[:, :1]
+    wrist = src[:, :1]
     rel = fingers - torch.cat([wrist[:, None].expand(-1, 5, -1, -1), fingers[:, :, :3]], 2)  # (B, 5, 4, 3)
     sd = cfg.bone_scale_sd
     e = (randn(b, 5, 4) * sd).clamp(-2.5 * sd, 2.5 * sd)
     fingers = wrist[:, None] + torch.cumsum(rel * (1 + e)[..., None], 2)
-    out = joints.clone()
+    out = src.clone()
     out[:, chain] = fingers
     # 3. Wrist convention: towards the fingers along wrist -> middle1, plus a sideways offset.
     axis = out[:, FINGERS["middle"][0][0]] - out[:, 0]
@@ -352,15 +364,17 @@ def detector_noise(joints: torch.Tensor, generator: torch.Generator, cfg: NoiseC
 TARGET_WEIGHTS = tuple([0.0] + [1.0] * 20)
 
 
-def corpus_fingerprint(captured: np.ndarray | None = None) -> str:
-    """A short hash of what defines the poses (taxonomy, captured key poses, bounds, mixes, noise),
-    printed by training."""
+def corpus_fingerprint(captured: np.ndarray | None = None, bias: np.ndarray | None = None) -> str:
+    """A short hash of what defines the poses (taxonomy, captured key poses, bounds, mixes, noise and the
+    detector bias), printed by training."""
     import hashlib
 
     h = hashlib.sha256()
     h.update(taxonomy_array().tobytes())
     if captured is not None:
         h.update(np.ascontiguousarray(captured, np.float64).tobytes())
+    if bias is not None:
+        h.update(b"bias" + np.ascontiguousarray(bias, np.float64).tobytes())
     h.update(np.concatenate([b.ravel() for b in angle_bounds()]).tobytes())
     h.update(repr((PoseMix(), NoiseConfig(), SYNERGY, TARGET_WEIGHTS)).encode())
     return h.hexdigest()[:12]

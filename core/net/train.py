@@ -3,9 +3,12 @@
     python -m core.net.train --out core/net/weights/joint_vae.pt [--seed 0] [--steps 6000]
                              [--vae hidden=256 --vae latent=32 ...] [--threads 2]
                              [--captured core/net/data/captured_poses.npz | --no-captured]
+                             [--bias core/net/data/detector_bias.npz | --no-bias]
 
 Steps: 1. clean training and validation hands (`make_corpus`, seeds ``seed`` and ``seed + 1``): the
 authored taxonomy and the key poses captured from the MIT-licensed single_hand.mp4 (`core.net.captured`);
+the detector's systematic offsets from the hand model's joints, measured on renders (`core.net.renders`),
+are part of the drawn errors;
 2. every step draws fresh detector errors (`detector_noise`) for a batch, puts the noisy joints in their
 canonical frame (`vae.canonical_frame`) and the target there too: the clean joints similarity-fitted to
 the noisy ones (wrist left out, `corpus.TARGET_WEIGHTS`), so a whole-hand pose or scale error is not
@@ -55,6 +58,7 @@ class TrainConfig:
     kl_warmup: int = 1000
     threads: int = 2
     captured: str | None = "core/net/data/captured_poses.npz"  # relative to the repository root
+    bias: str | None = "core/net/data/detector_bias.npz"  # `core.net.renders`; None: no systematic offsets
 
 
 def palm_template(layer: ManoLayer) -> torch.Tensor:
@@ -65,10 +69,10 @@ def palm_template(layer: ManoLayer) -> torch.Tensor:
 
 
 def make_batch(clean: torch.Tensor, template: torch.Tensor, gen: torch.Generator,
-               noise: corpus.NoiseConfig = corpus.NoiseConfig()):
+               noise: corpus.NoiseConfig = corpus.NoiseConfig(), bias: np.ndarray | None = None):
     """Noisy input and target for clean joints (B, 21, 3) metres: (x canonical (B, 21, 3), target canonical
-    (B, 21, 3), size (B,) metres per canonical unit)."""
-    noisy = corpus.detector_noise(clean, gen, noise)
+    (B, 21, 3), size (B,) metres per canonical unit). ``bias``: `corpus.detector_noise`'s systematic offsets."""
+    noisy = corpus.detector_noise(clean, gen, noise, bias)
     frame = canonical_frame(noisy, template)
     w = torch.as_tensor(corpus.TARGET_WEIGHTS, dtype=clean.dtype)
     target = similarity_align(clean, noisy, w)
@@ -93,29 +97,39 @@ def evaluate(model: JointVAE, x: torch.Tensor, target: torch.Tensor, size: torch
             "raw_nowrist_mm": float(raw[:, 1:].mean()), "refined_nowrist_mm": float(ref[:, 1:].mean())}
 
 
-def load_captured_poses(cfg: "TrainConfig") -> tuple[np.ndarray | None, str]:
-    """The captured key poses of ``cfg`` (None without) and their description."""
-    if cfg.captured is None:
-        return None, "no captured poses"
+def _data_file(rel: str | None, loader, how: str) -> tuple[np.ndarray | None, str]:
+    """(array, description) from a data file given relative to the repository root (None: none)."""
+    if rel is None:
+        return None, ""
     from ..errors import CaptureError
-    from .captured import load_captured
 
-    path = Path(cfg.captured)
+    path = Path(rel)
     path = path if path.is_absolute() else ASSET_DIR.parent.parent / path
     if not path.is_file():
-        raise CaptureError(f"captured poses not found: {path} (make them with python -m core.net.captured VIDEO)")
-    return load_captured(path)
+        raise CaptureError(f"training data not found: {path} (make it with {how})")
+    return loader(path)
 
 
-def versions(layer_name: str, captured: np.ndarray | None = None, captured_desc: str = "") -> dict:
+def load_training_data(cfg: "TrainConfig") -> dict:
+    """The captured key poses and the detector bias of ``cfg``, with their descriptions."""
+    from .captured import load_captured
+    from .renders import load_bias
+
+    captured, cdesc = _data_file(cfg.captured, load_captured, "python -m core.net.captured VIDEO")
+    bias, bdesc = _data_file(cfg.bias, load_bias, "python -m core.net.renders")
+    return {"captured": captured, "captured_desc": cdesc, "bias": bias, "bias_desc": bdesc}
+
+
+def versions(layer_name: str, data: dict | None = None) -> dict:
     """What the weights depend on, as strings (printed and stored in the weights' meta)."""
+    data = data or {"captured": None, "bias": None}
     asset = default_model_path("right")
     sha = hashlib.sha256(asset.read_bytes()).hexdigest()[:12] if asset.is_file() else "missing"
-    extra = f" + {captured_desc}" if captured is not None else ""
+    extra = "".join(f" + {data[k + '_desc']}" for k in ("captured", "bias") if data.get(k) is not None)
     return {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
             "hand_model": f"{layer_name} ({asset.relative_to(ASSET_DIR.parent.parent)} sha256 {sha})",
             "corpus": f"taxonomy of {len(corpus.TAXONOMY)} poses{extra}, "
-                      f"fingerprint {corpus.corpus_fingerprint(captured)}"}
+                      f"fingerprint {corpus.corpus_fingerprint(data['captured'], data['bias'])}"}
 
 
 def train(cfg: TrainConfig, vae_options: dict, out: Path, log=print) -> dict:
@@ -134,8 +148,9 @@ def _train(cfg: TrainConfig, vae_options: dict, out: Path, log) -> dict:
     t0 = time.time()
     model_data = load_model("right")
     layer = ManoLayer(model_data)
-    captured, captured_desc = load_captured_poses(cfg)
-    meta = versions(model_data.name, captured, captured_desc)
+    data = load_training_data(cfg)
+    captured, bias = data["captured"], data["bias"]
+    meta = versions(model_data.name, data)
     meta.update({"seed": str(cfg.seed), "train_config": repr(cfg), "vae_config": repr(vcfg)})
     for k, v in meta.items():
         log(f"{k}: {v}")
@@ -144,7 +159,7 @@ def _train(cfg: TrainConfig, vae_options: dict, out: Path, log) -> dict:
     val_set = corpus.make_corpus(layer, cfg.n_val, cfg.seed + 1, captured=captured)
     template = palm_template(layer)
     val_gen = torch.Generator().manual_seed(cfg.seed + 2)
-    val = make_batch(val_set.joints, template, val_gen)
+    val = make_batch(val_set.joints, template, val_gen, bias=bias)
     val_clean = make_batch(val_set.joints[:1024], template, torch.Generator().manual_seed(0),
                            dataclasses.replace(corpus.NoiseConfig(), clean_prob=1.0))
     t_data = time.time() - t0
@@ -160,7 +175,7 @@ def _train(cfg: TrainConfig, vae_options: dict, out: Path, log) -> dict:
         for g in opt.param_groups:
             g["lr"] = lr
         idx = torch.randint(cfg.n_train, (cfg.batch,), generator=gen)
-        x, target, _ = make_batch(train_set.joints[idx], template, gen)
+        x, target, _ = make_batch(train_set.joints[idx], template, gen, bias=bias)
         y, mu, logvar = model(x, sample=True)
         recon = (y - target).norm(dim=-1).mean()
         kl = kl_divergence(mu, logvar).mean()
@@ -207,11 +222,13 @@ def main(argv=None) -> int:
     ap.add_argument("--kl-weight", type=float, default=TrainConfig.kl_weight)
     ap.add_argument("--captured", default=TrainConfig.captured, help="captured key poses (core.net.captured)")
     ap.add_argument("--no-captured", action="store_true", help="the authored taxonomy alone")
+    ap.add_argument("--bias", default=TrainConfig.bias, help="detector bias measured on renders (core.net.renders)")
+    ap.add_argument("--no-bias", action="store_true", help="no systematic detector offsets")
     ap.add_argument("--vae", action="append", default=[], metavar="KEY=VALUE",
                     help="VAE size option (hidden, layers, latent, decoder_input); repeatable")
     a = ap.parse_args(argv)
     cfg = TrainConfig(seed=a.seed, steps=a.steps, n_train=a.n_train, threads=a.threads, kl_weight=a.kl_weight,
-                      captured=None if a.no_captured else a.captured)
+                      captured=None if a.no_captured else a.captured, bias=None if a.no_bias else a.bias)
     from ..errors import CaptureError
 
     try:

@@ -1,0 +1,162 @@
+"""The detector's systematic error on the project's own hand, measured on renders (for `core.net.corpus`).
+
+    python -m core.net.renders [--out core/net/data/detector_bias.npz] [--n 400] [--seed 0] [--frames DIR]
+
+MediaPipe's joints are not the hand model's joints: it places knuckles, the thumb and fingertips by
+its own convention. The paper's VAE refinement is meant to close that gap, so the refiner must see it in
+training. Where the truth is known exactly, on renders of our own hand, the gap can be measured:
+1. ``n`` right hands: corpus poses (`corpus.sample_angles`, taxonomy and captured key poses), shapes
+   betas ~ N(0, 0.7^2), palm towards the camera (`core.demo.palm_to_camera`) turned by up to
+   +-60 deg about the vertical, +-40 about the view axis, +-35 about the horizontal, a quarter of them
+   back first; the wrist near `core.demo.WRIST_CAM`; a forearm; rendered headless with Workbench
+   (`core.demo.render_frames`, 640 x 480, `core.demo.K_DEMO`);
+2. MediaPipe in static mode on every frame;
+3. per detected frame, the true joints similarity-fitted onto MediaPipe's world landmarks (the wrist left
+   out, as the training targets are), the residual turned into the model frame (the frame of the
+   corpus's clean joints) and averaged: ``bias`` (21, 3) metres, MANO-21 order. The wrist's entry is 0:
+   the wrist convention is drawn separately (`corpus.NoiseConfig.wrist_shift_mm`).
+Only as good as the model's anatomy and Workbench shading: the gain is checked on the real crops
+(`python -m benchmarks.dev_eval`). The file records the detector version, counts and the seed.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+DETECTOR_BIAS = Path(__file__).resolve().parent / "data" / "detector_bias.npz"
+
+
+def render_set(n: int, seed: int) -> dict:
+    """The ``n`` posed right hands of step 1: rotmats (n, 16, 3, 3), betas (n, NB), transl (n, 3), joints
+    (n, 21, 3) MANO-21 camera frame, and the meshes to render: vertices (n, V', 3), faces (F', 3)."""
+    from .. import demo
+    from ..hand_model import load_model
+    from ..mano import ManoLayer
+    from ..rot import aa_to_rotmat
+    from . import corpus
+    from .captured import CAPTURED_POSES, load_captured
+
+    model = load_model("right")
+    layer = ManoLayer(model)
+    g = torch.Generator().manual_seed(seed)
+    captured = load_captured(CAPTURED_POSES)[0] if CAPTURED_POSES.is_file() else None
+    ang = corpus.sample_angles(n, g, captured=captured)
+    betas = torch.randn(n, layer.n_betas, generator=g) * 0.7
+    rot = corpus.angles_to_rotmats(layer, torch.deg2rad(ang).float(), betas)
+
+    def uniform(lo, hi):
+        return lo + (hi - lo) * torch.rand(n, generator=g)
+
+    yaw, roll, tilt = (torch.deg2rad(uniform(-a, a)) for a in (60.0, 40.0, 35.0))
+    yaw = yaw + (torch.rand(n, generator=g) < 0.25) * math.pi  # back of the hand first
+    e = torch.eye(3)
+    turn = aa_to_rotmat(e[1] * yaw[:, None]) @ aa_to_rotmat(e[2] * roll[:, None]) @ aa_to_rotmat(e[0] * tilt[:, None])
+    rot[:, 0] = turn @ demo.palm_to_camera(layer)
+    wrist = torch.as_tensor(demo.WRIST_CAM, dtype=torch.float32) + torch.stack(
+        [uniform(-0.05, 0.05), uniform(-0.03, 0.05), uniform(-0.05, 0.08)], -1)
+    transl = wrist - layer.rest_joints(betas)[:, 0]
+    with torch.no_grad():
+        out = layer(betas, None, None, transl, rotmats=rot)
+    joints = out.joints21.numpy().astype(np.float64)
+    arm_v, arm_f = demo.forearm_mesh(joints, model.v_template, model.rest_joints())
+    return {"rotmats": rot, "betas": betas, "transl": transl, "joints": joints,
+            "vertices": np.concatenate([out.vertices.numpy(), arm_v], 1),
+            "faces": np.concatenate([model.faces, arm_f + model.n_verts], 0)}
+
+
+def model_frame_residuals(joints_cam: np.ndarray, world: np.ndarray, global_rot: np.ndarray) -> np.ndarray:
+    """Detector residuals (N, 21, 3) metres in the model frame, MANO-21 order.
+
+    joints_cam (N, 21, 3): true joints, MANO-21, camera frame; world (N, 21, 3): the detector's world
+    landmarks, MediaPipe order; global_rot (N, 3, 3): the true global orient. The truth is
+    similarity-fitted onto the landmarks (wrist weight 0); residual = landmark - fitted truth, turned
+    back by (fit rotation @ global orient) and divided by the fit's scale.
+    """
+    from ..hand_model import MANO21_FROM_MP
+    from ..rot import kabsch, similarity_align
+
+    gt = torch.as_tensor(joints_cam, dtype=torch.float64)
+    det = torch.as_tensor(np.asarray(world)[:, MANO21_FROM_MP], dtype=torch.float64)
+    w = torch.ones(21, dtype=torch.float64)
+    w[0] = 0.0
+    fitted = similarity_align(gt, det, w)
+    ww = (w / w.sum())[None, :, None]
+    src, dst = gt - (ww * gt).sum(1, keepdim=True), det - (ww * det).sum(1, keepdim=True)
+    r, _ = kabsch(src, dst, w.expand(len(gt), -1))
+    rs = src @ r.transpose(1, 2)
+    scale = (ww * rs * dst).sum((1, 2)) / (ww * src * src).sum((1, 2)).clamp_min(1e-12)
+    to_model = r @ torch.as_tensor(global_rot, dtype=torch.float64)  # model -> detector frame
+    res = torch.einsum("nji,nkj->nki", to_model, det - fitted) / scale[:, None, None]
+    return res.numpy()
+
+
+def measure(n: int = 400, seed: int = 0, frames_dir: Path | None = None, reporter=None) -> dict:
+    """Steps 1-3: the arrays of a detector-bias file."""
+    import cv2
+    import mediapipe
+
+    from .. import demo
+    from ..detect import create_detector
+    from ..progress import Reporter
+
+    reporter = reporter or Reporter("quiet")
+    data = render_set(n, seed)
+    with tempfile.TemporaryDirectory(prefix="handcap-renders-") as tmp:
+        frames = Path(frames_dir) if frames_dir else Path(tmp) / "frames"
+        demo.render_frames(data["vertices"], data["faces"], demo.K_DEMO, frames, reporter)
+        world = np.zeros((n, 21, 3))
+        found = np.zeros(n, bool)
+        with create_detector("mediapipe", static=True, max_hands=1) as det:
+            for i, path in enumerate(sorted(frames.glob("*.png"))):
+                hands = det.detect(cv2.imread(str(path)), 0.0)
+                if hands:
+                    found[i], world[i] = True, hands[0].world
+    if found.sum() < n // 4:
+        raise RuntimeError(f"MediaPipe found the hand on only {found.sum()} of {n} renders")
+    res = model_frame_residuals(data["joints"][found], world[found], data["rotmats"][found, 0].numpy())
+    bias = res.mean(0)
+    bias[0] = 0.0
+    rms = float(np.sqrt((np.linalg.norm(res, axis=-1) ** 2).mean()))
+    return {"bias": bias.astype(np.float32), "n_rendered": np.array(n), "n_detected": np.array(int(found.sum())),
+            "seed": np.array(seed), "detector": np.array(f"mediapipe {mediapipe.__version__}"),
+            "residual_rms_mm": np.array(rms * 1000.0)}
+
+
+def load_bias(path: Path = DETECTOR_BIAS) -> tuple[np.ndarray, str]:
+    """(bias (21, 3) float64 metres, MANO-21, model frame; a one-line description) of a detector-bias file."""
+    with np.load(path, allow_pickle=False) as z:
+        bias = np.asarray(z["bias"], np.float64)
+        desc = (f"detector bias from {int(z['n_detected'])} of {int(z['n_rendered'])} renders "
+                f"({z['detector']}, seed {int(z['seed'])})")
+    return bias, desc
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m core.net.renders", description=__doc__.split("\n")[0])
+    ap.add_argument("--out", type=Path, default=DETECTOR_BIAS)
+    ap.add_argument("--n", type=int, default=400)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--frames", type=Path, help="keep the rendered frames here")
+    a = ap.parse_args(argv)
+    from ..errors import CaptureError
+
+    try:
+        arrays = measure(a.n, a.seed, a.frames)
+    except (CaptureError, RuntimeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(a.out, **arrays)
+    print(f"{a.out}: {load_bias(a.out)[1]}; residual rms {float(arrays['residual_rms_mm']):.1f} mm; "
+          f"|bias| per joint mm {[round(float(x), 1) for x in np.linalg.norm(arrays['bias'], axis=-1) * 1000]}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
