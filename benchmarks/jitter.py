@@ -399,12 +399,9 @@ def plot(path, synthetic: dict, clips: list[tuple[str, list[dict]]], dev: dict |
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
     axes[-1].set_xlabel("frame")
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    from core.evaluate import save_figure
+
+    return save_figure(fig, path)
 
 
 VIDEOS = ("single_hand.mp4", "two_hands.mp4", "hand_object.mp4")

@@ -54,12 +54,7 @@ class Report:
             ax.grid(alpha=0.3)
         n_gt = self.n_frames if self.n_gt is None else self.n_gt
         fig.suptitle(f"{self.side} hand, {self.n_detected} of {n_gt} frames detected")
-        fig.tight_layout()
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
-        return path
+        return save_figure(fig, path)
 
     def table(self) -> str:
         keys = ["pa_mpjpe_mm", "wrist_rel_mm", "camera_mm", "bone_var_mm", "jitter_mm_f2", "limit_viol_frames",
@@ -79,6 +74,18 @@ class Report:
                 cells.append(f"{'-':>19}" if v is None else f"{v:>19.2f}" if isinstance(v, float) else f"{v:>19}")
             lines.append(f"{name:<12}" + "".join(cells))
         return "\n".join(lines)
+
+
+def save_figure(fig, path: str | Path) -> Path:
+    """Lay out, write (PNG, 100 dpi; the folder is created) and close a matplotlib figure; returns the path."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
 
 
 MIN_GT_JOINTS = 4  # a frame has ground truth when its wrist and at least this many joints are labelled
