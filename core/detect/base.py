@@ -86,6 +86,9 @@ class DetectorConfig:
         min_detection_confidence: [0, 1], palm/hand detection threshold.
         min_tracking_confidence: [0, 1], below it tracking mode re-runs detection (ignored if static).
         model_complexity: 0 (lite) or 1 (full) landmark model.
+        square_crops: static mode only: where a non-square image yields fewer than ``max_hands`` hands,
+            look again in square crops along its long side (start, middle, end; see `square_crops`).
+            The palm detector sees a letterboxed square, so a hand in a tall photo is small to it.
     """
 
     name: str = "mediapipe"
@@ -94,6 +97,29 @@ class DetectorConfig:
     min_detection_confidence: float = 0.5
     min_tracking_confidence: float = 0.5
     model_complexity: int = 1
+    square_crops: bool = True
+
+
+def square_crops(width: int, height: int) -> list[tuple[int, int, int]]:
+    """Square windows (x0, y0, side) along the long side of a width x height image: at its start, middle
+    and end (one window, the whole image, when it is square)."""
+    side = min(width, height)
+    span = max(width, height) - side
+    offsets = sorted({0, span // 2, span})
+    return [(o, 0, side) if width > height else (0, o, side) for o in offsets]
+
+
+def merge_new(found: list["HandDet"], extra: list["HandDet"], max_hands: int, same: float = 0.5) -> list["HandDet"]:
+    """``found`` plus the hands of ``extra`` that are none of them (mean landmark distance at least ``same``
+    hand sizes from each), best score first, up to ``max_hands`` in all."""
+    out = list(found)
+    for h in sorted(extra, key=lambda d: -d.score):
+        if len(out) >= max_hands:
+            break
+        size = float(np.ptp(h.landmarks_px, axis=0).max()) or 1.0
+        if all(np.linalg.norm(h.landmarks_px - o.landmarks_px, axis=1).mean() / size >= same for o in out):
+            out.append(h)
+    return out
 
 
 def make_config(**options) -> DetectorConfig:
@@ -105,8 +131,9 @@ def _check(cfg: DetectorConfig) -> list[str]:
     problems = []
     if not isinstance(cfg.name, str) or not cfg.name:
         problems.append(f"detector name must be a non-empty string; got {cfg.name!r}")
-    if not isinstance(cfg.static, (bool, np.bool_)):
-        problems.append(f"static must be True or False; got {cfg.static!r}")
+    for key in ("static", "square_crops"):
+        if not isinstance(getattr(cfg, key), (bool, np.bool_)):
+            problems.append(f"{key} must be True or False; got {getattr(cfg, key)!r}")
     if cfg.max_hands not in (1, 2) or isinstance(cfg.max_hands, bool):
         problems.append(f"max_hands must be 1 or 2; got {cfg.max_hands!r}")
     for key in ("min_detection_confidence", "min_tracking_confidence"):
