@@ -2,7 +2,7 @@
 import importlib
 import sys
 
-SECTIONS = ["ik_speed", "capture_speed", "memory", "dev_eval", "samples_eval", "jitter", "identity", "keying"]
+SECTIONS = ["ik_speed", "capture_speed", "memory", "dev_eval", "samples_eval", "plausibility", "jitter", "identity", "keying"]
 
 failed = []
 for name in SECTIONS:
