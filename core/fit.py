@@ -125,7 +125,7 @@ class FitConfig:
     penetration: metres; fingers of one hand that penetrate each other deeper than this (capsules,
         `core.collide`) are pushed apart on the final poses, to ``penetration_target`` times it
         (`core.collide.resolve`); None leaves them. 1.5 mm with target 0.8 keeps every output frame
-        under 2 mm with a margin; on the dev crops it costs 0.06 mm PA-MPJPE (0.8 %).
+        under 2 mm with a margin (two passes, `core.pose`); on the dev crops it costs 0.05 mm PA-MPJPE.
     """
 
     blend: float = 0.3
