@@ -86,8 +86,8 @@ class DetectorConfig:
         min_detection_confidence: [0, 1], palm/hand detection threshold.
         min_tracking_confidence: [0, 1], below it tracking mode re-runs detection (ignored if static).
         model_complexity: 0 (lite) or 1 (full) landmark model.
-        square_crops: static mode only: where a non-square image yields fewer than ``max_hands`` hands,
-            look again in square crops along its long side (start, middle, end; see `square_crops`).
+        square_crops: static mode only: where a non-square image yields no hand, look again in square
+            crops along its long side (start, middle, end; see `square_crops`), up to ``max_hands``.
             The palm detector sees a letterboxed square, so a hand in a tall photo is small to it.
     """
 

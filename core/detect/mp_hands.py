@@ -94,8 +94,9 @@ class MediaPipeHands(Detector):
         h, w = bgr.shape[:2]
         out = self._process(bgr)
         cfg = self.config
-        if cfg.static and cfg.square_crops and h != w and len(out) < cfg.max_hands:
+        if cfg.static and cfg.square_crops and h != w and not out:
             # A tall or wide photo is letterboxed to a square for the palm detector: look again closer.
+            # Only where nothing was found, so that one-hand footage with max_hands 2 costs nothing extra.
             for x0, y0, side in square_crops(w, h):
                 extra = [dataclasses.replace(d, landmarks_px=d.landmarks_px + np.array([x0, y0], np.float32),
                                              landmarks_z=d.landmarks_z * np.float32(side / w))
