@@ -92,10 +92,10 @@ def kabsch(src: torch.Tensor, dst: torch.Tensor, w: torch.Tensor | None = None) 
     return r, t
 
 
-def similarity_align(src: torch.Tensor, dst: torch.Tensor, w: torch.Tensor | None = None) -> torch.Tensor:
-    """src (B, N, 3) moved by the weighted similarity (rotation, translation, scale) that best fits it to
-    dst (B, N, 3); w (N,) or (B, N) weights >= 0, None for ones. (Umeyama: centre, `kabsch` rotation,
-    scale = <R s, d>_w / |s|_w^2.)"""
+def similarity_fit(src: torch.Tensor, dst: torch.Tensor, w: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
+    """The weighted similarity dst ~ scale R (src - cs) + cd that best fits src (B, N, 3) to dst (B, N, 3);
+    w (N,) or (B, N) weights >= 0, None for ones. (Umeyama: centre, `kabsch` rotation,
+    scale = <R s, d>_w / |s|_w^2.) Returns R (B, 3, 3), scale (B,), cs (B, 1, 3), cd (B, 1, 3)."""
     if w is None:
         w = torch.ones(src.shape[:2], dtype=src.dtype, device=src.device)
     w = w.to(src.dtype).expand(src.shape[:2])
@@ -105,4 +105,10 @@ def similarity_align(src: torch.Tensor, dst: torch.Tensor, w: torch.Tensor | Non
     r, _ = kabsch(s, d, w)
     rs = s @ r.transpose(1, 2)
     scale = (ww * rs * d).sum((1, 2)) / (ww * s * s).sum((1, 2)).clamp_min(1e-12)
-    return scale[:, None, None] * rs + cd
+    return r, scale, cs, cd
+
+
+def similarity_align(src: torch.Tensor, dst: torch.Tensor, w: torch.Tensor | None = None) -> torch.Tensor:
+    """src (B, N, 3) moved by the weighted similarity that best fits it to dst (`similarity_fit`)."""
+    r, scale, cs, cd = similarity_fit(src, dst, w)
+    return scale[:, None, None] * (src - cs) @ r.transpose(1, 2) + cd

@@ -79,18 +79,14 @@ def model_frame_residuals(joints_cam: np.ndarray, world: np.ndarray, global_rot:
     back by (fit rotation @ global orient) and divided by the fit's scale.
     """
     from ..hand_model import MANO21_FROM_MP
-    from ..rot import kabsch, similarity_align
+    from ..rot import similarity_fit
 
     gt = torch.as_tensor(joints_cam, dtype=torch.float64)
     det = torch.as_tensor(np.asarray(world)[:, MANO21_FROM_MP], dtype=torch.float64)
     w = torch.ones(21, dtype=torch.float64)
     w[0] = 0.0
-    fitted = similarity_align(gt, det, w)
-    ww = (w / w.sum())[None, :, None]
-    src, dst = gt - (ww * gt).sum(1, keepdim=True), det - (ww * det).sum(1, keepdim=True)
-    r, _ = kabsch(src, dst, w.expand(len(gt), -1))
-    rs = src @ r.transpose(1, 2)
-    scale = (ww * rs * dst).sum((1, 2)) / (ww * src * src).sum((1, 2)).clamp_min(1e-12)
+    r, scale, cs, cd = similarity_fit(gt, det, w)
+    fitted = scale[:, None, None] * (gt - cs) @ r.transpose(1, 2) + cd
     to_model = r @ torch.as_tensor(global_rot, dtype=torch.float64)  # model -> detector frame
     res = torch.einsum("nji,nkj->nki", to_model, det - fitted) / scale[:, None, None]
     return res.numpy()
