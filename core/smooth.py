@@ -364,6 +364,16 @@ def _smooth(space: _Space, start, valid, max_gap: int, fps: float, min_cutoff: f
     return est, outliers
 
 
+def _smooth_valid(space, x: torch.Tensor, valid, max_gap: int, *args) -> tuple[torch.Tensor, torch.Tensor]:
+    """`_smooth` of series x (T, N, D) in ``space(x)`` on its valid frames; clips with fewer than 3 (valid)
+    frames come back unchanged. Returns (x smoothed on valid frames, others as given; outliers (T, N))."""
+    valid = torch.as_tensor(valid, dtype=torch.bool, device=x.device)
+    if x.shape[0] < 3 or int(valid.sum()) < 3:
+        return x.clone(), torch.zeros(x.shape[:2], dtype=torch.bool, device=x.device)
+    est, out = _smooth(space(x), x, valid, max_gap, *args)
+    return torch.where(valid[:, None, None], est, x), out
+
+
 def smooth_rotations(q: torch.Tensor, valid: torch.Tensor, fps: float, min_cutoff: float = 3.0, beta: float = 0.5,
                      degree: int = 2, outlier_iters: int = 3, outlier_scale: float = 6.0,
                      max_gap: int = 10) -> tuple[torch.Tensor, torch.Tensor]:
@@ -373,12 +383,8 @@ def smooth_rotations(q: torch.Tensor, valid: torch.Tensor, fps: float, min_cutof
     min_cutoff Hz; beta Hz per rad/s; max_gap frames (windows do not reach across longer gaps).
     Returns (q (T, N, 4) smoothed on valid frames, others as given; outliers (T, N) bool).
     """
-    valid = torch.as_tensor(valid, dtype=torch.bool, device=q.device)
-    if q.shape[0] < 3 or int(valid.sum()) < 3:
-        return q.clone(), torch.zeros(q.shape[:2], dtype=torch.bool, device=q.device)
-    est, out = _smooth(_rotation_space(q), q, valid, max_gap, fps, min_cutoff, beta, degree, outlier_iters,
-                       outlier_scale, _ROT_FLOOR)
-    return torch.where(valid[:, None, None], est, q), out
+    return _smooth_valid(_rotation_space, q, valid, max_gap, fps, min_cutoff, beta, degree, outlier_iters,
+                         outlier_scale, _ROT_FLOOR)
 
 
 def smooth_points(x: torch.Tensor, valid: torch.Tensor, fps: float, min_cutoff: float = 1.0, beta: float = 10.0,
@@ -389,12 +395,8 @@ def smooth_points(x: torch.Tensor, valid: torch.Tensor, fps: float, min_cutoff: 
     x (T, M, 3) metres; valid (T,) bool; fps; min_cutoff Hz; beta Hz per m/s; max_gap frames.
     Returns (x (T, M, 3) smoothed on valid frames, others as given; outliers (T, M) bool).
     """
-    valid = torch.as_tensor(valid, dtype=torch.bool, device=x.device)
-    if x.shape[0] < 3 or int(valid.sum()) < 3:
-        return x.clone(), torch.zeros(x.shape[:2], dtype=torch.bool, device=x.device)
-    est, out = _smooth(_point_space(x), x, valid, max_gap, fps, min_cutoff, beta, degree, outlier_iters,
-                       outlier_scale, _TRANSL_FLOOR)
-    return torch.where(valid[:, None, None], est, x), out
+    return _smooth_valid(_point_space, x, valid, max_gap, fps, min_cutoff, beta, degree, outlier_iters,
+                         outlier_scale, _TRANSL_FLOOR)
 
 
 # ---------------------------------------------------------------- the clip
