@@ -12,15 +12,20 @@ class _Sidebar:
     bl_region_type = "UI"
     bl_category = "Hand Capture"
 
+    def split_layout(self):
+        """The panel's layout with labels left of their fields and no keyframe decorators."""
+        layout = self.layout
+        layout.use_property_split = True
+        layout.use_property_decorate = False
+        return layout
+
 
 class HANDCAP_PT_main(_Sidebar, bpy.types.Panel):
     bl_label = "Hand Capture"
 
     def draw(self, context):
         s = context.scene.hand_capture
-        layout = self.layout
-        layout.use_property_split = True
-        layout.use_property_decorate = False
+        layout = self.split_layout()
         row = layout.row(align=True)
         row.prop(s, "filepath", text="Video")
         row.operator("hand_capture.pick_video", text="", icon="FILEBROWSER")
@@ -48,9 +53,7 @@ class HANDCAP_PT_camera(_Sidebar, bpy.types.Panel):
 
     def draw(self, context):
         s = context.scene.hand_capture
-        layout = self.layout
-        layout.use_property_split = True
-        layout.use_property_decorate = False
+        layout = self.split_layout()
         layout.prop(s, "camera", text="Lens")
         if s.camera == "FOV":
             layout.prop(s, "fov")
@@ -69,9 +72,7 @@ class HANDCAP_PT_options(_Sidebar, bpy.types.Panel):
 
     def draw(self, context):
         s = context.scene.hand_capture
-        layout = self.layout
-        layout.use_property_split = True
-        layout.use_property_decorate = False
+        layout = self.split_layout()
         col = layout.column(heading="Scene")
         col.prop(s, "match_fps")
         col.prop(s, "set_frame_range")
