@@ -19,8 +19,11 @@ $(STAMP): requirements.txt requirements-nodeps.txt
 demo: setup
 	$(PY) -m core demo
 
+# The core's tests in .venv, then tests/blender in a bpy-only interpreter per supported Blender version
+# (4.5 LTS, 5.0.1, 5.2.3 LTS; venvs in .venvs/, reused by stamp) with the worker in .venv.
 test: setup
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q tests --ignore=tests/blender
+	$(PY) tests/blender_matrix.py
 
 bench: setup
 	$(PY) -m benchmarks
@@ -29,4 +32,4 @@ build: setup
 	$(PY) build.py
 
 clean:
-	rm -rf $(VENV) core/assets build dist .pytest_cache
+	rm -rf $(VENV) .venvs core/hand/assets build dist .pytest_cache

@@ -10,7 +10,7 @@ capture: detection rate, PA-MPJPE, wrist-relative MPJPE, camera-frame MPJPE of t
 alignment: placement and depth, where the intrinsics matter), bone-length variation, jitter and frames
 more than 5 deg outside the joint limits (for raw MediaPipe: of the IK of its landmarks before any limit
 projection, `benchmarks.samples_eval.raw_ik_excess_deg`). Then the same errors on two halves: the crops
-are consecutive frames of one video, so the fit's settings (`core.fit.FitConfig`) were tuned on frames
+are consecutive frames of one video, so the fit's settings (`core.solve.fit.FitConfig`) were tuned on frames
 0-145 only and frames 146-291 are the held-out check (``--split`` moves the boundary).
 Usage: python -m benchmarks.dev_eval [--out out/dev_clip.npz] [--split 146]
 """
@@ -39,7 +39,7 @@ def _rows(clips: dict, labels_path: str) -> list[tuple]:
     """(intrinsics, method, clip, hand slot, report) per row: raw MediaPipe of each intrinsics' full
     capture, then each capture's MANO output."""
     sys.path.insert(0, str(ROOT))
-    from core.evaluate import evaluate, load_gt
+    from core.eval.evaluate import evaluate, load_gt
 
     gt = load_gt(labels_path)
     out = []
@@ -85,7 +85,7 @@ def summary_table(clips: dict, labels_path: str) -> str:
 def split_table(clips: dict, labels_path: str, split: int) -> str:
     """PA-MPJPE and wrist-relative MPJPE (mm) of every row of `summary_table` on the detected frames
     before and from ``split``, and each output's ratio to raw MediaPipe of the same capture."""
-    from core import metrics
+    from core.eval import metrics
 
     with np.load(labels_path, allow_pickle=False) as z:
         gt_all = np.asarray(z["joints_cam"], np.float64)
@@ -119,7 +119,7 @@ def main(argv=None):
     dev = need_data("real_world_testset_dev")
     labels = dev / "labels.npz"
     sys.path.insert(0, str(ROOT))
-    from core.clip import load_clip
+    from core.io.clip import load_clip
 
     clips = {}
     for run in RUNS:

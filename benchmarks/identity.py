@@ -1,6 +1,6 @@
 """Hand identity over the WHOLE of two_hands.mp4 (500 frames, tracking mode, 2 hands).
 
-The capture's identity step (`core.track.Tracker` over MediaPipe's per-frame detections, the same
+The capture's identity step (`core.solve.track.Tracker` over MediaPipe's per-frame detections, the same
 detector settings as `core.capture.run_capture`) is run here in-process so that every frame's raw
 detections and their handedness labels are at hand; then the clip written by the CLI
 (``python -m core capture two_hands.mp4``) is checked to hold the very same tracks. Measured on
@@ -50,8 +50,8 @@ def detect_and_track(path, hands: int = 2, min_confidence: float = 0.5, start: i
     Returns (list of `Detections`, `TrackResult`, image size (W, H), fps).
     """
     from core.detect import Detections, create_detector
-    from core.track import Tracker
-    from core.video import open_video
+    from core.solve.track import Tracker
+    from core.io.video import open_video
 
     src = open_video(path, start=start, end=end)
     tracker = Tracker()
@@ -167,7 +167,7 @@ def contact_sheet(path, frames, tracks, labels, out: Path, cols: int = 5, width:
     """PNG grid of ``frames`` (clip positions) of video ``path`` with both tracks drawn."""
     import cv2
 
-    from core.video import open_video
+    from core.io.video import open_video
 
     want = sorted(set(int(f) for f in frames))
     tiles = {}
@@ -191,7 +191,7 @@ def contact_sheet(path, frames, tracks, labels, out: Path, cols: int = 5, width:
 
 def check_clip(clip_path: Path, tracks) -> str:
     """Does the CLI's clip file hold the same tracks (sides, detected frames, landmarks)?"""
-    from core.clip import load_clip
+    from core.io.clip import load_clip
 
     c = load_clip(clip_path)
     if tuple(c.sides) != tracks.sides:

@@ -9,9 +9,9 @@ import time
 
 import torch
 
-from core import ik, limits
-from core.hand_model import load_model
-from core.mano import ManoLayer
+from core.solve import ik, limits
+from core.hand.load import load_model
+from core.hand.mano import ManoLayer
 
 
 def measure(n: int, with_vertices: bool, repeats: int = 3) -> float:

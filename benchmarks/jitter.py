@@ -1,11 +1,11 @@
-"""Temporal clean-up (`core.smooth.clean_up`): joint jitter and lag, raw vs cleaned.
+"""Temporal clean-up (`core.solve.smooth.clean_up`): joint jitter and lag, raw vs cleaned.
 
 (a) a synthetic clip with known motion (sinusoidal finger flexion, wrist rotation and travel, 30 fps)
     plus noise (2.5 deg RMS on every rotation, 3 mm on the translation), outlier frames and dropped
     frames: jitter of the noisy and cleaned joints, error against the truth, lag of a joint angle;
 (b) captured clips (video/single_hand.mp4, two_hands.mp4, hand_object.mp4; whole clips unless --end),
     per hand, on the frames the detector saw it: jitter of MediaPipe's world landmarks (raw), of the fit
-    before the capture's temporal clean-up (recorded from the capture's own `core.smooth.clean_up` call,
+    before the capture's temporal clean-up (recorded from the capture's own `core.solve.smooth.clean_up` call,
     put through the same joint-limit projection) and of ours (the clip's joints), root-relative,
     mm/frame^2; lag of ours against both (cross-correlation of the index PIP bend angle, of ten finger
     bend angles (median) and of the wrist's image x/y); clips are written to out/jitter/NAME.npz;
@@ -27,10 +27,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from core import metrics
-from core.hand_model import MANO_PARENTS, MP_FROM_MANO21, load_model
-from core.mano import ManoLayer
-from core.smooth import clean_up
+from core.eval import metrics
+from core.hand.model import MANO_PARENTS, MP_FROM_MANO21
+from core.hand.load import load_model
+from core.hand.mano import ManoLayer
+from core.solve.smooth import clean_up
 
 FPS = 30.0
 
@@ -205,9 +206,9 @@ def capture(path, end: int | None = None, **opts):
 
 @contextlib.contextmanager
 def recording_clean_up():
-    """Within the block, every `core.smooth.clean_up` call (the capture's temporal clean-up, one per hand)
+    """Within the block, every `core.solve.smooth.clean_up` call (the capture's temporal clean-up, one per hand)
     is recorded: yields a list that gets (inputs (global_orient, hand_pose, transl, valid), `Cleaned`)."""
-    from core import smooth
+    from core.solve import smooth
 
     calls, real = [], smooth.clean_up
 
@@ -238,7 +239,7 @@ def capture_with_uncleaned(path, end: int | None = None):
 def limited_fk(layer: ManoLayer, global_orient, hand_pose, transl, betas, valid) -> np.ndarray:
     """Joints (T, 21, 3), MediaPipe order, of a pose after the capture's joint-limit projection (zeros
     where not ``valid``): the un-cleaned fit as the clip would hold it without the clean-up."""
-    from core.limits import project_to_limits
+    from core.solve.limits import project_to_limits
     from core.rot import aa_to_rotmat, rotmat_to_aa
 
     v = np.asarray(valid, bool)
@@ -256,7 +257,7 @@ def limited_fk(layer: ManoLayer, global_orient, hand_pose, transl, betas, valid)
 
 def frame_accel(joints: np.ndarray, valid: np.ndarray, root_relative: bool = True) -> np.ndarray:
     """Per frame (T,) mean joint acceleration, mm/frame^2, centred (frames t-1, t, t+1 all valid, else NaN);
-    its mean over the frames is `core.metrics.jitter`."""
+    its mean over the frames is `core.eval.metrics.jitter`."""
     j = np.asarray(joints, np.float64)
     j = j - j[:, :1] if root_relative else j
     v = np.asarray(valid, bool)
@@ -399,7 +400,7 @@ def plot(path, synthetic: dict, clips: list[tuple[str, list[dict]]], dev: dict |
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
     axes[-1].set_xlabel("frame")
-    from core.evaluate import save_figure
+    from core.eval.evaluate import save_figure
 
     return save_figure(fig, path)
 
@@ -431,7 +432,7 @@ def main(argv=None):
             print(f"plot: {plot(a.plot, s, [])}")
         return
     from benchmarks.common import need_data
-    from core.clip import save_clip
+    from core.io.clip import save_clip
 
     span = "whole clips" if a.end is None else f"first {a.end} frames"
     print(f"(b) captured clips ({span}, tracking mode, 2 hands), on the frames the detector saw the hand: jitter"

@@ -33,7 +33,7 @@ def load_addon_source(name: str = "hand_capture_dev"):
 
 
 def _models():
-    from core.hand_model import load_model
+    from core.hand.load import load_model
 
     return {side: load_model(side) for side in SIDES}
 

@@ -3,7 +3,7 @@ frames more than 5 deg outside a joint's range, and frames where two fingers pen
 
 Captures each input twice in one run, with the default pipeline and with ``--no-collide`` (the
 penetration fix off, the ablation), videos in tracking mode, image sets in static mode with their own
-intrinsics, and reads the stored poses back (`core.plausibility.check_clip`). The InterHand images
+intrinsics, and reads the stored poses back (`core.eval.plausibility.check_clip`). The InterHand images
 differ in size, so each is captured on its own (as `benchmarks.samples_eval` does); images where
 MediaPipe finds no hand have nothing to check. Then the dev crops' accuracy with and without the fix.
 Usage: python -m benchmarks.plausibility [--out out/plausibility]
@@ -60,8 +60,8 @@ def main(argv=None):
     ap.add_argument("--out", default=str(ROOT / "out" / "plausibility"))
     a = ap.parse_args(argv)
     sys.path.insert(0, str(ROOT))
-    from core.clip import load_clip
-    from core.plausibility import check_clip
+    from core.io.clip import load_clip
+    from core.eval.plausibility import check_clip
 
     head = (f"{'input':<26}{'hand':>6}{'frames':>8}{'>5deg':>7}{'max deg':>9}{'>2mm':>6}{'max mm':>8}"
             f"{'>2mm off':>10}{'max mm off':>12}")
@@ -107,8 +107,8 @@ def main(argv=None):
 
 def dev_accuracy(out: Path) -> None:
     """Dev crops, the captures above: accuracy with and without the penetration fix."""
-    from core import metrics
-    from core.clip import load_clip
+    from core.eval import metrics
+    from core.io.clip import load_clip
 
     labels = DATA / "real_world_testset_dev" / "labels.npz"
     if not labels.exists():

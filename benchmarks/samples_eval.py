@@ -16,7 +16,7 @@ to a detected hand by its 2D landmarks against the labels projected through K (m
 which side that was, and a hand found with the wrong side is scored (as that side's fit) but left out
 of the per-side means. Figures, mm: PA-MPJPE, wrist-relative MPJPE (no rotation alignment), and for
 the MANO outputs the camera-frame MPJPE (no alignment: placement and depth, known K) and the frames
-more than 5 deg outside the joint limits (`core.evaluate`); for the raw detector that column holds the
+more than 5 deg outside the joint limits (`core.eval.evaluate`); for the raw detector that column holds the
 frames where the IK of its landmarks, before any limit projection, is more than 5 deg outside them.
 Bone-length variation is left out: one image per capture, and every MANO output is rigid by construction.
 Usage: python -m benchmarks.samples_eval [--out out/samples]
@@ -38,13 +38,15 @@ MATCH_FRACTION = 0.35
 
 
 def raw_ik_excess_deg(world: np.ndarray, side: str) -> np.ndarray:
-    """Largest angle (N,) degrees outside `core.limits` of the IK of detector landmarks (N, 21, 3)
+    """Largest angle (N,) degrees outside `core.solve.limits` of the IK of detector landmarks (N, 21, 3)
     (MediaPipe order) before any limit projection (`core.net.ablation.ik_joints`; left hands mirrored)."""
     sys.path.insert(0, str(ROOT))
     import torch
 
-    from core.hand_model import MANO21_FROM_MP, load_model
-    from core.mano import ManoLayer
+    from core.hand.model import MANO21_FROM_MP
+
+    from core.hand.load import load_model
+    from core.hand.mano import ManoLayer
     from core.net.ablation import ik_joints
 
     mirror = np.array([-1.0, 1.0, 1.0], np.float32) if side == "left" else np.ones(3, np.float32)
@@ -57,7 +59,7 @@ def _capture(images: Path, i: int, labels: Path, flags: tuple, out: Path):
     """The clip of image ``i`` (None when no hand was found) and the command line it stands for."""
     from core.capture import CaptureOptions, capture_to_file
     from core.cli import build_parser
-    from core.clip import load_clip
+    from core.io.clip import load_clip
     from core.errors import CaptureError
     from core.progress import Reporter
 
@@ -98,7 +100,7 @@ def match(clip, gts: dict, K: np.ndarray) -> dict:
 
 def _scores(clip, gt, gs: str, found: str) -> dict:
     """PA, wrist-relative, camera-frame MPJPE (mm) and the limit figure, per method name, of one hand."""
-    from core.evaluate import evaluate
+    from core.eval.evaluate import evaluate
 
     rep = evaluate(clip, gt, side=found)
     h = clip.hand(found)
@@ -116,7 +118,7 @@ def _scores(clip, gt, gs: str, found: str) -> dict:
 
 
 def eval_set(name: str, title: str, out_dir: Path) -> str:
-    from core.evaluate import load_gt
+    from core.eval.evaluate import load_gt
 
     root = need_data(name)
     labels = root / "labels.npz"

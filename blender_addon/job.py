@@ -14,9 +14,9 @@ import math
 import os
 import time
 
-from ..core.clip import load_clip
+from ..core.io.clip import load_clip
 from ..core.errors import CaptureError
-from ..core.hand_model import load_model
+from ..core.hand.load import load_model
 from .progress import Progress
 from .scene import AppliedScene, SceneOptions, apply_plan, clip_name, plan_scene
 from .worker import Worker, WorkerError, child_env

@@ -15,7 +15,7 @@ import dataclasses
 
 import numpy as np
 
-from ..core.hand_model import N_JOINTS
+from ..core.hand.model import N_JOINTS
 from . import convert
 from .rig import RigLayout
 
@@ -105,6 +105,32 @@ def hand_keys(
     )
 
 
+def ensure_channelbag(action, slot):
+    """The channelbag of ``slot`` in ``action``'s first layer and keyframe strip, made when missing (bpy).
+
+    Blender 5.0+ has ``bpy_extras.anim_utils.action_ensure_channelbag_for_slot``; 4.4 and 4.5 have the same
+    layered-action API underneath it (layers, keyframe strips, ``strip.channelbag(slot, ensure=True)``).
+    """
+    from bpy_extras import anim_utils
+
+    if hasattr(anim_utils, "action_ensure_channelbag_for_slot"):
+        return anim_utils.action_ensure_channelbag_for_slot(action, slot)
+    layer = action.layers[0] if action.layers else action.layers.new("Layer")
+    strip = layer.strips[0] if layer.strips else layer.strips.new(type="KEYFRAME")
+    return strip.channelbag(slot, ensure=True)
+
+
+def _new_fcurve(bag, ch):
+    """``bag.fcurves.new`` in its channel group (Blender 4.5's ``new`` takes no ``group_name``: set the group)."""
+    try:
+        return bag.fcurves.new(ch.data_path, index=ch.index, group_name=ch.group)
+    except TypeError:
+        fc = bag.fcurves.new(ch.data_path, index=ch.index)
+        if ch.group:
+            fc.group = bag.groups.get(ch.group) or bag.groups.new(ch.group)
+        return fc
+
+
 def write_channels(action, slot, frames: np.ndarray, channels: list, interpolation: str = "BEZIER") -> None:
     """Write ``channels`` keyed at ``frames`` (N,) into ``action``'s channelbag for ``slot`` (bpy).
 
@@ -112,16 +138,14 @@ def write_channels(action, slot, frames: np.ndarray, channels: list, interpolati
     ``update()`` (sorts and computes the handles). New keys are Bezier with auto-clamped handles;
     another ``interpolation`` costs one more ``foreach_set``.
     """
-    from bpy_extras import anim_utils
-
-    bag = anim_utils.action_ensure_channelbag_for_slot(action, slot)
+    bag = ensure_channelbag(action, slot)
     n = int(frames.shape[0])
     co = np.empty((n, 2), np.float32)
     co[:, 0] = frames
     flat = co.reshape(-1)
     interp = None
     for ch in channels:
-        fc = bag.fcurves.new(ch.data_path, index=ch.index, group_name=ch.group)
+        fc = _new_fcurve(bag, ch)
         if n == 0:
             continue
         fc.keyframe_points.add(n)

@@ -1,7 +1,7 @@
 """The hand armature: its rest layout in numpy (`rig_layout`), then the bpy armature (`write_armature`).
 
 Bones: MANO's 16 joints (``hand_R.wrist``, ``hand_R.index1`` ... ``hand_R.thumb3``) plus five
-non-deforming fingertip bones (``hand_R.index4`` ...), named from `core.hand_model`'s tables.
+non-deforming fingertip bones (``hand_R.index4`` ...), named from `core.hand.model`'s tables.
 Each bone's rest frame: +Y along the bone (head to tail), +Z towards the back of the hand, so +X is
 across the finger and curling a finger is a rotation about its bones' local X axis.
 """
@@ -11,7 +11,7 @@ import dataclasses
 
 import numpy as np
 
-from ..core.hand_model import FINGERS, MANO21_JOINTS, MANO21_PARENTS, N_JOINTS
+from ..core.hand.model import FINGERS, MANO21_JOINTS, MANO21_PARENTS, N_JOINTS
 from . import convert
 
 SIDE_SUFFIX = {"right": "R", "left": "L"}

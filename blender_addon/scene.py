@@ -18,9 +18,9 @@ import os
 
 import numpy as np
 
-from ..core.clip import ClipResult
+from ..core.io.clip import ClipResult
 from ..core.errors import CaptureError
-from ..core.hand_model import HandModel
+from ..core.hand.model import HandModel
 from . import convert, keying, rig, skin
 
 TAG = "hand_capture_clip"

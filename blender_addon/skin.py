@@ -10,7 +10,7 @@ import dataclasses
 
 import numpy as np
 
-from ..core.hand_model import MANO_JOINTS, HandModel
+from ..core.hand.model import MANO_JOINTS, HandModel
 from . import convert
 from .rig import bone_name
 

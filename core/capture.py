@@ -13,8 +13,8 @@ from typing import Generator
 
 import numpy as np
 
-from . import camera
-from .clip import ClipResult, save_clip
+from .solve import camera
+from .io.clip import ClipResult, save_clip
 from .errors import CaptureError
 from .progress import Progress, Rate
 
@@ -40,10 +40,10 @@ class CaptureOptions:
     model_left: str | None = None
     min_confidence: float = 0.5
     vae: bool = True  # the VAE joint refinement (core.net); False for the ablation
-    # The 2D-aware fit (core.fit: back-projected 3D target, refinement against the 2D landmarks); False
+    # The 2D-aware fit (core.solve.fit: back-projected 3D target, refinement against the 2D landmarks); False
     # keeps the analytic IK of the detector's 3D landmarks, placed by the 2D translation solve (ablation).
     fit: bool = True
-    collide: bool = True  # push apart fingers that penetrate each other (core.collide); False for the ablation
+    collide: bool = True  # push apart fingers that penetrate each other (core.solve.collide); False for the ablation
 
     @classmethod
     def from_args(cls, a) -> "CaptureOptions":
@@ -95,16 +95,20 @@ def _intrinsics_for(opts: CaptureOptions, width: int, height: int, n: int, frame
 def run_capture(opts: CaptureOptions) -> Generator[Progress, None, tuple]:
     """The capture job as a step generator: yields Progress, returns (ClipResult, VideoSource)."""
     from .detect import create_detector
-    from .fit import FitConfig
-    from .hand_model import load_model
-    from .mano import ManoLayer
-    from .pose import fit_hand
-    from .track import Tracker
-    from .video import open_video
+    from .solve.fit import FitConfig
+    from .hand.load import load_model
+    from .hand.mano import ManoLayer
+    from .solve.pose import fit_hand
+    from .solve.track import Tracker
+    from .io.video import open_video
 
     if opts.stride < 1:
         raise CaptureError(f"--stride must be at least 1; got {opts.stride}")
     # Load the hand models first: a bad model file fails before minutes of detection.
+    if opts.model_right is None or opts.model_left is None:
+        from .hand.gen import ensure_open_model
+
+        ensure_open_model()  # a source checkout generates the open model into the user cache once
     models = {"right": load_model("right", opts.model_right), "left": load_model("left", opts.model_left)}
     refiner = None
     if opts.vae:

@@ -22,6 +22,8 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="python -m core", description="Hand Capture: video of hands -> MANO hand animation.")
+    p.add_argument("--cache-dir", help="the core's cache folder, where the open hand model is generated (default: "
+                                       "$HANDCAP_CACHE, else the user cache folder, e.g. ~/.cache/hand_capture)")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     c = sub.add_parser("capture", help="capture hands from a video or an image folder into a clip file")
@@ -64,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--plot", help="also write a PNG of per-frame errors, raw detector vs ours")
 
     m = sub.add_parser("model", help="write the project's open hand model files (npz + MANO-format pkl)")
-    m.add_argument("--out", default=None, help="folder (default: core/assets)")
+    m.add_argument("--out", default=None, help="folder (default: the open model's folder in the cache)")
 
     d = sub.add_parser("demo", help="render a clip of the open hand model, capture it, and score it")
     d.add_argument("--out", default="out/demo", help="output folder")
@@ -76,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("GLOG_minloglevel", "2")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     args = build_parser().parse_args(argv)
+    if args.cache_dir:
+        os.environ["HANDCAP_CACHE"] = os.path.abspath(args.cache_dir)
     json_mode = bool(getattr(args, "json_progress", False))
     from .progress import Reporter
 
@@ -89,8 +93,8 @@ def main(argv: list[str] | None = None) -> int:
             if rep.mode != "json":
                 print(out)
         elif args.command == "eval":
-            from .clip import load_clip
-            from .evaluate import evaluate, load_gt
+            from .io.clip import load_clip
+            from .eval.evaluate import evaluate, load_gt
 
             report = evaluate(load_clip(args.clip), load_gt(args.gt, args.gt_key, args.gt_hand), args.side)
             print(report.table())
@@ -104,12 +108,14 @@ def main(argv: list[str] | None = None) -> int:
                                                        "intrinsics_guessed": report.k_guessed,
                                                        "rows": report.rows}, indent=1))
         elif args.command == "model":
-            from . import handgen
-            from .hand_model import ASSET_DIR
+            from .hand.gen import ensure_open_model
+            from .hand.gen.arrays import write_assets
 
-            out = Path(args.out) if args.out else ASSET_DIR
-            for f in handgen.write_assets(out).values():
-                print(f)
+            if args.out:
+                for f in write_assets(Path(args.out)).values():
+                    print(f)
+            else:
+                print(ensure_open_model())
         elif args.command == "demo":
             from .demo import run_demo
 

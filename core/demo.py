@@ -4,12 +4,12 @@ it back, and score the capture against the truth. Needs no download and no share
 Steps (`run_demo`):
 1. author a smooth motion of the right hand model from hinge-axis angles (`author_motion`): open palm,
    slow fist, open, spread, thumb opposition, open; palm towards the camera, the wrist slowly turning;
-   every angle inside `core.limits` ranges;
-2. forward kinematics (`core.mano`) gives vertices and joints in the OpenCV camera frame; a forearm
+   every angle inside `core.solve.limits` ranges;
+2. forward kinematics (`core.hand.mano`) gives vertices and joints in the OpenCV camera frame; a forearm
    tube is added (MediaPipe's palm detector wants an arm behind a hand), and
    ``blender_addon/demo_render.py`` renders the frames headless with Workbench in a subprocess (core
    never imports bpy); the frames are also written as an mp4 so the video path is exercised;
-3. `core.capture` runs on the mp4 with the known intrinsics, `core.evaluate` scores it;
+3. `core.capture` runs on the mp4 with the known intrinsics, `core.eval.evaluate` scores it;
 4. a 2x2 overlay of captured joints on rendered frames, and a summary.
 
 Outputs in the demo folder: ``frames/`` (PNG), ``demo.mp4``, ``ground_truth.npz`` (joints_cam (T, 21, 3)
@@ -17,7 +17,7 @@ metres, MediaPipe order, camera frame; K (3, 3); the true MANO parameters), ``cl
 ``overlay.png`` and ``report.json``.
 
 Joint conventions: MediaPipe's wrist landmark is not placed where a skeleton's wrist joint (MANO's J0)
-is (on real hands it sits up to ~2 cm nearer the fingers), so besides `core.evaluate`'s figures the
+is (on real hands it sits up to ~2 cm nearer the fingers), so besides `core.eval.evaluate`'s figures the
 demo reports errors over the 20 non-wrist joints; that difference is a convention, not a capture error.
 """
 from __future__ import annotations
@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from .errors import CaptureError
-from .hand_model import FINGERS, MP_FROM_MANO21, MP_PARENTS
+from .hand.model import FINGERS, MP_FROM_MANO21, MP_PARENTS
 from .progress import Progress
 
 WIDTH, HEIGHT = 640, 480
@@ -49,7 +49,7 @@ SKIN_RGB = (0.80, 0.52, 0.40)  # linear
 WALL_RGB = (0.78, 0.78, 0.75)
 RENDER_SCRIPT = Path(__file__).resolve().parent.parent / "blender_addon" / "demo_render.py"
 
-# Key poses: per finger (flex1, flex2, flex3, abd1) degrees about core.ik.hinge_axes (positive =
+# Key poses: per finger (flex1, flex2, flex3, abd1) degrees about core.solve.ik.hinge_axes (positive =
 # flexion) and, at the first joint, about bone x hinge (positive = spread away from the middle finger).
 _OPEN = {"thumb": (0, 5, 5, 0), "index": (5, 5, 3, 0), "middle": (5, 5, 3, 0), "ring": (5, 5, 3, 0),
          "pinky": (5, 5, 3, 0)}
@@ -84,7 +84,7 @@ class DemoResult:
 
     out_dir, frames_dir, video, ground_truth, clip, overlay, report: paths.
     n_frames: rendered frames; detection_rate: fraction of frames where the hand was detected.
-    rows: method ("mediapipe", "ours") -> figures (mm): pa_mpjpe_mm (21 joints, as core.evaluate),
+    rows: method ("mediapipe", "ours") -> figures (mm): pa_mpjpe_mm (21 joints, as core.eval.evaluate),
         pa_mpjpe_nowrist_mm, wrist_rel_mm, and for ours cam_mpjpe_nowrist_mm (camera frame, no alignment).
     seconds: stage -> wall time.
     """
@@ -113,8 +113,8 @@ def peak_frames(frames: int) -> list[int]:
 
 
 def key_angles(frames: int) -> np.ndarray:
-    """Per-frame key-pose angles (T, 5, 4) degrees, fingers in core.ik.FINGER_ORDER, eased between KEYS."""
-    from .ik import FINGER_ORDER
+    """Per-frame key-pose angles (T, 5, 4) degrees, fingers in core.solve.ik.FINGER_ORDER, eased between KEYS."""
+    from .solve.ik import FINGER_ORDER
 
     phases = np.array([p for p, _ in KEYS])
     poses = np.array([[pose[f] for f in FINGER_ORDER] for _, pose in KEYS], np.float64)  # (K, 5, 4)
@@ -127,7 +127,7 @@ def key_angles(frames: int) -> np.ndarray:
 def palm_to_camera(layer) -> torch.Tensor:
     """Global orient (3, 3) that turns ``layer``'s mean rest hand (shape 0) palm-first towards the camera,
     middle finger up: the rest up (wrist -> middle1) and palm normal go to camera -y and -z (OpenCV frame)."""
-    from .ik import volar_normal
+    from .solve.ik import volar_normal
 
     betas = torch.zeros(1, layer.n_betas, dtype=layer.v_template.dtype)
     j_rest = layer.rest_joints(betas)
@@ -141,14 +141,14 @@ def palm_to_camera(layer) -> torch.Tensor:
 
 
 def author_motion(layer, frames: int) -> Motion:
-    """The demo motion of ``layer``'s hand (a right `core.mano.ManoLayer`), ``frames`` >= 1 long.
+    """The demo motion of ``layer``'s hand (a right `core.hand.mano.ManoLayer`), ``frames`` >= 1 long.
 
     Finger joints: R = R(hinge, flex) @ R(bone x hinge, abd) at the first joint, R(hinge, flex) at the
-    second and third (as `core.limits.sample_poses` builds plausible poses). Wrist: palm normal towards
+    second and third (as `core.solve.limits.sample_poses` builds plausible poses). Wrist: palm normal towards
     the camera (-z), middle finger up (-y), then a slow turn (up to 20 degrees about the vertical,
     10 about the view axis, 8 about the horizontal); the wrist joint at WRIST_CAM plus a small drift.
     """
-    from .ik import FINGER_ORDER, hinge_axes
+    from .solve.ik import FINGER_ORDER, hinge_axes
     from .rot import aa_to_rotmat, rotmat_to_aa
 
     def _unit(v: torch.Tensor) -> torch.Tensor:
@@ -290,11 +290,11 @@ def write_video(frames_dir: Path, path: Path, fps: float = FPS) -> Path:
 def score(clip, gt: np.ndarray) -> tuple[float, dict]:
     """Detection rate and per-method errors (mm) of a one-hand clip against gt (N, 21, 3) MediaPipe order.
 
-    Adds to `core.evaluate`'s rows: pa_mpjpe_nowrist_mm (Procrustes over the 20 non-wrist joints) and,
+    Adds to `core.eval.evaluate`'s rows: pa_mpjpe_nowrist_mm (Procrustes over the 20 non-wrist joints) and,
     for ours, cam_mpjpe_nowrist_mm (camera frame, no alignment: includes depth and placement).
     """
-    from . import metrics
-    from .evaluate import evaluate
+    from .eval import metrics
+    from .eval.evaluate import evaluate
 
     report = evaluate(clip, gt, "right" if "right" in clip.sides else None)
     h = clip.hand(report.side)
@@ -356,9 +356,9 @@ def run_demo(out_dir: Path, frames: int = 48, reporter=None) -> DemoResult:
     """Run the whole demo into ``out_dir`` (created) with ``frames`` frames; print a summary; return
     the paths and figures. Progress goes to ``reporter`` (a `core.progress.Reporter`)."""
     from .capture import CaptureOptions, capture_to_file
-    from .clip import load_clip
-    from .hand_model import load_model
-    from .mano import ManoLayer
+    from .io.clip import load_clip
+    from .hand.load import load_model
+    from .hand.mano import ManoLayer
     from .progress import Reporter
 
     if frames < 8:
@@ -370,6 +370,9 @@ def run_demo(out_dir: Path, frames: int = 48, reporter=None) -> DemoResult:
     t0 = time.perf_counter()
 
     # 1. Motion and forward kinematics.
+    from .hand.gen import ensure_open_model
+
+    ensure_open_model()  # generated into the user cache once (source checkout)
     model = load_model("right")
     layer = ManoLayer(model)
     motion = author_motion(layer, frames)

@@ -3,7 +3,7 @@
 `build(cls, what, options, check)`: unknown keys and the values ``check`` rejects become one
 CaptureError ("invalid <what> settings: ...; ..."), so a user (or a farm script) fixes them in one go.
 Used by the detector (`core.detect.base.make_config`), the temporal clean-up
-(`core.smooth.SmoothConfig.create`) and the VAE (`core.net.vae.make_config`).
+(`core.solve.smooth.SmoothConfig.create`) and the VAE (`core.net.vae.make_config`).
 """
 from __future__ import annotations
 

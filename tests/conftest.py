@@ -15,6 +15,9 @@ if str(ROOT) not in sys.path:
 # Headless Blender must not touch the user's own config; set before bpy is imported anywhere.
 os.environ.setdefault("BLENDER_USER_RESOURCES", tempfile.mkdtemp(prefix="handcap-blender-"))
 
+# The core's cache (the generated open hand model) stays inside the checkout, not in the user's home.
+os.environ.setdefault("HANDCAP_CACHE", str(ROOT / "build" / "cache"))
+
 DATA = Path(os.environ.get("HANDCAP_DATA", ROOT.parent / "shared" / "data")).resolve()
 
 
@@ -24,3 +27,14 @@ def data_dir() -> Path:
     if not (DATA / "README.md").is_file():
         pytest.skip(f"shared data not found at {DATA} (set HANDCAP_DATA)")
     return DATA
+
+
+def pytest_sessionstart(session):
+    """Generate the open hand model into the cache once, where the generator can run (the project's
+    .venv; Blender-like interpreters hold only bpy and use the built extension's shipped model)."""
+    import importlib.util
+
+    if importlib.util.find_spec("scipy") is not None:
+        from core.hand.gen import ensure_open_model
+
+        ensure_open_model()

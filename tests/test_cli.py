@@ -108,7 +108,7 @@ def test_model_command_writes_files(tmp_path):
 
 def test_eval_scores_and_plots(tmp_path):
     """eval on a hand-made clip: ours = ground truth exactly, MediaPipe = ground truth + 2 mm along x."""
-    from core.clip import ClipResult, save_clip
+    from core.io.clip import ClipResult, save_clip
 
     rng = np.random.default_rng(0)
     t = 4
@@ -140,7 +140,7 @@ def test_eval_scores_and_plots(tmp_path):
 
 def _write_clip(path, joints, world, side="right"):
     """A one-hand clip file (flat hand pose) whose joints and detector landmarks are the given arrays."""
-    from core.clip import ClipResult, save_clip
+    from core.io.clip import ClipResult, save_clip
 
     t = len(joints)
     ones = np.ones((1, t), bool)
@@ -186,8 +186,8 @@ def test_eval_two_hand_ground_truth_with_valid_mask(tmp_path):
 
 def test_eval_per_frame_hand_side(tmp_path):
     """A one-hand file with hand_side (N,) (RHD): only the frames of the chosen hand are scored."""
-    from core.evaluate import evaluate, load_gt
-    from core.clip import load_clip
+    from core.eval.evaluate import evaluate, load_gt
+    from core.io.clip import load_clip
 
     rng = np.random.default_rng(2)
     t = 4
@@ -207,7 +207,7 @@ def test_eval_per_frame_hand_side(tmp_path):
 
 def test_eval_ground_truth_errors(tmp_path):
     from core.errors import CaptureError
-    from core.evaluate import load_gt
+    from core.eval.evaluate import load_gt
 
     rng = np.random.default_rng(3)
     t = 3
@@ -248,10 +248,10 @@ def test_capture_no_fit(tmp_path, data_dir):
     inside the joint limits, but joints that meet the 2D landmarks worse than the 2D-aware fit's."""
     import torch
 
-    from core import limits
-    from core.clip import load_clip
-    from core.hand_model import load_model
-    from core.mano import ManoLayer
+    from core.solve import limits
+    from core.io.clip import load_clip
+    from core.hand.load import load_model
+    from core.hand.mano import ManoLayer
     from core.rot import aa_to_rotmat
 
     dev = data_dir / "real_world_testset_dev"
@@ -280,8 +280,8 @@ def test_capture_no_fit(tmp_path, data_dir):
 def test_capture_no_collide(tmp_path, data_dir):
     """Dev crops 42-44 (a pinch whose fit crosses thumb and index by 8-13 mm): the default output keeps
     every finger pair under 2 mm; --no-collide (the ablation) leaves the overlap."""
-    from core.clip import load_clip
-    from core.plausibility import check_clip
+    from core.io.clip import load_clip
+    from core.eval.plausibility import check_clip
 
     dev = data_dir / "real_world_testset_dev"
     common = ("capture", dev / "images", "--start", 42, "--end", 45, "--hands", 1,

@@ -3,9 +3,11 @@ import numpy as np
 import pytest
 import torch
 
-from core import collide, demo, limits
-from core.hand_model import load_model
-from core.mano import ManoLayer
+from core.solve import collide, limits
+
+from core import demo
+from core.hand.load import load_model
+from core.hand.mano import ManoLayer
 
 
 @pytest.fixture(scope="module", params=["right", "left"])

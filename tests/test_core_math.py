@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from core import camera, metrics
+from core.solve import camera
+
+from core.eval import metrics
 from core.rot import aa_to_rotmat
 
 ROOT = Path(__file__).resolve().parent.parent

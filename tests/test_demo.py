@@ -20,11 +20,13 @@ import numpy as np
 import pytest
 import torch
 
-from core import demo, limits
-from core.clip import load_clip
-from core.hand_model import load_model
-from core.ik import volar_normal
-from core.mano import ManoLayer
+from core import demo
+
+from core.solve import limits
+from core.io.clip import load_clip
+from core.hand.load import load_model
+from core.solve.ik import volar_normal
+from core.hand.mano import ManoLayer
 from core.progress import Reporter
 
 PA_BOUND_MM = 15.0

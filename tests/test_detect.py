@@ -16,7 +16,7 @@ import pytest
 from core.detect import BACKENDS, Detections, DetectorConfig, HandDet, create_detector, detect_frames, make_config
 from core.detect.base import as_bgr
 from core.errors import CaptureError
-from core.hand_model import MP_JOINTS
+from core.hand.model import MP_JOINTS
 
 
 def fake_hand(side="right", score=0.9) -> HandDet:
@@ -180,7 +180,7 @@ def test_square_crops_find_a_hand_in_a_tall_photo(data_dir):
 
 
 def test_tracking_mode_on_video(data_dir):
-    from core.video import open_video
+    from core.io.video import open_video
 
     src = open_video(data_dir / "video" / "single_hand.mp4", end=20, stride=2)
     with create_detector(static=False) as det:

@@ -1,4 +1,4 @@
-"""The 2D-aware fit (`core.fit`) and its use in `core.pose.fit_hand`: shape contracts (B=1 and B>1),
+"""The 2D-aware fit (`core.solve.fit`) and its use in `core.solve.pose.fit_hand`: shape contracts (B=1 and B>1),
 exact recovery on synthetic landmarks made from the model itself, the joint-limit term, and the
 fallback path without relative depth. Accuracy on real images is `python -m benchmarks.dev_eval`."""
 import dataclasses
@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from core import fit, limits
-from core.hand_model import MANO21_FROM_MP, MP_FROM_MANO21, MP_PARENTS, load_model
-from core.mano import ManoLayer
-from core.pose import fit_hand
+from core.solve import fit, limits
+from core.hand.model import MANO21_FROM_MP, MP_FROM_MANO21, MP_PARENTS
+from core.hand.load import load_model
+from core.hand.mano import ManoLayer
+from core.solve.pose import fit_hand
 
 K_TEST = np.array([[600.0, 0.0, 319.5], [0.0, 600.0, 239.5], [0.0, 0.0, 1.0]])
 
@@ -144,7 +145,7 @@ def _synthetic_clip(layer, n: int, seed: int):
     px, z_px = _landmarks(j_mp, K)
     width = 640
     # MediaPipe's world landmarks see the hand as if it were centred: undo the viewing-ray rotation.
-    from core.camera import ray_rotation
+    from core.solve.camera import ray_rotation
 
     world = (j_mp - j_mp.mean(1, keepdim=True)) @ ray_rotation(px, K)
     return px.numpy(), (z_px / width).numpy(), world.numpy(), K.numpy().astype(np.float64), width, j_mp.numpy()
@@ -194,7 +195,7 @@ def test_fit_hand_pushes_crossed_fingers_apart(layer):
     """Landmarks of index and middle crossed (30 deg of MCP abduction towards each other: inside the
     limits, 4-8 mm deep): the output poses keep every finger pair under 2 mm, and only the penetration
     step does it (with it off the same input comes out crossed)."""
-    from core import plausibility
+    from core.eval import plausibility
 
     n = 3
     ang = torch.zeros(n, 15, 3)

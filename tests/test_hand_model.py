@@ -1,4 +1,4 @@
-"""The open hand model (core.handgen), MANO pickles (core.mano_pkl) and loading (core.hand_model)."""
+"""The open hand model (core.hand.gen), MANO pickles (core.hand.mano_pkl) and loading (core.hand.load)."""
 from __future__ import annotations
 
 import os
@@ -12,7 +12,11 @@ import pytest
 import scipy.sparse as sp
 from scipy.spatial.transform import Rotation
 
-from core import hand_model, handgen, handmesh, mano_pkl
+from core.hand import load, mano_pkl
+from core.hand import model as hand_model
+from core.hand.gen import arrays as handgen
+from core.hand.gen import ensure_open_model
+from core.hand.gen import mesh as handmesh
 from core.errors import CaptureError
 
 DISTAL = {"thumb": 15, "index": 3, "middle": 6, "ring": 12, "pinky": 9}  # last joint of each digit
@@ -37,7 +41,7 @@ def arrays(assets):
 
 @pytest.fixture(scope="session")
 def right(assets):
-    return hand_model.load_model("right", assets["handcap_right"])
+    return load.load_model("right", assets["handcap_right"])
 
 
 def design_joints_m():
@@ -293,13 +297,13 @@ def test_npz_contents(arrays):
 
 @pytest.mark.parametrize("side", hand_model.SIDES)
 def test_load_model_reads_npz(assets, side):
-    m = hand_model.load_model(side, assets[f"handcap_{side}"])
+    m = load.load_model(side, assets[f"handcap_{side}"])
     assert m.side == side and m.name == "handcap-open" and m.n_verts == len(m.weights)
     with pytest.raises(CaptureError, match="handcap_right.npz is a right hand model"):
-        hand_model.load_model("left", assets["handcap_right"])
+        load.load_model("left", assets["handcap_right"])
 
 
-def test_load_model_generates_missing_assets(monkeypatch, tmp_path, assets):
+def test_ensure_open_model_generates_missing_or_stale_files(monkeypatch, tmp_path, assets):
     calls = []
 
     def fake_write_assets(out_dir):
@@ -308,20 +312,57 @@ def test_load_model_generates_missing_assets(monkeypatch, tmp_path, assets):
         for p in assets.values():
             shutil.copy(p, out_dir / p.name)
 
-    monkeypatch.setattr(hand_model, "ASSET_DIR", tmp_path / "assets")
+    monkeypatch.setenv("HANDCAP_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("HANDCAP_MODEL_DIR", raising=False)
     monkeypatch.setattr(handgen, "write_assets", fake_write_assets)
-    m = hand_model.load_model("left")
-    assert calls == [tmp_path / "assets"] and m.side == "left" and m.name == "handcap-open"
-    hand_model.load_model("right")  # current: no regeneration
+    folder = load.open_model_dir()
+    assert folder == tmp_path / "cache" / "model" / load.generator_id()
+    with pytest.raises(CaptureError, match="python -m core model"):  # loading never generates
+        load.load_model("left")
+    assert calls == []
+    assert ensure_open_model() == folder and calls == [folder]
+    m = load.load_model("left")
+    assert m.side == "left" and m.name == "handcap-open"
+    ensure_open_model()  # current: no regeneration
     assert len(calls) == 1
-    # assets written by another version of the generator are regenerated
-    stale = tmp_path / "assets" / "handcap_right.npz"
+    # files written by another version of the generator are regenerated
+    stale = folder / "handcap_right.npz"
     with np.load(stale, allow_pickle=False) as z:
         old = {k: z[k] for k in z.files}
     handgen._write_npz(stale, {**old, "generator": np.array("0123456789abcdef")})
-    assert not handgen.assets_current(tmp_path / "assets")
-    hand_model.load_model("right")
-    assert len(calls) == 2 and handgen.assets_current(tmp_path / "assets")
+    assert not handgen.assets_current(folder)
+    ensure_open_model()
+    assert len(calls) == 2 and handgen.assets_current(folder)
+
+
+def test_shipped_model_is_used_and_never_rewritten(monkeypatch, tmp_path, assets):
+    """A built package carries core/hand/assets: loading reads it, ensure_open_model leaves it alone."""
+    shipped = tmp_path / "assets"
+    shipped.mkdir()
+    for side in hand_model.SIDES:
+        shutil.copy(assets[f"handcap_{side}"], shipped)
+    stale = shipped / "handcap_right.npz"
+    with np.load(stale, allow_pickle=False) as z:
+        old = {k: z[k] for k in z.files}
+    handgen._write_npz(stale, {**old, "generator": np.array("0123456789abcdef")})
+    before = {p.name: p.read_bytes() for p in shipped.iterdir()}
+    monkeypatch.delenv("HANDCAP_MODEL_DIR", raising=False)
+    monkeypatch.setattr(load, "SHIPPED_DIR", shipped)
+    monkeypatch.setattr(handgen, "write_assets", lambda out_dir: pytest.fail("the shipped model was regenerated"))
+    assert load.open_model_dir() == shipped and ensure_open_model() == shipped
+    assert load.load_model("right").n_verts == len(old["v_template"])
+    assert {p.name: p.read_bytes() for p in shipped.iterdir()} == before
+
+
+def test_loading_never_imports_the_generator():
+    """Inside Blender only numpy exists: core.hand.load must not pull in core.hand.gen (scipy)."""
+    import subprocess
+
+    code = ("import sys; import core.hand.load as l; import core.hand.mano_pkl, core.io.clip; "
+            "print(sorted(m for m in sys.modules if m.startswith(('core.hand.gen', 'scipy', 'torch'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert out.stdout.strip() == "[]"
 
 
 def test_writers_are_byte_deterministic(arrays, tmp_path):
@@ -358,7 +399,7 @@ def test_smplx_loads_generated_pickle_and_matches_numpy_lbs(assets, side):
 
 @pytest.mark.parametrize("side", hand_model.SIDES)
 def test_load_official_round_trip(assets, arrays, side):
-    m = mano_pkl.load_official(assets[f"handcap_MANO_{side.upper()}"], side)
+    m = load.load_model(side, assets[f"handcap_MANO_{side.upper()}"])
     a = arrays[side]
     assert m.side == side and m.name == "handcap-open" and m.beta_names == handgen.BETA_NAMES
     for key in ("v_template", "faces", "weights", "J_regressor", "shapedirs", "posedirs", "tip_vertex_ids"):
@@ -408,7 +449,7 @@ def test_load_official_without_chumpy(arrays, tmp_path, monkeypatch, protocol):
     path = tmp_path / "MANO_RIGHT.pkl"
     path.write_bytes(_official_like(a, protocol, monkeypatch))
     assert "chumpy" not in sys.modules or not hasattr(sys.modules["chumpy"], "ch")
-    m = mano_pkl.load_official(path, "right")
+    m = load.load_model("right", path)
     assert m.name == "MANO_RIGHT.pkl" and m.beta_names == ()
     np.testing.assert_allclose(m.shapedirs, a["shapedirs"])
     np.testing.assert_allclose(m.posedirs, a["posedirs"])
@@ -431,7 +472,7 @@ def test_malicious_pickle_is_refused(tmp_path, func, shown):
     path = tmp_path / "MANO_RIGHT.pkl"
     path.write_bytes(pickle.dumps({"v_template": _Evil(func, arg)}, protocol=2))
     with pytest.raises(CaptureError) as err:
-        mano_pkl.load_official(path, "right")
+        load.load_model("right", path)
     message = str(err.value)  # names the global as written in the file (protocol 2: Python 2 module names)
     assert message.startswith("refusing to load MANO_RIGHT.pkl: it contains ") and shown in message
     assert not marker.exists()
@@ -449,25 +490,25 @@ def test_broken_files_name_the_file(assets, tmp_path):
         path = tmp_path / "MANO_RIGHT.pkl"
         path.write_bytes(payload)
         with pytest.raises(CaptureError, match=message) as err:
-            mano_pkl.load_official(path, "right")
+            load.load_model("right", path)
         assert "MANO_RIGHT.pkl" in str(err.value), case
     with pytest.raises(CaptureError, match="not found"):
-        mano_pkl.load_official(tmp_path / "missing" / "MANO_RIGHT.pkl", "right")
+        load.load_model("right", tmp_path / "missing" / "MANO_RIGHT.pkl")
 
 
 def test_wrong_side_is_refused(assets, tmp_path):
     with pytest.raises(CaptureError, match="handcap_MANO_RIGHT.pkl is the right hand's MANO file"):
-        mano_pkl.load_official(assets["handcap_MANO_RIGHT"], "left")
+        load.load_model("left", assets["handcap_MANO_RIGHT"])
     # no side in the name: the geometry decides
     anon = tmp_path / "hand.pkl"
     shutil.copy(assets["handcap_MANO_LEFT"], anon)
     with pytest.raises(CaptureError, match="hand.pkl holds a left hand"):
-        mano_pkl.load_official(anon, "right")
-    assert mano_pkl.load_official(anon, "left").side == "left"
+        load.load_model("right", anon)
+    assert load.load_model("left", anon).side == "left"
     # a name that lies about the side
     liar = tmp_path / "MANO_LEFT.pkl"
     shutil.copy(assets["handcap_MANO_RIGHT"], liar)
     with pytest.raises(CaptureError, match="MANO_LEFT.pkl holds a right hand"):
-        mano_pkl.load_official(liar, "left")
+        load.load_model("left", liar)
     with pytest.raises(CaptureError, match="MANO_LEFT.pkl"):
-        hand_model.load_model("right", liar)
+        load.load_model("right", liar)

@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 import torch
 
-from core import ik, limits
-from core.hand_model import load_model
-from core.mano import ManoLayer
+from core.solve import ik, limits
+from core.hand.load import load_model
+from core.hand.mano import ManoLayer
 from core.rot import aa_to_rotmat, rotmat_to_aa, rotmat_to_quat, quat_to_aa
 
 
@@ -100,11 +100,10 @@ def test_rotation_conversions_round_trip():
 def test_matches_smplx(layer, tmp_path):
     """Our FK equals smplx.MANO's on the generated MANO-format pickle."""
     smplx = pytest.importorskip("smplx")
-    from core.hand_model import ASSET_DIR, load_model as lm
+    from core.hand.gen import ensure_open_model
 
     side = layer.side
-    lm(side)  # make sure the assets exist
-    pkl = ASSET_DIR / f"handcap_MANO_{side.upper()}.pkl"
+    pkl = ensure_open_model() / f"handcap_MANO_{side.upper()}.pkl"
     m = smplx.MANO(model_path=str(pkl), is_rhand=side == "right", use_pca=False, flat_hand_mean=True)
     g = torch.Generator().manual_seed(5)
     betas = torch.randn(3, 10, generator=g)

@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 import torch
 
-from core import limits
-from core.hand_model import load_model
-from core.mano import ManoLayer
+from core.solve import limits
+from core.hand.load import load_model
+from core.hand.mano import ManoLayer
 from core.rot import aa_to_rotmat
 
 MIRROR = torch.diag(torch.tensor([-1.0, 1.0, 1.0], dtype=torch.float64))

@@ -1,4 +1,4 @@
-"""core.plausibility on real captures: the final output is inside the joint limits and free of
+"""core.eval.plausibility on real captures: the final output is inside the joint limits and free of
 finger-finger penetration deeper than 2 mm on every frame (issue 5), without giving up accuracy."""
 from __future__ import annotations
 
@@ -6,17 +6,17 @@ import numpy as np
 import pytest
 import torch
 
-from core import metrics, plausibility
+from core.eval import metrics, plausibility
 from core.capture import CaptureOptions, capture, load_intrinsics
-from core.hand_model import load_model
-from core.mano import ManoLayer
+from core.hand.load import load_model
+from core.hand.mano import ManoLayer
 
 
 def test_check_poses_flags_limits_and_penetration():
     layer = ManoLayer(load_model("right"))
     rot = torch.eye(3).repeat(3, 16, 1, 1)
     betas = torch.zeros(1, layer.n_betas)
-    from core import limits
+    from core.solve import limits
 
     ang = torch.zeros(3, 15, 3)
     ang[1, 1, 0] = -torch.deg2rad(torch.tensor(40.0))  # index PIP bent backwards 40 deg

@@ -12,10 +12,11 @@ import pytest
 import torch
 
 from benchmarks.jitter import fk_joints, flexion_angle, lag_frames, synthetic_clip
-from core import metrics, smooth
+from core.eval import metrics
+from core.solve import smooth
 from core.errors import CaptureError
-from core.hand_model import load_model
-from core.mano import ManoLayer
+from core.hand.load import load_model
+from core.hand.mano import ManoLayer
 from core.rot import aa_to_rotmat, quat_to_aa
 
 

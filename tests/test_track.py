@@ -1,4 +1,4 @@
-"""core.track: identity over synthetic clips (flicker, crossing, leaving) and a real two-hand clip."""
+"""core.solve.track: identity over synthetic clips (flicker, crossing, leaving) and a real two-hand clip."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,7 +6,7 @@ import pytest
 
 from core.detect import Detections, HandDet
 from core.errors import CaptureError
-from core.track import HandTrack, Tracker, TrackResult, track_hands
+from core.solve.track import HandTrack, Tracker, TrackResult, track_hands
 
 # A rough open hand, 21 MediaPipe joints, about 100 px tall, centred on the origin.
 _ANGLES = np.deg2rad([-60, -25, 0, 20, 40])
@@ -182,7 +182,7 @@ def test_third_detection_does_not_push_out_a_tracked_hand():
 # -- real video ----------------------------------------------------------------------------------
 def _run(path, start, end):
     from core.detect import create_detector, detect_frames
-    from core.video import open_video
+    from core.io.video import open_video
 
     src = open_video(path, start=start, end=end)
     with create_detector(static=False) as det:

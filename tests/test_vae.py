@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from core.errors import CaptureError
-from core.hand_model import load_model
-from core.mano import ManoLayer
+from core.hand.load import load_model
+from core.hand.mano import ManoLayer
 from core.net import DEFAULT_WEIGHTS, corpus, load_refiner
 from core.net.vae import VAEConfig, canonical_frame, make_config
 from core.rot import aa_to_rotmat, similarity_align
@@ -47,7 +47,7 @@ def test_weights_file_is_plain_data():
 
 
 def test_weights_match_the_corpus_definition():
-    """The shipped weights were trained on today's corpus (taxonomy, `core.limits` ranges, mixes, noise)."""
+    """The shipped weights were trained on today's corpus (taxonomy, `core.solve.limits` ranges, mixes, noise)."""
     meta = torch.load(str(DEFAULT_WEIGHTS), map_location="cpu", weights_only=True)["meta"]
     from core.net.captured import CAPTURED_POSES, load_captured
     from core.net.renders import DETECTOR_BIAS, load_bias
@@ -149,7 +149,7 @@ def test_corpus_inside_bounds_and_reproducible(layer):
     lo, hi = corpus.angle_bounds()
     tax = corpus.taxonomy_array()
     assert tax.shape == (len(corpus.TAXONOMY), 5, 5)
-    assert (tax >= lo).all() and (tax <= hi).all(), "a taxonomy pose lies outside core.limits ranges"
+    assert (tax >= lo).all() and (tax <= hi).all(), "a taxonomy pose lies outside core.solve.limits ranges"
     a = corpus.sample_angles(2000, torch.Generator().manual_seed(5)).numpy()
     assert (a >= lo - 1e-9).all() and (a <= hi + 1e-9).all()
     c1, c2 = corpus.make_corpus(layer, 8, 7), corpus.make_corpus(layer, 8, 7)
@@ -158,8 +158,8 @@ def test_corpus_inside_bounds_and_reproducible(layer):
 
 
 def test_corpus_poses_inside_core_limits(layer):
-    """The corpus composes rotations in `core.limits`' own frames: its joint angles are in range."""
-    from core import limits
+    """The corpus composes rotations in `core.solve.limits`' own frames: its joint angles are in range."""
+    from core.solve import limits
 
     g = torch.Generator().manual_seed(6)
     ang = corpus.sample_angles(500, g)
@@ -256,7 +256,7 @@ def test_model_frame_residuals_recover_an_offset(layer):
     """A detector that sees the true hand under a similarity transform, with one joint (the thumb tip)
     moved by 7.5 mm in the hand's own frame: the residual is that offset at that joint, small elsewhere
     (and exactly 0 everywhere without the offset)."""
-    from core.hand_model import MP_FROM_MANO21
+    from core.hand.model import MP_FROM_MANO21
     from core.net.renders import model_frame_residuals
 
     g = torch.Generator().manual_seed(3)

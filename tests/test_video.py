@@ -1,4 +1,4 @@
-"""core.video: files and folders, range and stride, rotation tags, and every error path."""
+"""core.io.video: files and folders, range and stride, rotation tags, and every error path."""
 from __future__ import annotations
 
 import struct
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from core.errors import CaptureError
-from core.video import natural_key, open_video
+from core.io.video import natural_key, open_video
 
 W, H, N = 64, 48, 12
 

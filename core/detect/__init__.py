@@ -1,7 +1,7 @@
 """Hand keypoint detection backends behind one interface (`Detector`), chosen by name.
 
 ``create_detector("mediapipe", static=False)`` returns a context-managed `Detector`; `detect_frames`
-runs one over a `core.video.VideoSource`, yielding one `Detections` per frame. Result types and
+runs one over a `core.io.video.VideoSource`, yielding one `Detections` per frame. Result types and
 conventions (handedness in the unmirrored picture, pixel origin) are in `base`.
 """
 from __future__ import annotations

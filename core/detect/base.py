@@ -7,7 +7,7 @@ Conventions (every backend)
   selfie image (MediaPipe's legacy API does) swap their labels before returning.
 * ``landmarks_px``: pixels of the frame as given (x right, y down), origin at the top-left CORNER of the
   image, so pixel (i, j) covers [i, i+1) x [j, j+1); subtract 0.5 for OpenCV's pixel-centre convention.
-* Joint order is MediaPipe's 21 (`core.hand_model.MP_JOINTS`): 0 wrist, 1-4 thumb, 5-8 index, 9-12 middle,
+* Joint order is MediaPipe's 21 (`core.hand.model.MP_JOINTS`): 0 wrist, 1-4 thumb, 5-8 index, 9-12 middle,
   13-16 ring, 17-20 pinky.
 """
 from __future__ import annotations
@@ -160,7 +160,7 @@ class Detector(abc.ABC):
         """Hands in one frame.
 
         Args:
-            frame_bgr: (H, W, 3) uint8 BGR image (as `core.video` yields; (H, W) grey and (H, W, 4) BGRA
+            frame_bgr: (H, W, 3) uint8 BGR image (as `core.io.video` yields; (H, W) grey and (H, W, 4) BGRA
                 are converted).
             timestamp: seconds from the clip start, increasing; backends that track may use it.
         Returns:

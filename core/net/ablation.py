@@ -6,11 +6,11 @@
 For the detected frames of hand slot ``--hand`` of a capture clip (its raw detector world landmarks,
 ``landmarks_world``), compares with the ground truth (``joints_cam`` rows = the clip's ``frame_index``):
 * raw: the detector's joints; refined: `JointRefiner.refine` of them;
-* ik(raw), ik(refined): forward kinematics of `core.ik.solve` (one shape per clip from the median
-  distances, `core.shape.fit_betas`), i.e. what the model can make of each;
+* ik(raw), ik(refined): forward kinematics of `core.solve.ik.solve` (one shape per clip from the median
+  distances, `core.solve.shape.fit_betas`), i.e. what the model can make of each;
 * pipeline: the clip's own fitted joints (``joints``), for reference.
 Figures: PA-MPJPE (21 joints and the 20 non-wrist joints, mm) and, for the IK rows, joint-limit
-violations (`core.limits`): share of frames with any angle outside its range, and the mean summed excess (deg).
+violations (`core.solve.limits`): share of frames with any angle outside its range, and the mean summed excess (deg).
 Evaluation only: nothing here is used for training. Prints one JSON object.
 """
 from __future__ import annotations
@@ -22,10 +22,11 @@ import sys
 import numpy as np
 import torch
 
-from .. import ik, limits, shape
-from ..hand_model import MANO21_FROM_MP, MP_FROM_MANO21, load_model
-from ..mano import ManoLayer
-from ..metrics import pa_mpjpe
+from ..solve import ik, limits, shape
+from ..hand.model import MANO21_FROM_MP, MP_FROM_MANO21
+from ..hand.load import load_model
+from ..hand.mano import ManoLayer
+from ..eval.metrics import pa_mpjpe
 
 
 def ik_joints(layer: ManoLayer, joints21: torch.Tensor) -> tuple[torch.Tensor, np.ndarray]:
@@ -66,6 +67,9 @@ def ablation(clip_path: str, gt_path: str, hand: int = 0, weights: str | None = 
     raw = torch.as_tensor(world[:, MANO21_FROM_MP] * mirror)  # right-hand MANO-21
     refiner = load_refiner(path=weights)
     refined = refiner.refine(raw)
+    from ..hand.gen import ensure_open_model
+
+    ensure_open_model()  # generated into the user cache once (source checkout)
     layer = ManoLayer(load_model("right"))
     ik_raw, v_raw = ik_joints(layer, raw)
     ik_ref, v_ref = ik_joints(layer, refined)

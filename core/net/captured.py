@@ -5,7 +5,7 @@
 The video is captured without the VAE refinement (so the corpus never depends on the weights it
 trains): MediaPipe, twist-swing IK, the 2D-aware fit, temporal clean-up and the joint limits; every
 ``every``-th frame where the detector saw the hand becomes one pose, as corpus angles (FINGER_ORDER x
-PARAMS, degrees; a left hand's angles already read as a right hand's, see `core.limits`). The file
+PARAMS, degrees; a left hand's angles already read as a right hand's, see `core.solve.limits`). The file
 records the video's name and SHA-256 and the MediaPipe version, so a training run can say what it used.
 The shipped file comes from `single_hand.mp4` (MIT licence; `../shared/data/video`).
 """
@@ -19,17 +19,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..hand_model import FINGERS
-from ..ik import FINGER_ORDER
+from ..hand.model import FINGERS
+from ..solve.ik import FINGER_ORDER
 
 CAPTURED_POSES = Path(__file__).resolve().parent / "data" / "captured_poses.npz"
 
 
 def corpus_angles(layer, rotmats: torch.Tensor, betas: torch.Tensor) -> torch.Tensor:
     """Corpus angles (B, 5, 5) degrees (FINGER_ORDER x flex, abd, twist, pip, dip) of local rotations
-    (B, 16, 3, 3) of ``layer``'s hand: the first joint's twist-swing angles (`core.limits.joint_angles`),
+    (B, 16, 3, 3) of ``layer``'s hand: the first joint's twist-swing angles (`core.solve.limits.joint_angles`),
     the second and third joints' flexion."""
-    from ..limits import joint_angles
+    from ..solve.limits import joint_angles
 
     ang = torch.rad2deg(joint_angles(layer, rotmats, betas))  # (B, 15, 3) flex, abd, twist
     out = torch.zeros(rotmats.shape[0], 5, 5, dtype=ang.dtype)
@@ -43,8 +43,8 @@ def corpus_angles(layer, rotmats: torch.Tensor, betas: torch.Tensor) -> torch.Te
 
 def poses_from_clip(clip, every: int = 3) -> np.ndarray:
     """Corpus angles (K, 5, 5) float32 degrees of every ``every``-th detected frame of each hand of a clip."""
-    from ..hand_model import load_model
-    from ..mano import ManoLayer
+    from ..hand.load import load_model
+    from ..hand.mano import ManoLayer
     from ..rot import aa_to_rotmat
 
     out = []

@@ -3,16 +3,16 @@
 Nothing here comes from a research-only data set. Poses are:
 1. a grasp and gesture taxonomy (`TAXONOMY`) written as joint angles, per finger
    (flex, abd, twist, pip, dip) degrees: the first joint's flexion, abduction and twist in the
-   twist-swing frame of `core.limits` (a = the finger's flexion axis `core.ik.hinge_axes` made
+   twist-swing frame of `core.solve.limits` (a = the finger's flexion axis `core.solve.ik.hinge_axes` made
    perpendicular to the rest bone b, c = b x a; right hand: positive abduction = radial, towards the
-   thumb), the second and third joints pure hinges about the flexion axis (as `core.ik` models them);
+   thumb), the second and third joints pure hinges about the flexion axis (as `core.solve.ik` models them);
    the thumb's first joint is its CMC, its pip/dip its MCP and IP. The thumbs of the contact poses
    (pinch, tripod, OK sign, ...) were placed with a small offline fit to a contact point and rounded;
 2. blends of two taxonomy poses, perturbed with flexion synergies (one hand-wide flexion change,
    spread over MCP/PIP/DIP in a natural ratio, plus smaller per-finger changes);
 3. uniform random angles inside the ranges (coverage of poses outside the taxonomy);
-every angle clamped into `core.limits.ranges_deg`. Shapes: betas ~ N(0, 1). Joints from
-`core.mano.ManoLayer` forward kinematics of the right model; a left hand is the mirror image (x -> -x).
+every angle clamped into `core.solve.limits.ranges_deg`. Shapes: betas ~ N(0, 1). Joints from
+`core.hand.mano.ManoLayer` forward kinematics of the right model; a left hand is the mirror image (x -> -x).
 
 `detector_noise` turns clean joints into detector-like ones (see `NoiseConfig`).
 """
@@ -23,10 +23,10 @@ import dataclasses
 import numpy as np
 import torch
 
-from ..hand_model import FINGERS
-from ..ik import FINGER_ORDER, hinge_axes
-from ..limits import ranges_deg
-from ..mano import ManoLayer
+from ..hand.model import FINGERS
+from ..solve.ik import FINGER_ORDER, hinge_axes
+from ..solve.limits import ranges_deg
+from ..hand.mano import ManoLayer
 from ..rot import aa_to_rotmat
 
 PARAMS = ("flex", "abd", "twist", "pip", "dip")  # per finger, degrees
@@ -60,7 +60,7 @@ def finger_frames(layer: ManoLayer, betas: torch.Tensor) -> tuple[torch.Tensor, 
 def angles_to_rotmats(layer: ManoLayer, angles: torch.Tensor, betas: torch.Tensor) -> torch.Tensor:
     """Local rotations (B, 16, 3, 3) (joint 0 = identity) from angles (B, 5, 5) radians, per finger
     (FINGER_ORDER) flex, abd, twist, pip, dip. First joint: aa(flex a + abd c) @ aa(twist b), as
-    `core.limits.sample_poses`; second and third: aa(h pip), aa(h dip) about the hinge axis h."""
+    `core.solve.limits.sample_poses`; second and third: aa(h pip), aa(h dip) about the hinge axis h."""
     a, b, c, h = finger_frames(layer, betas)
     a, b, c, h = (t.to(angles.dtype) for t in (a, b, c, h))
     rot = torch.eye(3, dtype=angles.dtype, device=angles.device).repeat(angles.shape[0], 16, 1, 1)
@@ -119,8 +119,8 @@ TAXONOMY: dict[str, dict[str, tuple]] = {
     "oppose_pinky": _pose((-9, 51, 60, 28, 17), (10, 8, 0, 10, 5), (20, 0, 0, 20, 10), (40, -8, 0, 40, 20),
                           (60, -8, 0, 65, 30)),
 }
-# The thumb CMC twist is kept at or below this (degrees): `core.ik` resolves a hinge line's direction by
-# the smaller twist, so larger ones do not round-trip through the IK (as `core.limits.sample_poses`).
+# The thumb CMC twist is kept at or below this (degrees): `core.solve.ik` resolves a hinge line's direction by
+# the smaller twist, so larger ones do not round-trip through the IK (as `core.solve.limits.sample_poses`).
 THUMB_TWIST_MAX = 60.0
 
 
@@ -130,7 +130,7 @@ def taxonomy_array() -> np.ndarray:
 
 
 def angle_bounds() -> tuple[np.ndarray, np.ndarray]:
-    """Lower and upper bounds (5, 5) degrees of the PARAMS per finger, from `core.limits.ranges_deg`
+    """Lower and upper bounds (5, 5) degrees of the PARAMS per finger, from `core.solve.limits.ranges_deg`
     (first joint: flex, abd, twist; second and third: flex), the thumb CMC twist capped at THUMB_TWIST_MAX."""
     r = ranges_deg()  # (15, 6) for MANO joints 1..15
     lo, hi = np.zeros((5, 5)), np.zeros((5, 5))

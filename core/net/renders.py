@@ -36,12 +36,15 @@ def render_set(n: int, seed: int) -> dict:
     """The ``n`` posed right hands of step 1: rotmats (n, 16, 3, 3), betas (n, NB), transl (n, 3), joints
     (n, 21, 3) MANO-21 camera frame, and the meshes to render: vertices (n, V', 3), faces (F', 3)."""
     from .. import demo
-    from ..hand_model import load_model
-    from ..mano import ManoLayer
+    from ..hand.load import load_model
+    from ..hand.mano import ManoLayer
     from ..rot import aa_to_rotmat
     from . import corpus
     from .captured import CAPTURED_POSES, load_captured
 
+    from ..hand.gen import ensure_open_model
+
+    ensure_open_model()  # generated into the user cache once (source checkout)
     model = load_model("right")
     layer = ManoLayer(model)
     g = torch.Generator().manual_seed(seed)
@@ -78,7 +81,7 @@ def model_frame_residuals(joints_cam: np.ndarray, world: np.ndarray, global_rot:
     similarity-fitted onto the landmarks (wrist weight 0); residual = landmark - fitted truth, turned
     back by (fit rotation @ global orient) and divided by the fit's scale.
     """
-    from ..hand_model import MANO21_FROM_MP
+    from ..hand.model import MANO21_FROM_MP
     from ..rot import similarity_fit
 
     gt = torch.as_tensor(joints_cam, dtype=torch.float64)

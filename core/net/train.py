@@ -30,11 +30,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..hand_model import ASSET_DIR, default_model_path, load_model
-from ..ik import PALM
-from ..mano import ManoLayer
+from ..hand.load import default_model_path, load_model
+from ..solve.ik import PALM
+from ..hand.mano import ManoLayer
 from ..rot import similarity_align
 from . import DEFAULT_WEIGHTS, corpus
+
+REPO = Path(__file__).resolve().parents[2]  # paths in TrainConfig are relative to the repository
 from .vae import JointVAE, canonical_frame, make_config, palm_centre_size, save_weights
 
 
@@ -104,7 +106,7 @@ def _data_file(rel: str | None, loader, how: str) -> tuple[np.ndarray | None, st
     from ..errors import CaptureError
 
     path = Path(rel)
-    path = path if path.is_absolute() else ASSET_DIR.parent.parent / path
+    path = path if path.is_absolute() else REPO / path
     if not path.is_file():
         raise CaptureError(f"training data not found: {path} (make it with {how})")
     return loader(path)
@@ -127,7 +129,7 @@ def versions(layer_name: str, data: dict | None = None) -> dict:
     sha = hashlib.sha256(asset.read_bytes()).hexdigest()[:12] if asset.is_file() else "missing"
     extra = "".join(f" + {data[k + '_desc']}" for k in ("captured", "bias") if data.get(k) is not None)
     return {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
-            "hand_model": f"{layer_name} ({asset.relative_to(ASSET_DIR.parent.parent)} sha256 {sha})",
+            "hand_model": f"{layer_name} ({asset.name} sha256 {sha})",
             "corpus": f"taxonomy of {len(corpus.TAXONOMY)} poses{extra}, "
                       f"fingerprint {corpus.corpus_fingerprint(data['captured'], data['bias'])}"}
 
@@ -146,6 +148,9 @@ def _train(cfg: TrainConfig, vae_options: dict, out: Path, log) -> dict:
     torch.manual_seed(cfg.seed)
     vcfg = make_config(**vae_options)
     t0 = time.time()
+    from ..hand.gen import ensure_open_model
+
+    ensure_open_model()  # generated into the user cache once (source checkout)
     model_data = load_model("right")
     layer = ManoLayer(model_data)
     data = load_training_data(cfg)

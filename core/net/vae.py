@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from ..errors import CaptureError
-from ..ik import PALM
+from ..solve.ik import PALM
 from ..rot import kabsch
 from ..settings import build
 

@@ -6,6 +6,7 @@ The extension is built with build.py once per session, installed with
 """
 from __future__ import annotations
 
+import importlib
 import os
 import stat
 import subprocess
@@ -23,19 +24,20 @@ if str(HERE) not in sys.path:
 import bpy  # noqa: E402  (after tests/conftest.py set BLENDER_USER_RESOURCES)
 
 import synth  # noqa: E402
-from helpers import ARTIFACTS, EXT_MODULE, FAKE_PYTHON  # noqa: E402
+from helpers import ARTIFACTS, EXT_MODULE, FAKE_PYTHON, WORKER_PYTHON, run_worker_python  # noqa: E402
 
 
 @pytest.fixture(scope="session")
 def ext_zip(tmp_path_factory) -> Path:
-    """The extension zip built by ``python build.py`` (which validates it with Blender's tool).
+    """The extension zip built by ``python build.py`` in the project's .venv (which validates it with Blender's
+    tool and generates the hand model it ships).
 
     HANDCAP_TEST_ZIP=path tests an already built zip instead (a release artefact).
     """
     if os.environ.get("HANDCAP_TEST_ZIP"):
         return Path(os.environ["HANDCAP_TEST_ZIP"])
     out = tmp_path_factory.mktemp("dist")
-    proc = subprocess.run([sys.executable, str(ROOT / "build.py"), "--out-dir", str(out),
+    proc = subprocess.run([WORKER_PYTHON, str(ROOT / "build.py"), "--out-dir", str(out),
                            "--stage-dir", str(tmp_path_factory.mktemp("stage") / "hand_capture")],
                           capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0, f"build.py failed: {proc.stderr}"
@@ -69,8 +71,8 @@ def scene(ext):
 
 @pytest.fixture(scope="session")
 def synth_models(tmp_path_factory) -> dict:
-    """{side: (HandModel, path)} for the synthetic test hand (loaded with core.hand_model.load_model)."""
-    from core.hand_model import load_model
+    """{side: (HandModel, path)} for the synthetic test hand (loaded with core.hand.model.load_model)."""
+    from core.hand.load import load_model
 
     d = tmp_path_factory.mktemp("models")
     out = {}
@@ -81,10 +83,9 @@ def synth_models(tmp_path_factory) -> dict:
 
 
 @pytest.fixture(scope="session")
-def open_models() -> dict:
-    """{side: (HandModel, None)} for the project's own open hand model."""
-    from core.hand_model import load_model
-
+def open_models(ext) -> dict:
+    """{side: (HandModel, None)} for the project's own open hand model, as the installed extension ships it."""
+    load_model = importlib.import_module(f"{EXT_MODULE}.core.hand.load").load_model
     return {side: (load_model(side), None) for side in ("right", "left")}
 
 
@@ -115,20 +116,21 @@ def fake_runtime(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="session")
 def tiny_video(tmp_path_factory) -> Path:
-    """A 24-frame 640x480 MPEG-4 video written with OpenCV (a gradient and a moving square)."""
-    import cv2
-
+    """A 24-frame 640x480 MPEG-4 video (a gradient and a moving square), written with OpenCV in the worker's
+    Python (Blender's has no OpenCV)."""
     path = tmp_path_factory.mktemp("video") / "tiny.mp4"
-    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 30.0, (640, 480))
-    if not w.isOpened():
-        pytest.skip("OpenCV cannot write MPEG-4 video here")
-    x = np.linspace(0, 255, 640, dtype=np.uint8)
-    for i in range(24):
-        img = np.zeros((480, 640, 3), np.uint8)
-        img[:] = x[None, :, None]
-        img[200:260, 20 * i:20 * i + 60] = (0, 0, 255)
-        w.write(img)
-    w.release()
+    run_worker_python("""
+import sys, cv2, numpy as np
+w = cv2.VideoWriter(sys.argv[1], cv2.VideoWriter_fourcc(*"mp4v"), 30.0, (640, 480))
+assert w.isOpened(), "OpenCV cannot write MPEG-4 video"
+x = np.linspace(0, 255, 640, dtype=np.uint8)
+for i in range(24):
+    img = np.zeros((480, 640, 3), np.uint8)
+    img[:] = x[None, :, None]
+    img[200:260, 20 * i:20 * i + 60] = (0, 0, 255)
+    w.write(img)
+w.release()
+""", str(path))
     return path
 
 

@@ -13,6 +13,27 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 EXT_MODULE = "bl_ext.user_default.hand_capture"
 ARTIFACTS = Path(os.environ.get("HANDCAP_ARTIFACTS", ROOT / "out" / "test-artifacts"))
+# These tests run in Blender-like interpreters (the bpy wheel and nothing else of ours): the build, the
+# capture worker and the few checks that need OpenCV run in the project's .venv, as they would for a user.
+WORKER_PYTHON = os.environ.get("HANDCAP_WORKER_PYTHON") or str(
+    ROOT / ".venv" / ("Scripts/python.exe" if os.name == "nt" else "bin/python"))
+HEAVY_MODULES = ("scipy", "torch", "cv2", "mediapipe", "smplx")
+
+
+def heavy_modules_loaded() -> list:
+    """The heavy packages imported into this interpreter (must stay empty: Blender has only numpy)."""
+    import sys
+
+    return sorted({m.split(".")[0] for m in sys.modules} & set(HEAVY_MODULES))
+
+
+def run_worker_python(code: str, *args: str) -> str:
+    """Run ``code`` in the worker's Python (the project's .venv) with ``args`` as sys.argv[1:]; its stdout."""
+    import subprocess
+
+    proc = subprocess.run([WORKER_PYTHON, "-c", code, *args], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, f"worker python failed: {proc.stderr[-2000:]}"
+    return proc.stdout
 
 
 def ext_module(name: str):
@@ -106,11 +127,27 @@ def make_user_content():
 
 def write_clip(tmp_path: Path, models: dict, source: str | Path | None = None, **kw) -> tuple:
     """Save a synthetic clip posed with ``models`` (source: its video, default a missing file); (path, clip)."""
-    from core.clip import save_clip
+    from core.io.clip import save_clip
 
     source = Path(source) if source else tmp_path / "synthetic.mp4"
     clip = synth.make_clip(models, source=str(source), **kw)
     return save_clip(clip, tmp_path / f"{source.stem}.npz"), clip
+
+
+def _overlay_nodes(tree, clip):
+    """Movie clip under the render layer (alpha over, footage showing through a little); the alpha-over node."""
+    movie = tree.nodes.new("CompositorNodeMovieClip")
+    movie.clip = clip
+    layers = tree.nodes.new("CompositorNodeRLayers")
+    over = tree.nodes.new("CompositorNodeAlphaOver")
+    if "Factor" in over.inputs:  # Blender 5.x
+        fac, back, fore = over.inputs["Factor"], over.inputs["Background"], over.inputs["Foreground"]
+    else:  # 4.5: Fac, Image (background), Image (foreground)
+        fac, back, fore = over.inputs[0], over.inputs[1], over.inputs[2]
+    fac.default_value = 0.8
+    tree.links.new(movie.outputs["Image"], back)
+    tree.links.new(layers.outputs["Image"], fore)
+    return over
 
 
 def render_overlay(scene, frame: int, path: Path, composite: bool = True) -> np.ndarray:
@@ -131,30 +168,35 @@ def render_overlay(scene, frame: int, path: Path, composite: bool = True) -> np.
     shading.light = "STUDIO"
     shading.color_type = "SINGLE"
     shading.single_color = (0.25, 0.65, 1.0)
-    tree = None
-    if composite:
-        clip = cam.data.background_images[0].clip
-        tree = bpy.data.node_groups.new("hand_capture_overlay", "CompositorNodeTree")
-        tree.interface.new_socket("Image", in_out="OUTPUT", socket_type="NodeSocketColor")
-        movie = tree.nodes.new("CompositorNodeMovieClip")
-        movie.clip = clip
-        layers = tree.nodes.new("CompositorNodeRLayers")
-        over = tree.nodes.new("CompositorNodeAlphaOver")
-        over.inputs["Factor"].default_value = 0.8  # let the footage show through the hand a little
-        out = tree.nodes.new("NodeGroupOutput")
-        tree.links.new(movie.outputs["Image"], over.inputs["Background"])
-        tree.links.new(layers.outputs["Image"], over.inputs["Foreground"])
-        tree.links.new(over.outputs[0], out.inputs[0])
-    scene.compositing_node_group = tree
-    r.use_compositing = composite
     scene.frame_set(frame)
     r.filepath = str(path)
-    try:
+    r.use_compositing = composite
+    if not composite:
         bpy.ops.render.render(write_still=True)
-    finally:
-        scene.compositing_node_group = None
-        if tree is not None:
+    elif hasattr(scene, "compositing_node_group"):  # Blender 5.0+: a compositor node group
+        tree = bpy.data.node_groups.new("hand_capture_overlay", "CompositorNodeTree")
+        tree.interface.new_socket("Image", in_out="OUTPUT", socket_type="NodeSocketColor")
+        over = _overlay_nodes(tree, cam.data.background_images[0].clip)
+        out = tree.nodes.new("NodeGroupOutput")
+        tree.links.new(over.outputs[0], out.inputs[0])
+        scene.compositing_node_group = tree
+        try:
+            bpy.ops.render.render(write_still=True)
+        finally:
+            scene.compositing_node_group = None
             bpy.data.node_groups.remove(tree)
+    else:  # Blender 4.5: the scene's own node tree
+        scene.use_nodes = True
+        tree = scene.node_tree
+        tree.nodes.clear()
+        over = _overlay_nodes(tree, cam.data.background_images[0].clip)
+        out = tree.nodes.new("CompositorNodeComposite")
+        tree.links.new(over.outputs[0], out.inputs[0])
+        try:
+            bpy.ops.render.render(write_still=True)
+        finally:
+            tree.nodes.clear()
+            scene.use_nodes = False
     img = bpy.data.images.load(str(path), check_existing=False)
     try:
         w, h = img.size

@@ -2,7 +2,7 @@
 
 The model is a set of tubes along a flat hand's bones (blended weights at the joints, shape
 directions, no pose correctives); it exercises rig, skin and keys without the project's real model.
-Clips are written with `core.clip.save_clip`, vertices computed by `core.mano.forward`.
+Clips are written with `core.io.clip.save_clip`, vertices computed by `core.hand.mano.forward`.
 """
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from core.clip import ClipResult
-from core.hand_model import FINGERS, MANO_PARENTS, MP_FROM_MANO21
+from core.io.clip import ClipResult
+from core.hand.model import FINGERS, MANO_PARENTS, MP_FROM_MANO21
 
 # Right hand, model frame (metres): wrist at the origin, fingers along +x, thumb on +z.
 _J21_RIGHT = np.array(
@@ -109,8 +109,45 @@ def synthetic_arrays(side: str = "right", n_betas: int = 10, seed: int = 0) -> d
     }
 
 
+def rodrigues(aa: np.ndarray) -> np.ndarray:
+    """Axis-angle (..., 3) -> rotation matrices (..., 3, 3), float64."""
+    aa = np.asarray(aa, np.float64)
+    theta = np.linalg.norm(aa, axis=-1, keepdims=True)
+    k = aa / np.maximum(theta, 1e-12)
+    kx = np.zeros(aa.shape[:-1] + (3, 3))
+    kx[..., 0, 1], kx[..., 0, 2], kx[..., 1, 2] = -k[..., 2], k[..., 1], -k[..., 0]
+    kx = kx - np.swapaxes(kx, -1, -2)
+    s, c = np.sin(theta)[..., None], np.cos(theta)[..., None]
+    return np.eye(3) + s * kx + (1 - c) * kx @ kx
+
+
+def forward(model, betas: np.ndarray, global_orient: np.ndarray, hand_pose: np.ndarray, transl: np.ndarray):
+    """MANO forward kinematics and linear blend skinning in float64 numpy (the Blender tests' own, independent
+    of the core's torch layer): betas (NB,), global_orient (T, 3), hand_pose (T, 15, 3) axis-angle,
+    transl (T, 3) metres -> vertices (T, V, 3), joints21 (T, 21, 3) (MANO-21: 16 joints + 5 tip vertices)."""
+    t_count = len(global_orient)
+    v_shaped = model.v_template.astype(np.float64) + np.einsum("vcb,b->vc", model.shapedirs, betas)
+    j_rest = model.J_regressor.astype(np.float64) @ v_shaped  # (16, 3)
+    rot = rodrigues(np.concatenate([np.reshape(global_orient, (t_count, 1, 3)),
+                                    np.reshape(hand_pose, (t_count, 15, 3))], 1))  # (T, 16, 3, 3)
+    v = v_shaped[None] + ((rot[:, 1:] - np.eye(3)).reshape(t_count, 135) @
+                          model.posedirs.reshape(-1, 135).T.astype(np.float64)).reshape(t_count, -1, 3)
+    g_rot, g_pos = [rot[:, 0]], [np.repeat(j_rest[None, 0], t_count, 0)]
+    for i in range(1, 16):
+        p = MANO_PARENTS[i]
+        g_rot.append(g_rot[p] @ rot[:, i])
+        g_pos.append(g_pos[p] + np.einsum("tij,j->ti", g_rot[p], j_rest[i] - j_rest[p]))
+    g_rot, joints = np.stack(g_rot, 1), np.stack(g_pos, 1)  # (T, 16, 3, 3), (T, 16, 3)
+    # x' = sum_j w_vj (R_j (x - J_j) + G_j)
+    per_joint = np.einsum("tjab,tvjb->tvja", g_rot, v[:, :, None, :] - j_rest[None, None]) + joints[:, None]
+    verts = np.einsum("vj,tvja->tva", model.weights.astype(np.float64), per_joint)
+    tr = np.asarray(transl, np.float64)[:, None]
+    joints21 = np.concatenate([joints, verts[:, model.tip_vertex_ids]], 1)
+    return verts + tr, joints21 + tr
+
+
 def write_synthetic_model(path: Path, side: str = "right") -> Path:
-    """Write the synthetic model as a hand model .npz (loadable with core.hand_model.load_model)."""
+    """Write the synthetic model as a hand model .npz (loadable with core.hand.model.load_model)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez(path, side=np.array(side), name=np.array("synthetic-test-hand"), **synthetic_arrays(side))
@@ -134,8 +171,6 @@ def make_clip(
 
     invalid: {side: list of clip frames where the hand is not valid}.
     """
-    from core import mano
-
     rng = np.random.default_rng(seed)
     sides = tuple(s for s in ("right", "left") if s in models)
     t_count, h_count = n_frames, len(sides)
@@ -157,10 +192,10 @@ def make_clip(
         paa = p0[None] + (p1 - p0)[None] * phase[:, :, None]
         t0 = np.array([(-0.08 if side == "right" else 0.08), 0.02, 0.45])
         taa = t0 + np.array([0.03, -0.02, 0.08]) * phase
-        out = mano.forward(model, np.repeat(b[None], t_count, 0), gaa, paa, taa, with_vertices=True)
+        v, j21 = forward(model, b, gaa, paa, taa)
         go.append(gaa), hp.append(paa), tr.append(taa), betas.append(b)
-        verts.append(out.vertices.numpy())
-        joints.append(out.joints21.numpy()[:, MP_FROM_MANO21])
+        verts.append(v)
+        joints.append(j21[:, MP_FROM_MANO21])
     valid = np.ones((h_count, t_count), bool)
     for side, frames in (invalid or {}).items():
         valid[sides.index(side), frames] = False

@@ -1,9 +1,9 @@
-"""End to end on real footage: ``bpy.ops.hand_capture.capture_video`` on shared/data/video/single_hand.mp4.
+"""End to end on real footage: ``bpy.ops.hand_capture.capture_video`` on the first 10 s of
+shared/data/video/single_hand.mp4, in a Blender-like interpreter (the bpy wheel only).
 
-The worker is the real ``python -m core capture`` run by this test environment's own Python (which has
-torch and MediaPipe), chosen with HAND_CAPTURE_PYTHON as a farm would. One capture per module (about a
-minute on 2 cores); the tests then read the scene it made. The overlay screenshot is kept in
-out/test-artifacts/ (HANDCAP_ARTIFACTS).
+The worker is the real ``python -m core capture`` run by the project's .venv (torch and MediaPipe), chosen
+with HAND_CAPTURE_PYTHON as a farm would. One capture per module (about half a minute on 2 cores); the
+tests then read the scene it made. The overlay screenshot is kept in out/test-artifacts/ (HANDCAP_ARTIFACTS).
 """
 from __future__ import annotations
 
@@ -15,9 +15,12 @@ import bpy
 import numpy as np
 import pytest
 
-from core.clip import load_clip
-from core.hand_model import MANO21_JOINTS, load_model
-from helpers import ext_module, render_overlay
+import synth
+from core.hand.model import MANO21_JOINTS
+from core.io.clip import load_clip
+from helpers import WORKER_PYTHON, ext_module, heavy_modules_loaded, render_overlay, run_worker_python
+
+LAST_FRAME = 300  # the first 10 s of the 30 fps clip
 
 MM = 1e-3
 
@@ -28,10 +31,11 @@ def captured(ext, data_dir):
     if not video.is_file():
         pytest.skip(f"{video} not found")
     old = os.environ.get("HAND_CAPTURE_PYTHON")
-    os.environ["HAND_CAPTURE_PYTHON"] = sys.executable
+    os.environ["HAND_CAPTURE_PYTHON"] = WORKER_PYTHON
     try:
         bpy.ops.wm.read_homefile(use_empty=True)
-        result = bpy.ops.hand_capture.capture_video(filepath=str(video), hands="1", with_vertices=True)
+        result = bpy.ops.hand_capture.capture_video(filepath=str(video), hands="1", with_vertices=True,
+                                                    frame_last=LAST_FRAME)
     finally:
         if old is None:
             os.environ.pop("HAND_CAPTURE_PYTHON", None)
@@ -63,7 +67,7 @@ def test_rig_lands_in_scene(captured):
     assert cam.name == "single_hand_camera" and cam.data.show_background_images
     assert Path(bpy.path.abspath(cam.data.background_images[0].clip.filepath)) == captured["video"]
     assert scene.render.fps == 30 and (scene.render.resolution_x, scene.render.resolution_y) == (1280, 720)
-    assert (scene.frame_start, scene.frame_end) == (1, 621)
+    assert (scene.frame_start, scene.frame_end) == (1, LAST_FRAME)
 
 
 def test_keys_on_at_least_90_percent_of_frames(captured):
@@ -77,21 +81,19 @@ def test_keys_on_at_least_90_percent_of_frames(captured):
         co = np.empty(len(fc.keyframe_points) * 2, np.float32)
         fc.keyframe_points.foreach_get("co", co)
         np.testing.assert_array_equal(co[0::2], clip.frame_index[clip.valid[h]] + 1)
-    assert clip.n_frames == 621 and clip.valid[h].sum() >= 0.9 * 621
+    assert clip.n_frames == LAST_FRAME and clip.valid[h].sum() >= 0.9 * LAST_FRAME
 
 
 def test_mesh_matches_core_on_sampled_frames(captured):
-    """Evaluated mesh vs the core's vertices (clip file, and core.mano.forward again) < 0.5 mm."""
-    from core import mano
-
+    """Evaluated mesh vs the core's vertices (clip file, and an independent numpy MANO forward) < 0.5 mm."""
     clip, scene = captured["clip"], captured["scene"]
     convert, skin = ext_module("blender_addon.convert"), ext_module("blender_addon.skin")
     h, side, stem = _hand(clip)
     mesh = bpy.data.objects[f"{stem}_mesh"]
     frames = np.flatnonzero(clip.valid[h])[np.linspace(0, clip.valid[h].sum() - 1, 8).astype(int)]
-    model = load_model(side, clip.model_path(h))
-    fk = mano.forward(model, np.repeat(clip.betas[h:h + 1], len(frames), 0), clip.global_orient[h, frames],
-                      clip.hand_pose[h, frames], clip.transl[h, frames]).vertices.numpy()
+    model = ext_module("core.hand.load").load_model(side, clip.model_path(h))
+    fk, _ = synth.forward(model, clip.betas[h], clip.global_orient[h, frames], clip.hand_pose[h, frames],
+                          clip.transl[h, frames])
     worst = 0.0
     for i, t in enumerate(frames):
         scene.frame_set(int(clip.frame_index[t]) + 1)
@@ -102,15 +104,20 @@ def test_mesh_matches_core_on_sampled_frames(captured):
 
 
 def _video_frame(video: Path, index: int) -> np.ndarray:
-    """Source frame ``index`` (0-based) as (H, W, 3) float sRGB 0..1, read with OpenCV."""
-    import cv2
-
-    cap = cv2.VideoCapture(str(video))
-    cap.set(cv2.CAP_PROP_POS_FRAMES, index)
-    ok, bgr = cap.read()
-    cap.release()
-    assert ok
-    return bgr[..., ::-1].astype(np.float32) / 255.0
+    """Source frame ``index`` (0-based) as (H, W, 3) float sRGB 0..1, read with OpenCV in the worker's Python."""
+    out = Path(os.environ.get("TMPDIR", "/tmp")) / f"handcap-frame-{os.getpid()}.npy"
+    run_worker_python("""
+import sys, cv2, numpy as np
+cap = cv2.VideoCapture(sys.argv[1])
+cap.set(cv2.CAP_PROP_POS_FRAMES, int(sys.argv[2]))
+ok, bgr = cap.read()
+assert ok, "cannot read the frame"
+np.save(sys.argv[3], bgr[..., ::-1].copy())
+""", str(video), str(index), str(out))
+    try:
+        return np.load(out).astype(np.float32) / 255.0
+    finally:
+        out.unlink()
 
 
 def test_overlay_screenshot(captured, artifacts):
@@ -138,3 +145,11 @@ def test_overlay_screenshot(captured, artifacts):
     diff = np.abs(img[..., :3] - _video_frame(captured["video"], int(clip.frame_index[t])))[background]
     assert diff.mean() < 0.03, f"background differs from the video frame by {diff.mean():.3f} on average"
     print(f"overlay screenshot: {shot}")
+
+
+def test_no_heavy_module_in_blender(captured):
+    """After a capture and an import, Blender's interpreter holds none of the worker's packages."""
+    clip_path = ext_module("blender_addon.job").clip_path_for(str(captured["video"]),
+                                                              ext_module("blender_addon.prefs").user_dir("clips"))
+    assert bpy.ops.hand_capture.import_clip(filepath=clip_path) == {"FINISHED"}
+    assert heavy_modules_loaded() == []

@@ -18,7 +18,8 @@ EXT_DIRS = ("blender_addon", "operators", "panels")
 def test_zip_holds_exactly_the_extension(ext_zip):
     names = set(zipfile.ZipFile(ext_zip).namelist())
     for must in ("__init__.py", "blender_manifest.toml", "LICENSE", "core/__init__.py", "core/__main__.py",
-                 "core/clip.py", "core/assets/handcap_right.npz", "core/assets/handcap_left.npz",
+                 "core/io/clip.py", "core/hand/load.py", "core/hand/assets/handcap_right.npz",
+                 "core/hand/assets/handcap_left.npz", "core/net/weights/joint_vae.pt",
                  "blender_addon/convert.py", "operators/capture.py", "panels/main.py"):
         assert must in names, must
     tops = {n.split("/")[0] for n in names}

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from mathutils import Matrix, Vector
 
-from core.hand_model import FINGERS, MANO21_JOINTS
+from core.hand.model import FINGERS, MANO21_JOINTS
 from helpers import ext_module
 
 

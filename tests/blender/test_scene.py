@@ -1,6 +1,6 @@
-"""A clip file becomes the rig: bones, skin, keys, camera; the mesh matches core.mano to < 0.5 mm.
+"""A clip file becomes the rig: bones, skin, keys, camera; the mesh matches core.hand.mano to < 0.5 mm.
 
-Clips here are synthetic (tests/blender/synth.py: smooth random motion, vertices from core.mano.forward),
+Clips here are synthetic (tests/blender/synth.py: smooth random motion, vertices from core.hand.mano.forward),
 imported with ``bpy.ops.hand_capture.import_clip``, on the synthetic test hand and the open hand model.
 """
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 from bpy_extras.object_utils import world_to_camera_view
 from mathutils import Vector
 
-from core.hand_model import MANO21_JOINTS, MANO_JOINTS
+from core.hand.model import MANO21_JOINTS, MANO_JOINTS
 from helpers import ext_module, make_user_content, scene_snapshot, write_clip
 
 MM = 1e-3
@@ -85,9 +85,9 @@ def test_import_builds_keyed_skinned_rig(scene, models, tmp_path, tiny_video):
             assert (np.sum(q[1:] * q[:-1], 1) >= 0).all()
         meshes[side] = mesh
 
-    # Evaluated mesh == core.mano.forward's vertices on every keyed frame.
+    # Evaluated mesh == core.hand.mano.forward's vertices on every keyed frame.
     err = _mesh_error_mm(clip, meshes, clip.frame_index + 1)
-    print(f"mesh vs core.mano.forward: {err:.5f} mm at most")
+    print(f"mesh vs core.hand.mano.forward: {err:.5f} mm at most")
     assert err < 0.5
 
     # Camera: intrinsics, video background, scene settings.

@@ -13,7 +13,7 @@ import time
 import bpy
 import pytest
 
-from helpers import ext_module, make_user_content, scene_snapshot, write_clip
+from helpers import WORKER_PYTHON, ext_module, make_user_content, scene_snapshot, write_clip
 
 
 def test_capture_operator_runs_worker_and_builds_rig(scene, fake_runtime, synth_models, tmp_path, tiny_video):
@@ -176,8 +176,8 @@ def test_pip_network_failure_wording(ext):
 
 
 def test_check_runtime_with_the_project_python(scene, monkeypatch):
-    """The test environment itself has torch and mediapipe, so it is a valid runtime."""
-    monkeypatch.setenv("HAND_CAPTURE_PYTHON", sys.executable)
+    """The project's .venv has torch and mediapipe, so it is a valid runtime."""
+    monkeypatch.setenv("HAND_CAPTURE_PYTHON", WORKER_PYTHON)
     assert bpy.ops.hand_capture.check_runtime() == {"FINISHED"}
 
 

@@ -1,7 +1,7 @@
 """Plausibility of captured hands: joint-limit violations and finger-finger penetration per frame.
 
 The two checks of issue 5's "plausible on every frame": how far each joint's angles lie outside its
-anatomical range (`core.limits`), and how deep capsules of different fingers overlap (`core.collide`).
+anatomical range (`core.solve.limits`), and how deep capsules of different fingers overlap (`core.solve.collide`).
 Both are measured on the stored MANO parameters of a clip (``global_orient``, ``hand_pose``, ``betas``),
 i.e. on exactly the poses that get keyed in Blender.
 """
@@ -12,8 +12,8 @@ import dataclasses
 import numpy as np
 import torch
 
-from . import collide, limits
-from .clip import ClipResult
+from ..solve import collide, limits
+from ..io.clip import ClipResult
 
 LIMIT_DEG = 5.0  # a frame counts as a violation when some angle is more than this outside its range
 PENETRATION_M = 0.002  # a frame counts as penetrating when two fingers overlap deeper than this
@@ -62,9 +62,9 @@ def check_poses(layer, rotmats: torch.Tensor, betas: torch.Tensor) -> tuple[np.n
 
 def check_clip(clip: ClipResult, hand: int) -> Plausibility:
     """`Plausibility` of hand ``hand`` of ``clip`` on its valid frames (detected or filled)."""
-    from .hand_model import load_model
-    from .mano import ManoLayer
-    from .rot import aa_to_rotmat
+    from ..hand.load import load_model
+    from ..hand.mano import ManoLayer
+    from ..rot import aa_to_rotmat
 
     ok = np.asarray(clip.valid[hand], bool)
     layer = ManoLayer(load_model(clip.sides[hand], clip.model_path(hand)))

@@ -46,7 +46,7 @@ def ray_rotation(kp_px: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
     ray = ray / ray.norm(dim=-1, keepdim=True)
     z = torch.zeros_like(ray)
     z[:, 2] = 1
-    from .rot import rotation_between
+    from ..rot import rotation_between
 
     return rotation_between(z, ray)
 

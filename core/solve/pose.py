@@ -5,17 +5,17 @@ Batched over the clip's frames (T). Steps:
 1. 3D target in the camera frame. With the detector's relative depth (``landmarks_z``): the 2D
    landmarks back-projected along their viewing rays with the true intrinsics, at the depth whose bone
    lengths match the detector's metric hand, blended with the detector's metric 3D landmarks rigidly
-   aligned onto it (`core.fit.backproject`, `core.fit.fuse`), then translated to where its projection
-   best meets the 2D landmarks (`core.camera.solve_translation`). Without it: the metric landmarks rotated
+   aligned onto it (`core.solve.fit.backproject`, `core.solve.fit.fuse`), then translated to where its projection
+   best meets the 2D landmarks (`core.solve.camera.solve_translation`). Without it: the metric landmarks rotated
    by each frame's viewing-ray rotation (the detector sees an off-centre hand as if it were centred);
 2. one shape per clip: betas fitted to the median bone lengths of the target;
 3. twist-swing IK of the target (twice: the second pass gives straight fingers the twist of the
    nearest earlier bent frame); without relative depth the translation then comes from the 2D landmarks;
-4. Gauss-Newton refinement of pose and translation (`core.fit.refine`): projected joints on the 2D
+4. Gauss-Newton refinement of pose and translation (`core.solve.fit.refine`): projected joints on the 2D
    landmarks, 3D near the target, pose near the IK result and inside the joint limits;
-5. for video (``fps`` given): zero-lag smoothing in rotation space and short gaps filled (`core.smooth`);
-6. every joint projected into its anatomical range (`core.limits.project_to_limits`), fingers that
-   penetrate each other pushed apart within those ranges (`core.collide.resolve`), then forward
+5. for video (``fps`` given): zero-lag smoothing in rotation space and short gaps filled (`core.solve.smooth`);
+6. every joint projected into its anatomical range (`core.solve.limits.project_to_limits`), fingers that
+   penetrate each other pushed apart within those ranges (`core.solve.collide.resolve`), then forward
    kinematics gives the joints (and optionally vertices) in the camera frame.
 """
 from __future__ import annotations
@@ -26,9 +26,9 @@ import numpy as np
 import torch
 
 from . import camera, collide, fit, ik, limits, shape, smooth
-from .hand_model import MANO21_FROM_MP, MP_FROM_MANO21, MP_PARENTS
-from .mano import ManoLayer
-from .rot import aa_to_rotmat, rotmat_to_aa
+from ..hand.model import MANO21_FROM_MP, MP_FROM_MANO21, MP_PARENTS
+from ..hand.mano import ManoLayer
+from ..rot import aa_to_rotmat, rotmat_to_aa
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,8 +99,8 @@ def fit_hand(layer: ManoLayer, kp_px: np.ndarray, world: np.ndarray, detected: n
         landmarks_z (T, 21) or None: the detector's normalised relative depth (MediaPipe: wrist-relative,
             in units of the image width); with ``image_width`` it enables the back-projected target.
         image_width: pixels; converts ``landmarks_z`` to pixel units.
-        config: fit settings (`core.fit.FitConfig`; None = defaults).
-        fps: frames per second of a video clip: smooth over time and fill short gaps (`core.smooth`);
+        config: fit settings (`core.solve.fit.FitConfig`; None = defaults).
+        fps: frames per second of a video clip: smooth over time and fill short gaps (`core.solve.smooth`);
             None for unrelated images (no temporal clean-up).
         refiner: a `core.net.vae.JointRefiner` (the paper's VAE joint refinement) applied to the
             detector's 3D landmarks before anything else, or None to use them as they are.

@@ -1,9 +1,9 @@
 """The project's own open hand model in MANO's format ("handcap-open"), generated from code.
 
 The official MANO model cannot be shipped, so this module builds a right hand from an anthropometric
-skeleton (pure numpy/scipy, deterministic) and mirrors it for the left:
+skeleton (numpy and scipy, deterministic; build time and the CLI only, never imported by Blender) and mirrors it for the left:
 
-1.-3. skeleton, implicit surface and mesh (`core.handmesh`: a closed, manifold mesh of 2,076 vertices
+1.-3. skeleton, implicit surface and mesh (`core.hand.gen.mesh`: a closed, manifold mesh of 2,076 vertices
    and 4,148 triangles);
 4. MANO arrays on it: J_regressor (each joint a convex combination of a ring of vertices around it,
    reproducing the designed joint exactly), smooth skinning weights, ten documented shape directions,
@@ -33,10 +33,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import handmesh
-from .hand_model import MANO_PARENTS, N_JOINTS
-from .handmesh import (CHAINS, TIP_ORDER, TO_MODEL, adjacency, build_mesh, chain_sdf, design_joints, palm_centre_h,
-                       palm_sdf, thenar_sdf, unit)
+from ..load import generator_id
+from ..model import MANO_PARENTS, N_JOINTS
+from .mesh import CHAINS, TIP_ORDER, TO_MODEL, adjacency, build_mesh, chain_sdf, design_joints, palm_centre_h, palm_sdf, thenar_sdf, unit
 
 NAME = "handcap-open"
 BETA_NAMES = (
@@ -54,7 +53,7 @@ BETA_NAMES = (
 
 
 # ---------------------------------------------------------------------------------------------
-# 4. MANO arrays on the mesh (design frame, mm; steps 1-3 are in core.handmesh).
+# 4. MANO arrays on the mesh (design frame, mm; steps 1-3 are in core.hand.gen.mesh).
 # ---------------------------------------------------------------------------------------------
 def _chain_of_joint():
     """joint id -> (chain name, index 0..2 within the chain); the wrist is absent."""
@@ -199,7 +198,7 @@ def _tip_vertices(verts, w):
 
 
 def build_right() -> dict:
-    """The right hand's arrays (npz keys of `core.hand_model`, model frame, metres, float32)."""
+    """The right hand's arrays (npz keys of `core.hand.model`, model frame, metres, float32)."""
     verts, tris, _ = build_mesh()
     w0 = skinning_weights(verts, tris, np.zeros(0, np.int64))
     tips = _tip_vertices(verts, w0)
@@ -268,14 +267,6 @@ def _write_npz(path: Path, arrays: dict) -> None:
     tmp.replace(path)
 
 
-def generator_id() -> str:
-    """Fingerprint of this generator (hash of this file and `core.handmesh`): assets made by another
-    version are stale."""
-    h = hashlib.sha256(Path(__file__).read_bytes())
-    h.update(Path(handmesh.__file__).read_bytes())
-    return h.hexdigest()[:16]
-
-
 def asset_paths(out_dir) -> dict:
     """{file stem: Path} of the four generated files in ``out_dir``."""
     out_dir = Path(out_dir)
@@ -309,7 +300,7 @@ def write_assets(out_dir) -> dict:
     ``handcap_MANO_LEFT.pkl`` (the official MANO pickle layout: a plain dict of numpy arrays that
     ``smplx.MANO(model_path=...)`` loads).  Every file is replaced atomically.
     """
-    from .mano_pkl import write_mano_pickle
+    from ..mano_pkl import write_mano_pickle
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

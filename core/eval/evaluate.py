@@ -9,7 +9,7 @@ ground truth, for both the detector's own 3D (``landmarks_world``) and our joint
 wrist-relative MPJPE (no rotation alignment), bone-length variation, jitter, and for ours the
 error in the camera frame without any alignment (``camera_mm``; rough where the intrinsics were guessed,
 which the table says) and the frames more than 5 deg outside the joint limits and with fingers
-penetrating > 2 mm (`core.plausibility`).
+penetrating > 2 mm (`core.eval.plausibility`).
 """
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from . import metrics, plausibility
-from .clip import ClipResult
-from .errors import CaptureError
+from ..io.clip import ClipResult
+from ..errors import CaptureError
 
 
 @dataclasses.dataclass(frozen=True)

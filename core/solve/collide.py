@@ -13,7 +13,7 @@ pair = r_i + r_j - (closest distance of the two segments), in metres.
 
 `resolve` nudges the finger joints' flexion (and the first joints' abduction) of the frames whose
 deepest penetration is above a threshold, by gradient descent on the penetration plus the joints'
-displacement, keeping every angle inside its range (`core.limits`).
+displacement, keeping every angle inside its range (`core.solve.limits`).
 """
 from __future__ import annotations
 
@@ -23,10 +23,10 @@ import numpy as np
 import torch
 
 from . import limits
-from .hand_model import FINGERS, MANO21_PARENTS
+from ..hand.model import FINGERS, MANO21_PARENTS
 from .ik import FINGER_ORDER
-from .mano import ManoLayer
-from .rot import rotmat_to_quat
+from ..hand.mano import ManoLayer
+from ..rot import rotmat_to_quat
 
 N_BONES = 20
 PENALTY_RAMP = 100.0  # `resolve`: the penetration weight grows geometrically by this over the iterations
@@ -182,14 +182,14 @@ def resolve(layer: ManoLayer, rotmats: torch.Tensor, betas: torch.Tensor, caps: 
     """Push apart fingers that penetrate each other by more than ``threshold``, changing little.
 
     For each frame whose `penetration_depth` exceeds ``threshold`` (others are left untouched):
-    1. angles = `core.limits.joint_angles`; unknowns: a flexion delta per finger joint and an
+    1. angles = `core.solve.limits.joint_angles`; unknowns: a flexion delta per finger joint and an
        abduction delta per first joint (MCP, thumb CMC); twist is kept;
     2. ``iters`` Adam steps (step ``lr_deg``) on the squared penetration beyond ``target * threshold``
        plus ``move_weight`` times the squared displacement of the 21 joints (both in mm^2), with every
        angle kept inside its range (or, if it already was outside, not pushed further out). The
        penetration's weight grows from 1 to PENALTY_RAMP over the steps (a penalty continuation):
        first the cheap directions are found, then the fingers are pushed out all the way;
-    3. the rotations are composed again (`core.limits.angles_to_rotmats`); joints with no change keep
+    3. the rotations are composed again (`core.solve.limits.angles_to_rotmats`); joints with no change keep
        their input rotation.
 
     Args:

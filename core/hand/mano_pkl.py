@@ -32,8 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import CaptureError
-from .hand_model import SIDES, HandModel, model_from_arrays, validate_arrays
+from ..errors import CaptureError
+from .model import SIDES, validate_arrays
 
 # Keys smplx.MANO reads from the pickle.
 MANO_PICKLE_KEYS = ("v_template", "f", "weights", "J_regressor", "kintree_table", "shapedirs", "posedirs",
@@ -217,17 +217,20 @@ def _file_side(path: Path) -> str | None:
     return None
 
 
-def load_official(path: str | Path, side: str) -> HandModel:
-    """Read an official MANO pickle (or one written by `write_mano_pickle`) as a `HandModel`.
+def read_official(path: str | Path, side: str) -> tuple:
+    """Read an official MANO pickle (or one written by `write_mano_pickle`) as MANO-format arrays.
+
+    `core.hand.load.load_model` turns them into a `HandModel` and then calls `check_chirality`.
 
     Args:
         path: MANO_RIGHT.pkl / MANO_LEFT.pkl (any name; RIGHT / LEFT in it must match ``side``).
         side: "right" or "left".
     Returns:
-        HandModel (float32 arrays, metres, MANO's model frame).
+        (arrays, name): the validated arrays (``faces``, ``v_template``, ...; metres, MANO's model frame) and
+        the model's name (its ``name`` entry, else the file name).
     Raises:
-        CaptureError: missing / not a pickle / truncated / unsafe file, wrong keys or shapes, or a hand of
-            the other side (by file name or by geometry, `hand_chirality`).
+        CaptureError: missing / not a pickle / truncated / unsafe file, wrong keys or shapes, or a file
+            named for the other side.
     """
     path = Path(path)
     if side not in SIDES:
@@ -247,13 +250,17 @@ def load_official(path: str | Path, side: str) -> HandModel:
     problems = validate_arrays(arrays, path.name)
     if problems:
         raise CaptureError("; ".join(problems))
-    model = model_from_arrays(arrays, side, str(arrays.get("name", path.name)))
+    return arrays, str(arrays.get("name", path.name))
+
+
+def check_chirality(model, path: str | Path) -> None:
+    """Raise CaptureError when ``model`` (a `HandModel` read from ``path``) is, by its geometry, a hand of
+    the other side than ``model.side`` (`hand_chirality`)."""
     chir = hand_chirality(model.rest_joints())
     found = "right" if chir > 0 else "left"
-    if abs(chir) >= CHIRALITY_MIN and found != side:
-        raise CaptureError(f"{path.name} holds a {found} hand (its thumb is on the {found} hand's side of the "
-                           f"palm); a {side} hand was asked for")
-    return model
+    if abs(chir) >= CHIRALITY_MIN and found != model.side:
+        raise CaptureError(f"{Path(path).name} holds a {found} hand (its thumb is on the {found} hand's side of "
+                           f"the palm); a {model.side} hand was asked for")
 
 
 def write_mano_pickle(arrays: dict, path: str | Path) -> Path:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import CaptureError
+from ..errors import CaptureError
 
 FORMAT = "handcap.clip"
 VERSION = 1

@@ -11,8 +11,8 @@ import dataclasses
 import numpy as np
 import torch
 
-from .hand_model import MANO_PARENTS, HandModel
-from .rot import aa_to_rotmat
+from .model import MANO_PARENTS, HandModel
+from ..rot import aa_to_rotmat
 
 
 @dataclasses.dataclass(frozen=True)

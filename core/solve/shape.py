@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .hand_model import MANO21_PARENTS
-from .mano import ManoLayer
+from ..hand.model import MANO21_PARENTS
+from ..hand.mano import ManoLayer
 
 # Distances used for the fit, as MANO-21 index pairs: the 15 finger bones (tips included), the
 # spacing of the knuckles, and (down-weighted) the wrist -> knuckle distances, since detectors place

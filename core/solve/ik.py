@@ -23,9 +23,9 @@ import dataclasses
 
 import torch
 
-from .hand_model import FINGERS, MANO21_PARENTS
-from .mano import ManoLayer
-from .rot import axis_rotation, kabsch, rotation_between, rotmat_to_aa
+from ..hand.model import FINGERS, MANO21_PARENTS
+from ..hand.mano import ManoLayer
+from ..rot import axis_rotation, kabsch, rotation_between, rotmat_to_aa
 
 PALM = (0, 1, 4, 7, 10, 13)  # wrist and its five children (rigid with the wrist in MANO)
 FINGER_ORDER = ("thumb", "index", "middle", "ring", "pinky")

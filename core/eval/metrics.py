@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .hand_model import MP_PARENTS
+from ..hand.model import MP_PARENTS
 
 
 def procrustes_align(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
@@ -12,7 +12,7 @@ def procrustes_align(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
     `core.rot.similarity_align`)."""
     import torch
 
-    from .rot import similarity_align
+    from ..rot import similarity_align
 
     out = similarity_align(torch.as_tensor(pred, dtype=torch.float64), torch.as_tensor(gt, dtype=torch.float64))
     return out.numpy()

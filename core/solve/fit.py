@@ -12,7 +12,7 @@ Batched over frames (B); every function is torch, dtype and device follow the in
 3. `refine`: Gauss-Newton (IRLS for a robust 2D term) on the MANO local rotations and translation,
    warm-started from the analytic IK: projected joints match the 2D landmarks (Geman-McClure), the 3D
    joints stay near the fused target, the pose stays near the IK result, and joint angles outside
-   `core.limits` ranges are penalised. The Jacobian is analytic (a rotation at joint i moves every
+   `core.solve.limits` ranges are penalised. The Jacobian is analytic (a rotation at joint i moves every
    descendant k by ``w x (J_k - J_i)``); fingertips move rigidly with their last joint.
 """
 from __future__ import annotations
@@ -23,9 +23,9 @@ import numpy as np
 import torch
 
 from . import limits
-from .hand_model import MANO21_FROM_MP, MANO21_PARENTS, MP_PARENTS
-from .mano import ManoLayer
-from .rot import aa_to_rotmat, kabsch, rotmat_to_aa
+from ..hand.model import MANO21_FROM_MP, MANO21_PARENTS, MP_PARENTS
+from ..hand.mano import ManoLayer
+from ..rot import aa_to_rotmat, kabsch, rotmat_to_aa
 
 
 def backproject(kp_px: torch.Tensor, z_px: torch.Tensor, K: torch.Tensor, bone_lengths: torch.Tensor,
@@ -93,7 +93,7 @@ class RefineConfig:
     w_depth: extra factor on the 3D term's depth (camera z) component, the least certain one.
     w_prior: weight of the local-rotation change from the IK result (per radian^2, finger joints);
     w_prior_root: the same for the global orient.
-    w_limit: weight of the squared excess (radians) over `core.limits` ranges.
+    w_limit: weight of the squared excess (radians) over `core.solve.limits` ranges.
     damping: Marquardt damping, a fraction of each diagonal entry of the normal equations (0 = Gauss-
     Newton); damping_floor: the entries used are at least this fraction of their mean.
     joint_w_2d, joint_w_3d: per-joint weights (21,), MediaPipe order, or None for ones.
@@ -123,9 +123,9 @@ class FitConfig:
     z_scale: factor on the detector's relative depth (`backproject`).
     refine: the Gauss-Newton refinement's weights, or None to keep the analytic IK result.
     penetration: metres; fingers of one hand that penetrate each other deeper than this (capsules,
-        `core.collide`) are pushed apart on the final poses, to ``penetration_target`` times it
-        (`core.collide.resolve`); None leaves them. 1.5 mm with target 0.8 keeps every output frame
-        under 2 mm with a margin (two passes, `core.pose`); on the dev crops it costs 0.05 mm PA-MPJPE.
+        `core.solve.collide`) are pushed apart on the final poses, to ``penetration_target`` times it
+        (`core.solve.collide.resolve`); None leaves them. 1.5 mm with target 0.8 keeps every output frame
+        under 2 mm with a margin (two passes, `core.solve.pose`); on the dev crops it costs 0.05 mm PA-MPJPE.
     """
 
     blend: float = 0.3
@@ -183,7 +183,7 @@ def _limit_terms(layer: ManoLayer, rotmats: torch.Tensor, betas: torch.Tensor, m
                  band_deg: float = 4.0, eps: float = 1e-3) -> tuple[torch.Tensor, torch.Tensor]:
     """The joint-limit rows of joints 1..15: residual e (B, 15, 3) radians and Jacobian (B, 15, 3, 3).
 
-    e: signed excess of flexion, abduction, twist over the `core.limits` ranges pulled ``margin_deg``
+    e: signed excess of flexion, abduction, twist over the `core.solve.limits` ranges pulled ``margin_deg``
     inside (positive above the upper bound, negative below the lower one, 0 within). The Jacobian is
     with respect to a local rotation ``R_j exp(delta_j)`` of the same joint (an angle depends on its own
     joint only, so three forward differences give every block); it is kept for angles beyond or within

@@ -1,4 +1,4 @@
-"""The hand model in MANO's format: index tables, the `HandModel` arrays, and loading.
+"""The hand model in MANO's format: index tables and the `HandModel` arrays (loading: `core.hand.load`).
 
 Every joint order, parent table, fingertip id and MediaPipe <-> MANO map of the project lives here;
 bone names elsewhere are derived from these tables.
@@ -15,11 +15,9 @@ Joint orders
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
-
 import numpy as np
 
-from .errors import CaptureError
+from ..errors import CaptureError
 
 MANO_JOINTS = (
     "wrist",
@@ -186,54 +184,3 @@ def model_from_arrays(arrays: dict, side: str, name: str) -> HandModel:
         tip_vertex_ids=tips,
         beta_names=names,
     )
-
-
-ASSET_DIR = Path(__file__).resolve().parent / "assets"
-
-
-def default_model_path(side: str) -> Path:
-    """Path of the project's own generated model for ``side`` (created on first use)."""
-    return ASSET_DIR / f"handcap_{side}.npz"
-
-
-def load_model(side: str = "right", path: str | Path | None = None) -> HandModel:
-    """Load a hand model.
-
-    Args:
-        side: "right" or "left".
-        path: None for the project's own open model (generated on first use, and again whenever
-            `core.handgen` changes); a ``.npz`` in this
-            project's format; or a user's official ``MANO_RIGHT.pkl`` / ``MANO_LEFT.pkl`` (read without
-            chumpy by a restricted unpickler, see `core.mano_pkl`).
-    Returns:
-        HandModel.
-    Raises:
-        CaptureError: missing, unreadable or invalid file, or a file of the other side.
-    """
-    if side not in SIDES:
-        raise CaptureError(f"hand side must be 'right' or 'left'; got {side!r}")
-    if path is None:
-        from . import handgen
-
-        if not handgen.assets_current(ASSET_DIR):  # missing, or made by an older generator
-            handgen.write_assets(ASSET_DIR)
-        path = default_model_path(side)
-    path = Path(path)
-    if not path.is_file():
-        raise CaptureError(f"hand model file not found: {path}")
-    if path.suffix.lower() == ".pkl":
-        from . import mano_pkl
-
-        return mano_pkl.load_official(path, side)
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    except Exception as exc:  # noqa: BLE001 - any read failure is the user's file
-        raise CaptureError(f"cannot read hand model {path.name}: {exc}") from None
-    file_side = str(arrays.get("side", side))
-    if file_side != side:
-        raise CaptureError(f"{path.name} is a {file_side} hand model; a {side} one was asked for")
-    problems = validate_arrays(arrays, path.name)  # messages name the file, not the model inside it
-    if problems:
-        raise CaptureError("; ".join(problems))
-    return model_from_arrays(arrays, side, str(arrays.get("name", path.name)))

@@ -2,7 +2,7 @@
 
 Frame of finger joint j (MANO joints 1..15), from the shaped rest skeleton (`_joint_frames`):
 * b: the rest bone from j to its child (MANO-21, so the last joint's child is the fingertip);
-* a: the finger's flexion axis (`core.ik.hinge_axes`) made perpendicular to b; positive = flexion;
+* a: the finger's flexion axis (`core.solve.ik.hinge_axes`) made perpendicular to b; positive = flexion;
 * c = b x a: the abduction axis (right hand: positive = radial, towards the thumb side).
 For a left hand c and b are negated, so that an angle means the same motion on both hands (a left
 model mirrors a right one, and a mirrored rotation keeps its flexion but flips abduction and twist);
@@ -46,10 +46,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .hand_model import FINGERS
+from ..hand.model import FINGERS
 from .ik import FINGER_ORDER, _unit, hinge_axes
-from .mano import ManoLayer
-from .rot import aa_to_rotmat, quat_to_aa, rotmat_to_quat
+from ..hand.mano import ManoLayer
+from ..rot import aa_to_rotmat, quat_to_aa, rotmat_to_quat
 
 # (flex_min, flex_max, abd_min, abd_max, twist_min, twist_max) degrees, per joint level.
 FINGER_RANGES = np.array([
@@ -62,7 +62,7 @@ THUMB_RANGES = np.array([
     [-20, 80, -20, 20, -20, 20],   # MCP (thumb2)
     [-30, 95, -15, 15, -20, 20],   # IP (thumb3)
 ], dtype=np.float64)
-# `core.ik` resolves a hinge line's direction by the smaller twist (|twist| <= 90 degrees), so
+# `core.solve.ik` resolves a hinge line's direction by the smaller twist (|twist| <= 90 degrees), so
 # `sample_poses` keeps the thumb CMC twist at or below this (degrees) for round-trippable poses.
 SAMPLE_THUMB_TWIST_MAX = 60.0
 
@@ -233,7 +233,7 @@ def sample_poses(layer: ManoLayer, n: int, generator: torch.Generator, betas: to
     with flexion, abduction and twist uniform inside the ranges (times ``scale``; the thumb CMC twist
     at most SAMPLE_THUMB_TWIST_MAX), composed as `angles_to_rotmats` does, so `joint_angles` gives
     them back; second and third joints pure hinges (flexion about the finger's hinge axis, as
-    `core.ik` models PIP/DIP) inside the flexion range. For tests and corpora."""
+    `core.solve.ik` models PIP/DIP) inside the flexion range. For tests and corpora."""
     dt = layer.v_template.dtype
     if betas is None:
         betas = torch.zeros(n, layer.n_betas, dtype=dt)

@@ -1,8 +1,8 @@
 """Geometry of the project's open hand ("handcap-open"): skeleton, implicit surface, quad cage, mesh.
 
-Pure numpy, deterministic; `core.handgen` puts MANO's arrays on the mesh built here. Steps:
+Pure numpy, deterministic; `core.hand.gen.arrays` puts MANO's arrays on the mesh built here. Steps:
 
-1. a 16-joint skeleton in MANO's joint order (`core.hand_model.MANO_JOINTS`), in millimetres in the
+1. a 16-joint skeleton in MANO's joint order (`core.hand.model.MANO_JOINTS`), in millimetres in the
    design frame (u, w, h) = (distal, radial/thumb side, dorsal); the model frame is x = -u, y = h,
    z = w (a proper rotation, `TO_MODEL`), metres;
 2. an implicit surface (smooth union of tapered capsules along the finger bones, a rounded palm slab
@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from .hand_model import N_JOINTS
+from ..model import N_JOINTS
 
 # ---------------------------------------------------------------------------------------------
 # 1. Skeleton (design frame, mm).  Bone lengths are rounded adult means of the kind reported by

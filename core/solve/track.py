@@ -28,8 +28,8 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from .detect.base import SIDES, Detections, HandDet
-from .errors import CaptureError
+from ..detect.base import SIDES, Detections, HandDet
+from ..errors import CaptureError
 
 MAX_HANDS = 2  # one right and one left hand per frame
 _DROP = -1  # `Tracker._match`: the detection is not kept (more detections than hands)

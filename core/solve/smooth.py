@@ -28,8 +28,8 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .settings import build
-from .rot import quat_to_aa
+from ..settings import build
+from ..rot import quat_to_aa
 
 # -3 dB point of the local-polynomial smoother's equivalent kernel times its Gaussian sigma
 # (cycles; sigma in frames), by degree. Measured from the kernel's frequency response for

@@ -1,0 +1,1 @@
+"""Evaluation: metrics, scoring a clip against ground truth, plausibility of a clip."""

@@ -1,0 +1,1 @@
+"""Input and output files: video and image folders in, clip files out."""

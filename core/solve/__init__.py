@@ -1,0 +1,1 @@
+"""Landmarks to plausible MANO over a clip: IK, fit, shape, camera, limits, collisions, smoothing, tracking."""
