@@ -2,9 +2,15 @@
 
 Numpy first, bpy last: `rig`, `skin`, `keying` and `scene.plan_scene` compute arrays; `scene.apply_plan`
 writes them. `convert` is the only module that converts between the camera frame and Blender.
-Nothing here imports torch.
+Nothing here imports torch. `operators/` and `panels/` reach the core only through this package
+(`CaptureError`, `CORE_ROOT`).
 """
+import os
+
+from ..core.errors import CaptureError  # noqa: F401  (re-exported for operators/ and panels/)
 
 # The extension's own package (``bl_ext.<repo>.hand_capture``): AddonPreferences.bl_idname and
 # bpy.utils.extension_path_user take it.
 ADDON_PACKAGE = __package__.rpartition(".")[0]
+# The folder holding the ``core`` package (the extension's root): the capture worker runs ``-m core`` there.
+CORE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

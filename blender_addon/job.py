@@ -142,18 +142,22 @@ def _worker_progress(ev: dict) -> Progress:
 
 def capture_steps(settings: CaptureSettings, python: str, core_root: str, out_path: str, scene, view_layer,
                   options: SceneOptions = SceneOptions(), units: float = 1.0, wait: float = 0.0,
-                  log_path: str | None = None):
+                  log_path: str | None = None, cache_dir: str | None = None):
     """Capture ``settings.video`` in the worker, then build the scene (step generator -> CaptureOutcome).
 
-    core_root: folder holding the ``core`` package (the extension's folder). Raises CaptureError for
-    bad settings, a worker error or crash (WorkerError) and a bad clip.
+    core_root: folder holding the ``core`` package (the extension's folder); the worker only reads it.
+    cache_dir: the worker's cache (core's HANDCAP_CACHE and its bytecode, PYTHONPYCACHEPREFIX), a user
+    folder, so that nothing is written into the installed extension. Raises CaptureError for bad
+    settings, a worker error or crash (WorkerError) and a bad clip.
     """
     problems = settings.problems()
     if problems:
         raise CaptureError("; ".join(problems))
     os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
-    worker = Worker(capture_argv(python, settings, out_path), name="capture worker", cwd=core_root,
-                    env=child_env(pythonpath=core_root), log_path=log_path)
+    extra = {"HANDCAP_CACHE": cache_dir, "PYTHONPYCACHEPREFIX": os.path.join(cache_dir, "pycache")} if cache_dir else {}
+    worker = Worker(capture_argv(python, settings, out_path), name="capture worker",
+                    cwd=os.path.dirname(os.path.abspath(out_path)), env=child_env(pythonpath=core_root, extra=extra),
+                    log_path=log_path)
     last = Progress("start", message="starting the capture runtime")
     try:
         yield last

@@ -24,10 +24,43 @@ def get(context=None):
     return addon.preferences if addon is not None else None
 
 
+# The capture runtime as last looked for: (ready, text). Draw code reads it and does no I/O; it is
+# refreshed on registration, when the Python preference changes, and by every operator that needs the
+# runtime (capture, set-up, check).
+_status = {"runtime": (False, "the capture runtime has not been looked for yet")}
+
+
 def runtime_python(context=None) -> tuple:
-    """(interpreter, where) for the capture worker; raises CaptureError with the fix when there is none."""
+    """(interpreter, where) for the capture worker; raises CaptureError with the fix when there is none.
+
+    Also refreshes `runtime_status`.
+    """
     prefs = get(context)
-    return runtime.find_python(prefs.python_path if prefs else "", user_dir("runtime"))
+    try:
+        found = runtime.find_python(prefs.python_path if prefs else "", user_dir("runtime"))
+    except CaptureError as exc:
+        _status["runtime"] = (False, str(exc))
+        raise
+    _status["runtime"] = (True, f"Using {found[0]} ({found[1]})")
+    return found
+
+
+def refresh_runtime_status(context=None) -> tuple:
+    """Look for the runtime again (file checks); returns the new `runtime_status`."""
+    try:
+        runtime_python(context)
+    except CaptureError:
+        pass
+    return _status["runtime"]
+
+
+def runtime_status() -> tuple:
+    """(ready, text) of the capture runtime as last looked for; no I/O (for draw code)."""
+    return _status["runtime"]
+
+
+def _python_changed(self, context):
+    refresh_runtime_status(context)
 
 
 class HANDCAP_AddonPreferences(bpy.types.AddonPreferences):
@@ -38,6 +71,7 @@ class HANDCAP_AddonPreferences(bpy.types.AddonPreferences):
         description=("Python interpreter with torch and mediapipe that runs captures. Empty: the runtime made "
                      f"by Set up runtime. The environment variable {runtime.ENV_VAR} overrides it"),
         subtype="FILE_PATH",
+        update=_python_changed,
     )
     model_right: bpy.props.StringProperty(
         name="Right Hand Model",
@@ -55,11 +89,8 @@ class HANDCAP_AddonPreferences(bpy.types.AddonPreferences):
         col = layout.column()
         col.label(text="Capture runtime (runs the hand tracking outside Blender)")
         col.prop(self, "python_path")
-        try:
-            py, where = runtime.find_python(self.python_path, user_dir("runtime"))
-            col.label(text=f"Using {py} ({where})", icon="CHECKMARK")
-        except CaptureError as exc:
-            col.label(text=str(exc), icon="ERROR")
+        ready, text = runtime_status()
+        col.label(text=text, icon="CHECKMARK" if ready else "ERROR")
         row = col.row()
         row.operator("hand_capture.setup_runtime", icon="IMPORT")
         row.operator("hand_capture.check_runtime", icon="VIEWZOOM")
@@ -73,4 +104,9 @@ classes = (HANDCAP_AddonPreferences,)
 
 
 # Registered in order, unregistered in reverse.
-register, unregister = bpy.utils.register_classes_factory(classes)
+_register, unregister = bpy.utils.register_classes_factory(classes)
+
+
+def register():
+    _register()
+    refresh_runtime_status()

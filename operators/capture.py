@@ -5,12 +5,8 @@ import os
 
 import bpy
 
-from ..blender_addon import convert, job, prefs, props
-from ..core.errors import CaptureError
+from ..blender_addon import CORE_ROOT, CaptureError, convert, job, prefs, props
 from .jobrun import JobOperator, running
-
-EXTENSION_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # holds the ``core`` package
-
 
 def report_outcome(op, outcome) -> None:
     for w in outcome.warnings:
@@ -63,10 +59,10 @@ class HANDCAP_OT_capture_video(JobOperator, bpy.types.Operator):
         python, _where = prefs.runtime_python(context)
         scene = context.scene
         return job.capture_steps(
-            settings, python, EXTENSION_ROOT, job.clip_path_for(settings.video, prefs.user_dir("clips")),
+            settings, python, CORE_ROOT, job.clip_path_for(settings.video, prefs.user_dir("clips")),
             scene, context.view_layer, props.scene_options_from(self),
             convert.units_per_metre(scene.unit_settings.scale_length), wait=wait,
-            log_path=os.path.join(prefs.user_dir("logs"), "capture.log"),
+            log_path=os.path.join(prefs.user_dir("logs"), "capture.log"), cache_dir=prefs.user_dir("cache"),
         )
 
     def finished(self, context, outcome):

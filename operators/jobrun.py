@@ -14,9 +14,8 @@ import traceback
 
 import bpy
 
-from ..blender_addon import job
+from ..blender_addon import CaptureError, job
 from ..blender_addon.progress import Progress
-from ..core.errors import CaptureError
 
 TICK_S = 0.05  # timer interval
 BUDGET_S = 0.03  # work per tick

@@ -27,6 +27,7 @@ class HANDCAP_OT_setup_runtime(JobOperator, bpy.types.Operator):
         return runtime.setup_steps(prefs.user_dir("runtime"), base_python=sys.executable, wait=wait)
 
     def finished(self, context, python):
+        prefs.refresh_runtime_status(context)
         self.report({"INFO"}, f"Capture runtime ready: {python}")
 
 

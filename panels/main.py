@@ -4,7 +4,6 @@ from __future__ import annotations
 import bpy
 
 from ..blender_addon import prefs, props
-from ..core.errors import CaptureError
 
 
 class _Sidebar:
@@ -34,9 +33,7 @@ class HANDCAP_PT_main(_Sidebar, bpy.types.Panel):
         col.prop(s, "frame_last", text="Last")
         col.prop(s, "stride", text="Step")
         layout.row().prop(s, "hands", expand=True)
-        try:
-            prefs.runtime_python(context)
-        except CaptureError:
+        if not prefs.runtime_status()[0]:  # as last looked for: draw does no I/O
             box = layout.box()
             box.label(text="No capture runtime yet", icon="ERROR")
             box.operator("hand_capture.setup_runtime", icon="IMPORT")
