@@ -65,12 +65,16 @@ class _SparseState:
         self.state = state if isinstance(state, dict) else {}
 
     def toarray(self) -> np.ndarray:
-        import scipy.sparse as sp
-
+        """The dense matrix, in numpy alone (Blender has no scipy): CSC stores row ``indices`` per column
+        ``indptr`` range, CSR column indices per row; duplicate entries add up, as in scipy."""
         s = self.state
         shape = tuple(int(n) for n in s.get("_shape", s.get("shape", ())))
-        cls = sp.csc_matrix if self.sparse_format == "csc" else sp.csr_matrix
-        return cls((np.asarray(s["data"]), np.asarray(s["indices"]), np.asarray(s["indptr"])), shape=shape).toarray()
+        data, minor, indptr = (np.asarray(s[k]) for k in ("data", "indices", "indptr"))
+        major = np.repeat(np.arange(len(indptr) - 1), np.diff(indptr))
+        dense = np.zeros(shape, data.dtype)
+        rows, cols = (minor, major) if self.sparse_format == "csc" else (major, minor)
+        np.add.at(dense, (rows, cols), data)
+        return dense
 
 
 _shim_classes: dict = {}
