@@ -30,13 +30,18 @@ def captured(ext, data_dir):
     video = data_dir / "video" / "single_hand.mp4"
     if not video.is_file():
         pytest.skip(f"{video} not found")
+    package = Path(ext.__file__).parent
+    before = _package_files(package)
     old = os.environ.get("HAND_CAPTURE_PYTHON")
     os.environ["HAND_CAPTURE_PYTHON"] = WORKER_PYTHON
+    no_bytecode = os.environ.pop("PYTHONDONTWRITEBYTECODE", None)  # let the worker write bytecode: where to?
     try:
         bpy.ops.wm.read_homefile(use_empty=True)
         result = bpy.ops.hand_capture.capture_video(filepath=str(video), hands="1", with_vertices=True,
                                                     frame_last=LAST_FRAME)
     finally:
+        if no_bytecode is not None:
+            os.environ["PYTHONDONTWRITEBYTECODE"] = no_bytecode
         if old is None:
             os.environ.pop("HAND_CAPTURE_PYTHON", None)
         else:
@@ -45,7 +50,13 @@ def captured(ext, data_dir):
     job, prefs = ext_module("blender_addon.job"), ext_module("blender_addon.prefs")
     clip = load_clip(job.clip_path_for(str(video), prefs.user_dir("clips")))
     assert clip.source == str(video) and clip.vertices is not None
-    return {"video": video, "clip": clip, "scene": bpy.context.scene}
+    return {"video": video, "clip": clip, "scene": bpy.context.scene, "package": package, "before": before}
+
+
+def _package_files(folder: Path) -> dict:
+    """{relative path: (size, mtime)} of the installed extension's files, Blender's own bytecode left out."""
+    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in folder.rglob("*") if p.is_file() and "__pycache__" not in p.parts}
 
 
 def _hand(clip):
@@ -153,3 +164,14 @@ def test_no_heavy_module_in_blender(captured):
                                                               ext_module("blender_addon.prefs").user_dir("clips"))
     assert bpy.ops.hand_capture.import_clip(filepath=clip_path) == {"FINISHED"}
     assert heavy_modules_loaded() == []
+
+
+def test_nothing_written_into_the_extension(captured):
+    """The capture wrote its clip, log and cache under the user folder; the installed package is as installed
+    (the worker's own bytecode goes to the user cache too: core.solve is imported by the worker only)."""
+    package = captured["package"]
+    assert _package_files(package) == captured["before"]
+    assert not (package / "core" / "solve" / "__pycache__").exists()
+    user = Path(bpy.utils.extension_path_user(ext_module("blender_addon").ADDON_PACKAGE))
+    assert list((user / "clips").glob("single_hand-*.npz")) and (user / "logs" / "capture.log").is_file()
+    assert list((user / "cache" / "pycache").rglob("*.pyc"))
