@@ -1,4 +1,5 @@
-"""``hand_capture.setup_runtime`` (make the capture runtime with pip) and ``hand_capture.check_runtime``."""
+"""``hand_capture.setup_runtime`` (make the capture runtime with uv from the shipped lock files) and
+``hand_capture.check_runtime``."""
 from __future__ import annotations
 
 import sys
@@ -10,7 +11,7 @@ from .jobrun import JobOperator, running
 
 
 class HANDCAP_OT_setup_runtime(JobOperator, bpy.types.Operator):
-    """Download and install the capture runtime (torch, MediaPipe; about 1 GB) into the add-on's user folder"""
+    """Download and install the capture runtime (Python 3.11, torch, MediaPipe; up to 3 GB) in the user folder"""
 
     bl_idname = "hand_capture.setup_runtime"
     bl_label = "Set up Runtime"
@@ -24,11 +25,20 @@ class HANDCAP_OT_setup_runtime(JobOperator, bpy.types.Operator):
         return True
 
     def make_steps(self, context, wait):
-        return runtime.setup_steps(prefs.user_dir("runtime"), base_python=sys.executable, wait=wait)
+        return _then_refresh(runtime.setup_steps(prefs.user_dir("runtime"), base_python=sys.executable, wait=wait))
 
     def finished(self, context, python):
         prefs.refresh_runtime_status(context)
         self.report({"INFO"}, f"Capture runtime ready: {python}")
+
+
+def _then_refresh(steps):
+    """``steps``, then the runtime status looked for again however they end (done, failed or cancelled: the
+    set-up removes the ready stamp first, so the preferences must not go on saying "ready")."""
+    try:
+        return (yield from steps)
+    finally:
+        prefs.refresh_runtime_status()
 
 
 class HANDCAP_OT_check_runtime(JobOperator, bpy.types.Operator):

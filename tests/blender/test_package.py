@@ -91,17 +91,3 @@ def test_extension_imports(path):
             top = n.split(".")[0]
             assert top not in heavy, f"{path.name} imports {n}"
             assert top not in project, f"{path.name} imports {n} absolutely; use a relative import"
-
-
-def test_runtime_packages_match_requirements(ext):
-    """The runtime that Set up runtime installs is the project's pinned environment minus bpy and pytest."""
-    from importlib import import_module
-
-    rt = import_module(f"{EXT_MODULE}.blender_addon.runtime")
-
-    def reqs(name):
-        lines = (ROOT / name).read_text().splitlines()
-        return {ln.split("#")[0].strip() for ln in lines if ln.split("#")[0].strip()}
-
-    assert set(rt.PACKAGES) == {r for r in reqs("requirements.txt") if not r.startswith(("bpy", "pytest"))}
-    assert set(rt.NO_DEPS_PACKAGES) == reqs("requirements-nodeps.txt")
