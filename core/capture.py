@@ -7,6 +7,7 @@ drives it for the CLI. Everything after detection is batched over the clip.
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from pathlib import Path
 from typing import Generator
@@ -55,28 +56,64 @@ class CaptureOptions:
                    collide=not a.no_collide)
 
 
+def parse_intrinsics_spec(spec: str) -> tuple[str, str | None]:
+    """Split an ``--intrinsics`` spec into (file, key or None); a pure string rule, the same on every OS.
+
+    A trailing ``:key`` is split off only where the part before it ends in ``.npz`` (any case) and the key
+    is a Python identifier: ``labels.npz:K_crop`` -> ("labels.npz", "K_crop"), ``C:\\d\\labels.npz:K`` ->
+    ("C:\\d\\labels.npz", "K"). Anything else is one path: a drive letter (``C:\\d\\labels.npz``,
+    ``D:/x/y.npy``) is never a key, nor is a ':' inside a folder name (``/data/run:1/K.npy``).
+    """
+    head, sep, key = spec.rpartition(":")
+    if sep and head.lower().endswith(".npz") and key.isidentifier():
+        return head, key
+    return spec, None
+
+
 def load_intrinsics(spec: str) -> np.ndarray:
-    """K (3, 3) or (T, 3, 3) from ``file.npy`` or ``file.npz[:key]`` (default key "K")."""
-    path, _, key = spec.partition(":") if spec.count(":") == 1 and not Path(spec).exists() else (spec, "", "")
+    """K (3, 3) or (T, 3, 3) from ``file.npy`` or ``file.npz[:key]`` (default key "K"; see
+    `parse_intrinsics_spec`). A spec naming an existing file as a whole is that file. Raises CaptureError
+    for a missing file or key, an unreadable file, a wrong shape, or matrices with non-finite entries or
+    focal lengths that are not positive."""
+    spec = str(spec)
+    path, key = (spec, None) if _is_file(spec) else parse_intrinsics_spec(spec)
     p = Path(path)
-    if not p.is_file():
-        raise CaptureError(f"intrinsics file not found: {p}")
+    if not _is_file(path):
+        raise CaptureError(f"intrinsics file not found: {path}")
     try:
-        if p.suffix == ".npz":
+        if p.suffix.lower() == ".npz":
             with np.load(p, allow_pickle=False) as z:
                 k = key or "K"
                 if k not in z.files:
-                    raise CaptureError(f"{p.name} has no '{k}' array (has: {', '.join(z.files)}); name it as {p.name}:KEY")
+                    raise CaptureError(f"{p.name} has no '{k}' array (has: {', '.join(z.files) or 'none'}); "
+                                       f"name it as {p.name}:KEY")
                 arr = np.asarray(z[k], np.float64)
         else:
+            if key is not None:
+                raise CaptureError(f"{p.name} is not an .npz file, so it has no '{key}' array")
             arr = np.asarray(np.load(p, allow_pickle=False), np.float64)
     except CaptureError:
         raise
-    except Exception as exc:  # noqa: BLE001
-        raise CaptureError(f"cannot read intrinsics {p.name}: {exc}") from None
-    if arr.shape[-2:] != (3, 3) or arr.ndim not in (2, 3):
+    except Exception as exc:  # noqa: BLE001 - any read failure is the user's file
+        raise CaptureError(f"cannot read intrinsics {p.name}: {exc.__class__.__name__}: {exc}") from None
+    if arr.ndim not in (2, 3) or arr.shape[-2:] != (3, 3):
         raise CaptureError(f"intrinsics in {p.name} have shape {arr.shape}; expected (3, 3) or (T, 3, 3)")
+    if arr.ndim == 3 and len(arr) == 0:
+        raise CaptureError(f"intrinsics in {p.name} hold no matrices (shape {arr.shape})")
+    if not np.isfinite(arr).all():
+        raise CaptureError(f"intrinsics in {p.name} hold non-finite values (nan or inf)")
+    focal = arr[..., [0, 1], [0, 1]]
+    if not (focal > 0).all():
+        raise CaptureError(f"intrinsics in {p.name} have a focal length (K[0,0] or K[1,1]) that is not positive: "
+                           f"{focal[focal <= 0].ravel()[0]:g}; expected pixel focal lengths > 0")
     return arr
+
+
+def _is_file(path: str) -> bool:
+    try:
+        return os.path.isfile(path)
+    except (OSError, ValueError):  # a name the OS cannot even look up (too long, embedded NUL)
+        return False
 
 
 def _intrinsics_for(opts: CaptureOptions, width: int, height: int, n: int, frame_index: np.ndarray) -> tuple[np.ndarray, bool]:

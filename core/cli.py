@@ -1,97 +1,266 @@
 """Command line: ``python -m core capture|eval|model|demo``.
 
 Exit codes: 0 ok; 2 a user error (one line ``error: ...`` on stderr, no traceback); 3 a bug
-(traceback on stderr); 130 interrupted.
+(traceback on stderr); 130 interrupted. User errors are `CaptureError`, argparse's own complaints (every
+number is checked: finite, in range), and an OSError on a path (permission, name too long, disk full).
+File names are passed through untouched (argument lists, never a shell), and printed as the file system
+spells them; an error line shows a line break inside a name as ``\\n``.
 """
 from __future__ import annotations
 
 import argparse
+import logging
+import math
 import os
 import sys
 import traceback
 from pathlib import Path
 
 from .errors import CaptureError
+from .progress import Reporter
+
+PROG = "python -m core"
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # one line, exit 2, like every other user error
-        sys.stderr.write(f"error: {message} (see python -m core {self.prog.split()[-1]} --help)\n")
+        message = _one_line(message)  # argparse may show a value holding a line break
+        sys.stderr.write(f"error: {message} (see {self.prog} --help)\n")
         sys.exit(2)
 
 
+# Argument types: argparse turns their ArgumentTypeError into "error: argument --x: <message>" (exit 2).
+def _int_at_least(low: int, what: str):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, a whole number >= {low}; got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"expected {what}, a whole number >= {low}; got {value}")
+        return value
+
+    parse.__name__ = what  # argparse names the type in some messages
+    return parse
+
+
+def _finite(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number; got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number; got {text!r}")
+    return value
+
+
+def _float_in(low: float, high: float, what: str):
+    def parse(text: str) -> float:
+        value = _finite(text)
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"expected {what} from {low:g} to {high:g}; got {text!r}")
+        return value
+
+    parse.__name__ = what
+    return parse
+
+
+PIXELS_MAX = 1e7  # focal lengths and principal points beyond this are typos, and overflow float32 projections
+
+
+def _positive(text: str) -> float:
+    value = _finite(text)
+    if not 0 < value <= PIXELS_MAX:
+        raise argparse.ArgumentTypeError(f"expected a focal length in pixels, above 0 and at most {PIXELS_MAX:g}; "
+                                         f"got {text!r}")
+    return value
+
+
+def _pixel(text: str) -> float:
+    value = _finite(text)
+    if abs(value) > PIXELS_MAX:
+        raise argparse.ArgumentTypeError(f"expected a position in pixels, at most {PIXELS_MAX:g} in size; "
+                                         f"got {text!r}")
+    return value
+
+
+def _path(text: str) -> str:
+    """A file or folder name as given (never rewritten: the clip stores the input's name as typed)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a file or folder name; got an empty one")
+    if "\x00" in text:
+        raise argparse.ArgumentTypeError(f"a file name cannot hold a NUL character; got {text!r}")
+    return text
+
+
+FOV_RANGE = (0.01, 179.99)  # degrees; a pinhole camera's field of view is above 0 and below 180
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m core", description="Hand Capture: video of hands -> MANO hand animation.")
-    p.add_argument("--cache-dir", help="the core's cache folder, where the open hand model is generated (default: "
-                                       "$HANDCAP_CACHE, else the user cache folder, e.g. ~/.cache/hand_capture)")
+    p = _Parser(prog=PROG, description="Hand Capture: video of hands -> MANO hand animation.")
+    p.add_argument("--cache-dir", type=_path,
+                   help="the core's cache folder, where the open hand model is generated (default: "
+                        "$HANDCAP_CACHE, else the user cache folder, e.g. ~/.cache/hand_capture)")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     c = sub.add_parser("capture", help="capture hands from a video or an image folder into a clip file")
-    c.add_argument("input", help="video file (mp4/mov/avi/mkv) or folder of images")
-    c.add_argument("--out", required=True, help="output clip file (.npz)")
+    c.add_argument("input", type=_path, help="video file (mp4/mov/avi/mkv) or folder of images")
+    c.add_argument("--out", required=True, type=_path, help="output clip file (.npz)")
     c.add_argument("--static", action="store_true", help="detect every frame independently (default for image folders)")
     c.add_argument("--hands", type=int, choices=(1, 2), default=2, help="maximum number of hands")
-    c.add_argument("--start", type=int, default=0, help="first source frame (0-based)")
-    c.add_argument("--end", type=int, default=None, help="stop before this source frame")
-    c.add_argument("--stride", type=int, default=1, help="use every N-th frame")
-    c.add_argument("--fx", type=float)
-    c.add_argument("--fy", type=float)
-    c.add_argument("--cx", type=float)
-    c.add_argument("--cy", type=float)
-    c.add_argument("--fov", type=float, help="field of view across the longer image side, degrees (default 69)")
-    c.add_argument("--intrinsics", help="K (3,3) or per-frame K (T,3,3): .npy, or .npz[:key] (default key K)")
+    c.add_argument("--start", type=_int_at_least(0, "a frame index"), default=0,
+                   help="first source frame (0-based)")
+    c.add_argument("--end", type=_int_at_least(1, "a frame index"), default=None,
+                   help="stop before this source frame")
+    c.add_argument("--stride", type=_int_at_least(1, "a frame step"), default=1, help="use every N-th frame")
+    c.add_argument("--fx", type=_positive, help="focal length in pixels (fy defaults to fx)")
+    c.add_argument("--fy", type=_positive)
+    c.add_argument("--cx", type=_pixel, help="principal point in pixels (default: the image centre)")
+    c.add_argument("--cy", type=_pixel)
+    c.add_argument("--fov", type=_float_in(*FOV_RANGE, "a field of view in degrees"),
+                   help="field of view across the longer image side, degrees (default 69)")
+    c.add_argument("--intrinsics", type=_path,
+                   help="K (3,3) or per-frame K (T,3,3): .npy, or .npz[:key] (default key K; C:\\d\\K.npz:K works)")
     c.add_argument("--with-vertices", action="store_true", help="store mesh vertices per frame")
-    c.add_argument("--model-right", help="right hand model: official MANO_RIGHT.pkl or a .npz (default: open model)")
-    c.add_argument("--model-left", help="left hand model: official MANO_LEFT.pkl or a .npz (default: open model)")
+    c.add_argument("--model-right", type=_path,
+                   help="right hand model: official MANO_RIGHT.pkl or a .npz (default: open model)")
+    c.add_argument("--model-left", type=_path,
+                   help="left hand model: official MANO_LEFT.pkl or a .npz (default: open model)")
     c.add_argument("--no-vae", action="store_true", help="skip the VAE joint refinement (ablation)")
     c.add_argument("--no-fit", action="store_true",
                    help="skip the 2D-aware fit: analytic IK of the detector's 3D landmarks (ablation; "
                         "with --no-vae: the plain IK output)")
     c.add_argument("--no-collide", action="store_true",
                    help="leave fingers that penetrate each other as fitted (ablation)")
-    c.add_argument("--min-confidence", type=float, default=0.5, help="detector confidence threshold")
+    c.add_argument("--min-confidence", type=_float_in(0.0, 1.0, "a confidence"), default=0.5,
+                   help="detector confidence threshold")
     c.add_argument("--json-progress", action="store_true", help="worker protocol: JSON events on stdout")
     c.add_argument("--quiet", action="store_true", help="no progress bar")
 
     e = sub.add_parser("eval", help="score a clip against 3D ground truth (raw detector vs ours)")
-    e.add_argument("clip", help="clip file from capture")
-    e.add_argument("--gt", required=True, help=".npz with joints_cam (N,21,3) or (N,hands,21,3) metres, MediaPipe "
-                                               "order; optional valid (N[,hands],21), hand_order, hand_side (N,)")
+    e.add_argument("clip", type=_path, help="clip file from capture")
+    e.add_argument("--gt", required=True, type=_path,
+                   help=".npz with joints_cam (N,21,3) or (N,hands,21,3) metres, MediaPipe "
+                        "order; optional valid (N[,hands],21), hand_order, hand_side (N,)")
     e.add_argument("--gt-key", default="joints_cam")
     e.add_argument("--gt-hand", choices=("right", "left"),
                    help="ground truth's hand: picks the hand axis by hand_order / the frames by hand_side")
     e.add_argument("--side", choices=("right", "left"),
                    help="clip's hand to score (default: --gt-hand, else the most detected)")
-    e.add_argument("--json", help="also write the figures as JSON here")
-    e.add_argument("--plot", help="also write a PNG of per-frame errors, raw detector vs ours")
+    e.add_argument("--json", type=_path, help="also write the figures as JSON here")
+    e.add_argument("--plot", type=_path, help="also write a PNG of per-frame errors, raw detector vs ours")
 
     m = sub.add_parser("model", help="write the project's open hand model files (npz + MANO-format pkl)")
-    m.add_argument("--out", default=None, help="folder (default: the open model's folder in the cache)")
+    m.add_argument("--out", default=None, type=_path, help="folder (default: the open model's folder in the cache)")
 
     d = sub.add_parser("demo", help="render a clip of the open hand model, capture it, and score it")
-    d.add_argument("--out", default="out/demo", help="output folder")
-    d.add_argument("--frames", type=int, default=48)
+    d.add_argument("--out", default="out/demo", type=_path, help="output folder")
+    d.add_argument("--frames", type=_int_at_least(8, "a frame count"), default=48)
     return p
+
+
+# Every character str.splitlines() breaks at (so also a reader of our stderr in Python, like the add-on's).
+_LINE_BREAKS = {ord(c): repr(c)[1:-1] for c in "\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"}
+
+
+def _one_line(message) -> str:
+    """``message`` on one line: line breaks (inside a file name, say) shown escaped, as \\n, \\x1e, ..."""
+    return str(message).translate(_LINE_BREAKS)
+
+
+def _print_path(path) -> None:
+    """Print a path on stdout. A name the stream cannot encode (a Linux name holding bytes that are not UTF-8,
+    which Python keeps as surrogates; a Windows console's code page) goes out as the file system's own bytes
+    instead of failing."""
+    text = str(path)
+    try:
+        print(text, flush=True)
+    except UnicodeEncodeError:
+        buffer = getattr(sys.stdout, "buffer", None)
+        if buffer is None:  # a text-only stdout (captured, embedded)
+            print(text.encode("utf-8", "surrogateescape").decode("utf-8", "replace"), flush=True)
+        else:
+            buffer.write(os.fsencode(text) + b"\n")
+            buffer.flush()
+
+
+def _os_error(exc: OSError) -> str:
+    """One line for an operating-system failure on a user's path (permission, missing folder, name too long)."""
+    where = exc.filename if exc.filename is not None else ""
+    reason = exc.strerror or str(exc)
+    return f"{reason}: {where}" if where != "" else reason
+
+
+def _write_text(path: str, text: str) -> None:
+    try:
+        Path(path).write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise CaptureError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+class _OneLineReporter(Reporter):
+    """The CLI's reporter: every warning and error is one line on stderr, whatever names it quotes."""
+
+    def warning(self, message: str) -> None:
+        super().warning(_one_line(message))
+
+    def error(self, message: str) -> None:
+        super().error(_one_line(message))
+
+
+class _LogToReporter(logging.Handler):
+    """The core's own log warnings (``logging.getLogger("core...")``) as the reporter's warnings: one
+    ``warning: ...`` line, or a JSON "warning" event for the worker; never Python's bare last-resort print."""
+
+    def __init__(self, reporter):
+        super().__init__(logging.WARNING)
+        self.reporter = reporter
+
+    def emit(self, record):
+        try:
+            self.reporter.warning(record.getMessage())
+        except Exception:  # noqa: BLE001 - logging must never break the job
+            self.handleError(record)
 
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("GLOG_minloglevel", "2")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    args = build_parser().parse_args(argv)
-    if args.cache_dir:
-        os.environ["HANDCAP_CACHE"] = os.path.abspath(args.cache_dir)
-    json_mode = bool(getattr(args, "json_progress", False))
-    from .progress import Reporter
+    from .io.video import quiet_native_logs
 
-    rep = Reporter.auto(json_mode, getattr(args, "quiet", False))
+    quiet_native_logs()  # FFmpeg / OpenCV lines on stderr: a bad video ends in one error line of ours
+    args = build_parser().parse_args(argv)
+    json_mode = bool(getattr(args, "json_progress", False))
+    rep = _OneLineReporter(Reporter.auto(json_mode, getattr(args, "quiet", False)).mode)
+    core_log = logging.getLogger(__package__ or "core")
+    handler, propagate = _LogToReporter(rep), core_log.propagate
+    core_log.addHandler(handler)
+    core_log.propagate = False
     try:
+        return _run(args, rep)
+    finally:
+        core_log.removeHandler(handler)
+        core_log.propagate = propagate
+
+
+def _run(args, rep) -> int:
+    try:
+        if args.cache_dir:
+            cache = Path(os.path.abspath(args.cache_dir))
+            try:
+                cache.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise CaptureError(f"cannot use {cache} as the cache folder: {exc.strerror or exc}") from None
+            os.environ["HANDCAP_CACHE"] = str(cache)
         if args.command == "capture":
             from .capture import CaptureOptions, capture_to_file
+            from .io.video import check_source
 
+            check_source(args.input)  # a mistyped name fails at once, before the models load
             out = capture_to_file(CaptureOptions.from_args(args), args.out, rep)
             rep.done(out=str(out))
             if rep.mode != "json":
-                print(out)
+                _print_path(out)
         elif args.command == "eval":
             from .io.clip import load_clip
             from .eval.evaluate import evaluate, load_gt
@@ -99,23 +268,31 @@ def main(argv: list[str] | None = None) -> int:
             report = evaluate(load_clip(args.clip), load_gt(args.gt, args.gt_key, args.gt_hand), args.side)
             print(report.table())
             if args.plot:
-                print(report.plot(args.plot))
+                try:
+                    _print_path(report.plot(args.plot))
+                except OSError as exc:
+                    raise CaptureError(f"cannot write the plot {args.plot}: {exc.strerror or exc}") from None
             if args.json:
                 import json
 
-                Path(args.json).write_text(json.dumps({"n_frames": report.n_frames, "n_gt": report.n_gt,
-                                                       "n_detected": report.n_detected, "side": report.side,
-                                                       "intrinsics_guessed": report.k_guessed,
-                                                       "rows": report.rows}, indent=1))
+                _write_text(args.json, json.dumps({"n_frames": report.n_frames, "n_gt": report.n_gt,
+                                                   "n_detected": report.n_detected, "side": report.side,
+                                                   "intrinsics_guessed": report.k_guessed,
+                                                   "rows": report.rows}, indent=1))
         elif args.command == "model":
             from .hand.gen import ensure_open_model
             from .hand.gen.arrays import write_assets
 
             if args.out:
-                for f in write_assets(Path(args.out)).values():
-                    print(f)
+                try:
+                    written = write_assets(Path(args.out))
+                except OSError as exc:
+                    raise CaptureError(f"cannot write the hand model into {args.out}: "
+                                       f"{exc.strerror or exc}") from None
+                for f in written.values():
+                    _print_path(f)
             else:
-                print(ensure_open_model())
+                _print_path(ensure_open_model())
         elif args.command == "demo":
             from .demo import run_demo
 
@@ -127,6 +304,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         rep.error("interrupted")
         return 130
+    except OSError as exc:  # the file system refused a user's path somewhere below (permission, name too long)
+        rep.error(_os_error(exc))
+        return 2
     except Exception as exc:  # noqa: BLE001 - a bug: keep the trace for the log, one line for the user
         traceback.print_exc(file=sys.stderr)
         rep.error(f"internal error ({exc.__class__.__name__}: {exc}); please report it with the log above")

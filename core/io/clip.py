@@ -1,10 +1,12 @@
 """The clip file (`docs/clip_format.md`): the one place that knows its keys.
 
 `ClipResult` holds a captured clip as numpy arrays; `save_clip` / `load_clip` write and read it
-(`.npz`, no pickles) and `load_clip` validates every key, shape and the version.
+(`.npz`, no pickles) and `load_clip` validates every key, dtype, shape and the version, so a damaged or
+hostile file ends in one CaptureError.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 from pathlib import Path
@@ -46,7 +48,7 @@ class ClipResult:
 
     @property
     def n_frames(self) -> int:
-        return int(self.frame_index.shape[0])
+        return int(np.shape(self.frame_index)[0]) if np.ndim(self.frame_index) else 0
 
     @property
     def n_hands(self) -> int:
@@ -82,22 +84,32 @@ def _expected_shapes(c: ClipResult) -> dict:
 
 
 def check_clip(c: ClipResult, name: str = "clip") -> None:
-    """Raise CaptureError listing every key whose shape breaks the format."""
+    """Raise CaptureError listing every key whose shape breaks the format (and a clip without frames or hands)."""
     problems = []
+    if c.n_frames == 0 or not c.sides:
+        problems.append(f"it holds {c.n_frames} frames and {len(c.sides)} hands; a clip has at least one of each")
+    if np.ndim(c.frame_index) != 1:
+        problems.append(f"frame_index has shape {np.shape(c.frame_index)}, expected (T,)")
     for key, shape in _expected_shapes(c).items():
         got = np.shape(getattr(c, key))
         if got != shape:
             problems.append(f"{key} has shape {got}, expected {shape}")
-    if c.betas.ndim != 2 or c.betas.shape[0] != c.n_hands:
-        problems.append(f"betas has shape {c.betas.shape}, expected ({c.n_hands}, B)")
+    if np.ndim(c.betas) != 2 or np.shape(c.betas)[0] != c.n_hands:
+        problems.append(f"betas has shape {np.shape(c.betas)}, expected ({c.n_hands}, B)")
     if len(c.model_names) != c.n_hands or len(c.model_paths) != c.n_hands:
         problems.append(f"model_names/model_paths need one entry per hand ({c.n_hands})")
     if any(s not in ("right", "left") for s in c.sides) or len(set(c.sides)) != len(c.sides):
         problems.append(f"sides {list(c.sides)} must be distinct 'right'/'left'")
     if c.vertices is not None:
-        v = c.vertices.shape
+        v = np.shape(c.vertices)
         if len(v) != 4 or v[:2] != (c.n_hands, c.n_frames) or v[3] != 3 or c.faces is None:
             problems.append(f"vertices has shape {v}, expected ({c.n_hands}, {c.n_frames}, V, 3) with faces")
+        else:
+            f = np.asarray(c.faces)
+            if f.ndim != 2 or f.shape[1:] != (3,) or f.dtype.kind not in "iu":
+                problems.append(f"faces has shape {f.shape} ({f.dtype}), expected (F, 3) int")
+            elif f.size and (f.min() < 0 or f.max() >= v[2]):
+                problems.append(f"faces index vertices {int(f.min())}..{int(f.max())}, outside 0..{v[2] - 1}")
     if problems:
         raise CaptureError(f"{name} is not a valid clip file: " + "; ".join(problems))
 
@@ -135,55 +147,126 @@ def save_clip(c: ClipResult, path: str | os.PathLike) -> Path:
     if c.vertices is not None:
         arrays["vertices"] = np.asarray(c.vertices, np.float32)
         arrays["faces"] = np.asarray(c.faces, np.int64)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".part")
-    with open(tmp, "wb") as f:
-        np.savez(f, **arrays)
-    os.replace(tmp, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+        os.replace(tmp, path)
+    except OSError as exc:  # a folder that cannot be made, no permission, disk full, name too long, ...
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise CaptureError(f"cannot write the clip file {path}: {exc.strerror or exc}") from None
     return path
 
 
+# Arrays of the file: dtype kinds accepted on reading ("b" bool, "i"/"u" integers, "f" floats) and the dtype
+# they are read as.
+_NUMERIC = {
+    "image_size": ("iu", np.int64), "frame_index": ("iu", np.int64), "time": ("iuf", np.float64),
+    "K": ("iuf", np.float64), "valid": ("biu", bool), "detected": ("biu", bool),
+    "confidence": ("iuf", np.float32), "betas": ("iuf", np.float32), "global_orient": ("iuf", np.float32),
+    "hand_pose": ("iuf", np.float32), "transl": ("iuf", np.float32), "joints": ("iuf", np.float32),
+    "landmarks_px": ("iuf", np.float32), "landmarks_world": ("iuf", np.float32), "vertices": ("iuf", np.float32),
+    "faces": ("iu", np.int64),
+}
+_FINITE = ("time", "K", "betas", "global_orient", "hand_pose", "transl", "joints", "vertices")
+_REQUIRED = ("source", "fps", "image_size", "frame_index", "time", "K", "K_guessed", "sides", "model_names",
+             "model_paths", "valid", "detected", "confidence", "betas", "global_orient", "hand_pose", "transl",
+             "joints", "landmarks_px", "landmarks_world")
+
+
+def _scalar(a: np.ndarray, kinds: str):
+    """The one value of a () or (1,) array whose dtype kind is in ``kinds``; None when it is not one."""
+    if a.size != 1 or a.ndim > 1 or a.dtype.kind not in kinds:
+        return None
+    return a.reshape(()).item()
+
+
+def _strings(a: np.ndarray) -> tuple | None:
+    """A (N,) unicode array as a tuple of str; None when it is not one."""
+    if a.ndim != 1 or a.dtype.kind != "U":
+        return None
+    return tuple(str(x) for x in a)
+
+
 def load_clip(path: str | os.PathLike) -> ClipResult:
-    """Read and validate a clip file. Raises CaptureError (naming the file) when it is not one."""
+    """Read and validate a clip file. Raises CaptureError (naming the file) when it is not one: missing or
+    unreadable file, not an .npz, another format or version, a missing key, or a key of the wrong dtype
+    or shape; it never raises anything else for what a file holds."""
     path = Path(path)
-    if not path.is_file():
+    try:
+        is_file = path.is_file()
+    except (OSError, ValueError) as exc:  # a name the OS cannot look up (too long, embedded NUL)
+        raise CaptureError(f"cannot open clip file {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    if not is_file:
         raise CaptureError(f"clip file not found: {path}")
     try:
         z = np.load(path, allow_pickle=False)
-        a = {k: z[k] for k in z.files}
+        if not isinstance(z, np.lib.npyio.NpzFile):  # a single .npy array
+            raise CaptureError(f"{path.name} is not a clip file: it holds one array, not a Hand Capture .npz")
+        with z:
+            a = {k: np.asarray(z[k]) for k in z.files}
+    except CaptureError:
+        raise
     except Exception as exc:  # noqa: BLE001 - any read failure is the user's file
         raise CaptureError(f"{path.name} is not a readable clip file ({exc.__class__.__name__}: {exc})") from None
-    if str(a.get("format", "")) != FORMAT:
+    if _scalar(a.get("format", np.array(0)), "U") != FORMAT:
         raise CaptureError(f"{path.name} is not a Hand Capture clip (no format '{FORMAT}')")
-    version = int(a.get("version", -1))
+    version = _scalar(a.get("version", np.array(-1)), "iu")
     if version != VERSION:
-        raise CaptureError(f"{path.name} has clip format version {version}; this version reads {VERSION}: update Hand Capture")
-    try:
-        c = ClipResult(
-            source=str(a["source"]),
-            fps=float(a["fps"]),
-            image_size=a["image_size"],
-            frame_index=a["frame_index"],
-            time=a["time"],
-            K=a["K"],
-            K_guessed=bool(a["K_guessed"]),
-            sides=tuple(str(s) for s in a["sides"]),
-            model_names=tuple(str(x) for x in a["model_names"]),
-            model_paths=tuple(str(x) for x in a["model_paths"]),
-            valid=a["valid"],
-            detected=a["detected"],
-            confidence=a["confidence"],
-            betas=a["betas"],
-            global_orient=a["global_orient"],
-            hand_pose=a["hand_pose"],
-            transl=a["transl"],
-            joints=a["joints"],
-            landmarks_px=a["landmarks_px"],
-            landmarks_world=a["landmarks_world"],
-            vertices=a.get("vertices"),
-            faces=a.get("faces"),
-        )
-    except KeyError as exc:
-        raise CaptureError(f"{path.name} is not a valid clip file: missing key {exc}") from None
+        shown = version if version is not None else "(unreadable)"
+        raise CaptureError(f"{path.name} has clip format version {shown}; this version reads {VERSION}: "
+                           "update Hand Capture")
+    missing = [k for k in _REQUIRED if k not in a]
+    if missing:
+        raise CaptureError(f"{path.name} is not a valid clip file: missing key{'s' if len(missing) > 1 else ''} "
+                           f"{', '.join(repr(k) for k in missing)}")
+    problems = []
+    source = _scalar(a["source"], "U")
+    fps = _scalar(a["fps"], "iuf")
+    k_guessed = _scalar(a["K_guessed"], "biu")
+    texts = {k: _strings(a[k]) for k in ("sides", "model_names", "model_paths")}
+    if source is None:
+        problems.append(f"source is a {a['source'].dtype} array of shape {a['source'].shape}, expected a string")
+    if fps is None or not np.isfinite(fps) or fps <= 0:
+        shown = a["fps"].tolist() if a["fps"].size < 5 else f"shape {a['fps'].shape}"
+        problems.append(f"fps must be one positive number; got {shown}")
+    if k_guessed is None:
+        problems.append(f"K_guessed must be one bool; got a {a['K_guessed'].dtype} array of shape "
+                        f"{a['K_guessed'].shape}")
+    problems += [f"{k} must be a list of strings; got a {a[k].dtype} array of shape {a[k].shape}"
+                 for k, v in texts.items() if v is None]
+    arrays = {}
+    for key, (kinds, dtype) in _NUMERIC.items():
+        if key not in a:
+            continue
+        if a[key].dtype.kind not in kinds:
+            want = "bool" if dtype is bool else np.dtype(dtype)
+            problems.append(f"{key} has dtype {a[key].dtype}, expected {want}")
+        else:
+            with np.errstate(over="ignore", invalid="ignore"):  # out of float32's range: inf, refused below
+                arrays[key] = a[key].astype(dtype)
+    if problems:
+        raise CaptureError(f"{path.name} is not a valid clip file: " + "; ".join(problems))
+    c = ClipResult(
+        source=str(source), fps=float(fps), K_guessed=bool(k_guessed), sides=texts["sides"],
+        model_names=texts["model_names"], model_paths=texts["model_paths"],
+        image_size=arrays["image_size"], frame_index=arrays["frame_index"], time=arrays["time"], K=arrays["K"],
+        valid=arrays["valid"], detected=arrays["detected"], confidence=arrays["confidence"], betas=arrays["betas"],
+        global_orient=arrays["global_orient"], hand_pose=arrays["hand_pose"], transl=arrays["transl"],
+        joints=arrays["joints"], landmarks_px=arrays["landmarks_px"], landmarks_world=arrays["landmarks_world"],
+        vertices=arrays.get("vertices"), faces=arrays.get("faces"),
+    )
     check_clip(c, path.name)
+    problems = []
+    if (c.image_size <= 0).any():
+        problems.append(f"image_size {c.image_size.tolist()} must be positive")
+    if c.frame_index.size and c.frame_index.min() < 0:
+        problems.append("frame_index holds negative frame numbers")
+    bad = [k for k in _FINITE if getattr(c, k) is not None and not np.isfinite(getattr(c, k)).all()]
+    if bad:  # what the add-on keys and draws; "pose arrays hold zeros" where a hand is not valid
+        problems.append(f"{', '.join(bad)} hold{'s' if len(bad) == 1 else ''} non-finite values (nan or inf)")
+    if problems:
+        raise CaptureError(f"{path.name} is not a valid clip file: " + "; ".join(problems))
     return c

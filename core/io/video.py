@@ -18,10 +18,20 @@ Truncated files
 A file that opens but whose frames stop early (a cut download or copy) yields every frame that decodes;
 after iteration ``source.truncated`` is True and ``source.warning`` says how many frames were read.
 A file where not even the first selected frame decodes raises `CaptureError` from `open_video`.
+
+Library noise
+-------------
+FFmpeg (``[mov,mp4,m4a,3gp,3g2,mj2 @ 0x...] moov atom not found``, ``[h264 @ ...] Invalid NAL unit size``)
+and OpenCV (``[ WARN:0@0.01] global cap.cpp:215 open VIDEOIO(FFMPEG): ...``) write straight to the
+process's stderr from C. A bad file already ends in one `CaptureError` that says what is wrong, so before
+OpenCV is first used `_cv2` quiets both: ``OPENCV_FFMPEG_LOGLEVEL=-8`` (FFmpeg's AV_LOG_QUIET) and
+``OPENCV_LOG_LEVEL=SILENT``. Both are defaults only: set either variable to see the libraries' own lines
+(e.g. ``OPENCV_FFMPEG_LOGLEVEL=24 OPENCV_LOG_LEVEL=INFO`` while debugging a file).
 """
 from __future__ import annotations
 
 import logging
+import os
 import re
 from pathlib import Path
 from typing import Iterator
@@ -45,7 +55,18 @@ _CODEC_NAMES = {
 }
 
 
+# Read by OpenCV when it first logs / first opens FFmpeg, so they are set before any capture is opened.
+QUIET_ENV = {"OPENCV_FFMPEG_LOGLEVEL": "-8", "OPENCV_LOG_LEVEL": "SILENT"}
+
+
+def quiet_native_logs() -> None:
+    """Keep OpenCV's and FFmpeg's own log lines off stderr (defaults: a variable already set is kept)."""
+    for key, value in QUIET_ENV.items():
+        os.environ.setdefault(key, value)
+
+
 def _cv2():
+    quiet_native_logs()
     import cv2  # heavy import at the edge
 
     return cv2
@@ -170,7 +191,7 @@ class VideoSource:
                 f"{self.path.name}: only {n_read} of {self.frame_count} selected frames decoded (the file says "
                 f"{self.source_frame_count} frames; decoding stopped after frame {last}); the video looks "
                 f"truncated, so the frames that decoded were used")
-            log.warning(self.warning)
+            log.info(self.warning)  # `warning` is the channel: the capture job reports it once
 
 
 def _read_image(p: Path, folder: Path) -> np.ndarray:
@@ -242,19 +263,35 @@ def open_video(path: str | Path, start: int = 0, end: int | None = None, stride:
     Raises:
         CaptureError: missing path, empty folder, not a readable video, no decodable frame, bad range.
     """
-    path = Path(path)
+    path = check_source(path)
     if path.is_dir():
         return _open_folder(path, start, end, stride)
-    if not path.is_file():
-        raise CaptureError(f"video not found: {path}")
-    if path.suffix.lower() in IMAGE_SUFFIXES:
-        raise CaptureError(f"{path.name} is a single image: choose a video file, or a folder holding the image(s)")
     return _open_file(path, start, end, stride)
 
 
+def check_source(path: str | os.PathLike) -> Path:
+    """The cheap checks of `open_video` (no decoding): ``path`` is an existing folder, or an existing file
+    that is not a single image. Returns it as a Path; raises CaptureError otherwise."""
+    path = Path(path)
+    try:
+        if path.is_dir():
+            return path
+        found = path.is_file()
+    except OSError as exc:  # e.g. a name longer than the file system allows
+        raise CaptureError(f"cannot open {path}: {exc.strerror or exc}") from None
+    if not found:
+        raise CaptureError(f"video not found: {path}")
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        raise CaptureError(f"{path.name} is a single image: choose a video file, or a folder holding the image(s)")
+    return path
+
+
 def _open_folder(path: Path, start: int, end: int | None, stride: int) -> VideoSource:
-    images = sorted((p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
-                     and p.is_file()), key=lambda p: natural_key(p.name))
+    try:
+        images = sorted((p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES
+                         and not p.name.startswith(".") and p.is_file()), key=lambda p: natural_key(p.name))
+    except OSError as exc:  # no permission to list it, ...
+        raise CaptureError(f"cannot read the image folder {path}: {exc.strerror or exc}") from None
     if not images:
         raise CaptureError(f"no images in folder {path} (expected {', '.join(s[1:] for s in IMAGE_SUFFIXES)} files)")
     end_ = _check_range(f"image folder {path.name}", len(images), start, end, stride)
