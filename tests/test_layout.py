@@ -113,3 +113,12 @@ def test_official_pickle_loads_without_scipy_or_torch(tmp_path, fmt):
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
     np.testing.assert_allclose(np.load(out), data["J_regressor"].toarray(), rtol=0, atol=1e-7)
+
+
+def test_load_model_reports_an_impossible_path(tmp_path):
+    """Blender calls load_model with paths from clip files: a name too long for the file system is a clean error."""
+    from core.errors import CaptureError
+    from core.hand.load import load_model
+
+    with pytest.raises(CaptureError, match="cannot read hand model"):
+        load_model("right", tmp_path / ("x" * 300 + ".npz"))

@@ -104,7 +104,11 @@ def load_model(side: str = "right", path: str | Path | None = None) -> HandModel
             raise CaptureError(f"the open hand model is not in {path.parent}: generate it with "
                                f"`python -m core model` (captures from the command line do this themselves)")
     path = Path(path)
-    if not path.is_file():
+    try:
+        found = path.is_file()
+    except OSError as exc:  # e.g. a name too long for the file system
+        raise CaptureError(f"cannot read hand model {path}: {exc.strerror or exc}") from None
+    if not found:
         raise CaptureError(f"hand model file not found: {path}")
     if path.suffix.lower() == ".pkl":
         from .mano_pkl import read_official
