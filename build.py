@@ -41,7 +41,7 @@ UV_LOCK = "blender_addon/uv-lock.txt"
 LOCK_FILES = (RUNTIME_LOCK, UV_LOCK)
 RUNTIME_PYTHON = "3.11"  # the runtime's Python, whatever Blender's is (blender_addon/runtime.py)
 # requirements.txt's packages that only the development environment needs (Blender itself, the tests).
-DEV_ONLY = ("bpy", "pytest", "hypothesis")
+DEV_ONLY = ("bpy", "pytest", "hypothesis", "uv")
 
 
 class BuildError(Exception):
