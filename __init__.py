@@ -5,6 +5,7 @@ bpy data, the worker, preferences), `operators`, `panels`.
 """
 from .blender_addon import prefs, props
 from . import operators, panels
+from .operators import jobrun
 
 _MODULES = (prefs, props, operators, panels)
 
@@ -15,5 +16,8 @@ def register():
 
 
 def unregister():
+    # Blender frees a running modal operator of an unregistered class without calling its cancel: end the
+    # running jobs (their workers) and their timers first.
+    jobrun.stop_all()
     for m in reversed(_MODULES):
         m.unregister()

@@ -1,10 +1,15 @@
 """Capture and import jobs as step generators.
 
 A job yields `Progress` between steps and returns a `CaptureOutcome`; it writes bpy data only in its
-last step (`scene.apply_plan`), so closing the generator early (Esc) or an error leaves the scene as it
-was. ``execute()`` drains a job with `drain` (headless, tests, farms); the modal operator ticks it from
-a timer. ``wait`` is how long one step may block waiting for the worker (0 for the modal path); while
-waiting, a job yields the same `Progress` object again, which tells the modal path to stop ticking.
+last step (`scene.apply_plan`, which undoes its own partial work on failure), so closing the generator
+early (Esc) or an error leaves the scene as it was. ``execute()`` drains a job with `drain` (headless,
+tests, farms); the modal operator ticks it from a timer. ``wait`` is how long one step may block waiting
+for the worker (0 for the modal path); while waiting, a job yields the same `Progress` object again,
+which tells the modal path to stop ticking.
+
+Between steps the user may do anything (delete or rename objects, switch or delete the scene, undo,
+which invalidates every Python reference to bpy data), so a job keeps no bpy reference across a step:
+it remembers its scene by `SceneTarget` and looks it up again when it needs it.
 """
 from __future__ import annotations
 
@@ -132,6 +137,42 @@ class CaptureOutcome:
     info: str
 
 
+@dataclasses.dataclass(frozen=True)
+class SceneTarget:
+    """The scene (and view layer) a job writes into, by identity rather than by reference.
+
+    ``scene_uid`` is the scene's ``session_uid``: kept across undo and renames, new after a file load,
+    so a job never writes into a file other than the one it was started in.
+    """
+
+    scene_uid: int
+    scene_name: str
+    view_layer: str
+
+    @classmethod
+    def of(cls, scene, view_layer) -> "SceneTarget":
+        return cls(scene.session_uid, scene.name, view_layer.name if view_layer is not None else "")
+
+    def resolve(self) -> tuple:
+        """(scene, view_layer) as they are now; raises CaptureError when the scene is gone."""
+        import bpy
+
+        scene = next((s for s in bpy.data.scenes if s.session_uid == self.scene_uid), None)
+        if scene is None:
+            raise CaptureError(f"the scene {self.scene_name!r} was deleted or its file closed while the job ran; "
+                               f"nothing was written")
+        # Any of the scene's view layers will do (it is only where the armature is briefly made active).
+        layer = scene.view_layers.get(self.view_layer) or (scene.view_layers[0] if scene.view_layers else None)
+        if layer is None:
+            raise CaptureError(f"the scene {scene.name!r} has no view layer; nothing was written")
+        return scene, layer
+
+
+def partial_path(out_path: str) -> str:
+    """Where the worker writes the clip before renaming it over ``out_path`` (core.io.clip.save_clip)."""
+    return out_path + ".part"
+
+
 def _worker_progress(ev: dict) -> Progress:
     stage = str(ev.get("stage", "capture"))
     done, total = int(ev.get("done", 0) or 0), int(ev.get("total", 0) or 0)
@@ -148,8 +189,16 @@ def capture_steps(settings: CaptureSettings, python: str, core_root: str, out_pa
     core_root: folder holding the ``core`` package (the extension's folder); the worker only reads it.
     cache_dir: the worker's cache (core's HANDCAP_CACHE and its bytecode, PYTHONPYCACHEPREFIX), a user
     folder, so that nothing is written into the installed extension. Raises CaptureError for bad
-    settings, a worker error or crash (WorkerError) and a bad clip.
+    settings, a worker error or crash (WorkerError) and a bad clip. Nothing half-written is left: the
+    worker writes the clip beside ``out_path`` and renames it over it, and a failed or cancelled job removes
+    that temporary file, so ``out_path`` holds an earlier complete clip, the new one, or nothing. Once the
+    worker has written its clip, an error while building the scene names the file, so the capture is not lost.
     """
+    return _capture_steps(settings, python, core_root, out_path, SceneTarget.of(scene, view_layer), options, units,
+                          wait, log_path, cache_dir)
+
+
+def _capture_steps(settings, python, core_root, out_path, target, options, units, wait, log_path, cache_dir):
     problems = settings.problems()
     if problems:
         raise CaptureError("; ".join(problems))
@@ -177,23 +226,43 @@ def capture_steps(settings: CaptureSettings, python: str, core_root: str, out_pa
             raise
     finally:
         worker.cancel()
-    outcome = yield from import_steps(str(done.get("out") or out_path), scene, view_layer, options, units)
+        _remove_partial(out_path)  # a worker killed while writing leaves its temporary file
+    clip_path = str(done.get("out") or out_path)
+    try:
+        outcome = yield from _import_steps(clip_path, target, options, units)
+    except CaptureError as exc:
+        raise CaptureError(f"{exc} (the capture is saved in {clip_path}: Import Clip File in the Hand Capture panel "
+                           f"builds the rig from it without capturing again)") from None
     return dataclasses.replace(outcome, warnings=tuple(worker.warnings) + outcome.warnings)
+
+
+def _remove_partial(out_path: str) -> None:
+    try:
+        os.remove(partial_path(out_path))
+    except OSError:
+        pass
 
 
 def import_steps(clip_path: str, scene, view_layer, options: SceneOptions = SceneOptions(), units: float = 1.0):
     """Read a clip file and build the scene from it (step generator -> CaptureOutcome)."""
+    return _import_steps(clip_path, SceneTarget.of(scene, view_layer), options, units)
+
+
+def _import_steps(clip_path: str, target: SceneTarget, options: SceneOptions, units: float):
     yield Progress("load", message=f"reading {os.path.basename(clip_path)}", fraction=0.93)
     clip = load_clip(clip_path)
     models = {side: load_model(side, clip.model_path(h)) for h, side in enumerate(clip.sides)}
     yield Progress("plan", message="planning the rig and keys", fraction=0.95)
-    scene_fps = scene.render.fps / scene.render.fps_base
-    plan = plan_scene(clip, models, scene_fps, units, options)
+    render = target.resolve()[0].render
+    plan = plan_scene(clip, models, render.fps / render.fps_base, units, options)
+    del render  # no bpy reference outlives a step
     yield Progress("scene", message="writing the rig, mesh and keys", fraction=0.97)
+    scene, view_layer = target.resolve()  # looked up again: the user may have changed anything meanwhile
     applied = apply_plan(plan, scene, view_layer)
     keyed = {hp.side: (hp.keys.n_keys, hp.n_frames) for hp in plan.hands}
     hands = ", ".join(f"{applied.armatures[s]} keyed on {n} of {t} frames" for s, (n, t) in keyed.items())
-    return CaptureOutcome(applied=applied, clip_path=str(clip_path), keyed=keyed, warnings=plan.warnings,
+    return CaptureOutcome(applied=applied, clip_path=str(clip_path), keyed=keyed,
+                          warnings=plan.warnings + applied.warnings,
                           info=f"Hand Capture: {hands} (collection {applied.collection})")
 
 

@@ -8,11 +8,23 @@ Ownership: everything made here carries ``id["hand_capture_clip"] = <clip key>``
 ``id["hand_capture_name"] = <its name>``. A re-run for the same clip replaces the IDs whose tag matches
 and whose name is still the recorded one, so the user's own objects, keys and actions, and their
 duplicates or renamed copies of ours, are never touched (an old action or movie clip that something
-else still uses is kept). New data is created first; only when all of
-it exists are the old IDs removed (a failure removes the new IDs and leaves the scene as it was).
+else still uses is kept).
+
+A re-run keeps what the user added to the capture it replaces: bones they added to our armature, the
+keys of every channel our action does not write (their bones, the tip bones, the armature object's own
+transform), and everything of theirs that pointed at our old objects (a prop parented to a hand bone,
+an Armature modifier, a constraint, the scene camera) now points at the new ones. Data of the user's that
+only the replaced capture used (their material on our mesh, their action on our armature) gets a fake
+user so that saving the file does not drop it.
+
+All or nothing: new data is created first, under a context override for the job's scene (the window may
+show another one); any failure removes every ID made since the start and restores the scene settings,
+leaving the scene as it was. Only when everything exists does the commit run, which cannot fail: it
+repoints the user's references, removes the old IDs and gives the new ones their names.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 
@@ -77,7 +89,8 @@ class ScenePlan:
 
 @dataclasses.dataclass(frozen=True)
 class AppliedScene:
-    """Names of what `apply_plan` made: collection, camera, {side: armature}, {side: mesh}, {side: action}."""
+    """Names of what `apply_plan` made: collection, camera, {side: armature}, {side: mesh}, {side: action};
+    warnings: what the user should know about their own data (kept with a fake user)."""
 
     collection: str
     camera: str
@@ -85,6 +98,7 @@ class AppliedScene:
     meshes: dict
     actions: dict
     frame_range: tuple
+    warnings: tuple = ()
 
 
 def clip_key(source: str) -> str:
@@ -186,6 +200,15 @@ def _tag(idb, key: str) -> None:
     idb[TAG_NAME] = idb.name
 
 
+def _every_id():
+    """Every ID in bpy.data (all of its ID collections)."""
+    import bpy
+
+    for prop in bpy.data.bl_rna.properties:
+        if prop.type == "COLLECTION":
+            yield from getattr(bpy.data, prop.identifier)
+
+
 def _movieclip(path: str, reuse: list):
     """A movie clip of ``path``: one of ours (``reuse``) showing it, else a new one; (clip, is_new)."""
     import bpy
@@ -239,19 +262,284 @@ def _remove(ids: list) -> None:
         bpy.data.batch_remove(orphans)
 
 
+# -- what the user added to a capture, carried over to its replacement
+
+_BONE_FLAGS = ("use_connect", "use_deform", "use_inherit_rotation", "inherit_scale", "use_local_location",
+               "use_relative_parent", "envelope_distance", "envelope_weight", "head_radius", "tail_radius",
+               "bbone_segments", "hide_select")
+_POSE_VALUES = ("rotation_mode", "location", "rotation_quaternion", "rotation_euler", "rotation_axis_angle", "scale")
+
+
+@contextlib.contextmanager
+def _armature_edit_mode(obj, view_layer):
+    """``obj`` (an armature in the view layer's scene) in edit mode; the active object and selection come back."""
+    import bpy
+
+    master = view_layer.layer_collection.collection
+    extra_link = obj.name not in master.objects
+    if extra_link:
+        master.objects.link(obj)
+    prev_active = view_layer.objects.active
+    prev_selected = [o for o in view_layer.objects if o.select_get(view_layer=view_layer)]
+    try:
+        if bpy.context.mode != "OBJECT" and prev_active is not None:
+            bpy.ops.object.mode_set(mode="OBJECT")
+        view_layer.objects.active = obj
+        bpy.ops.object.mode_set(mode="EDIT")
+        try:
+            yield obj.data.edit_bones
+        finally:
+            bpy.ops.object.mode_set(mode="OBJECT")
+    finally:
+        if extra_link:
+            master.objects.unlink(obj)
+        view_layer.objects.active = prev_active
+        for o in prev_selected:
+            o.select_set(True, view_layer=view_layer)
+
+
+def _carry_bones(old_arm, new_arm, ours: set, view_layer) -> list:
+    """Copy the bones the user added to ``old_arm`` (not in ``ours``) into ``new_arm``; their names."""
+    from mathutils import Matrix
+
+    extra = [b for b in old_arm.data.bones if b.name not in ours]
+    if not extra:
+        return []
+    rest = [(b.name, b.parent.name if b.parent else None, b.head_local.copy(), b.tail_local.copy(),
+             Matrix(b.matrix_local), {f: getattr(b, f) for f in _BONE_FLAGS if hasattr(b, f)},
+             [c.name for c in getattr(b, "collections", ())]) for b in extra]
+    data = new_arm.data
+    with _armature_edit_mode(new_arm, view_layer) as ebones:
+        made = {}
+        for name, _parent, head, tail, matrix, _flags, _colls in rest:
+            eb = ebones.new(name)
+            eb.head, eb.tail = head, tail
+            eb.matrix = matrix  # its roll (the length stays head-to-tail) ...
+            eb.head, eb.tail = head, tail  # ... and exactly the user's head and tail
+            made[name] = eb
+        for name, parent, _head, _tail, _matrix, flags, colls in rest:
+            eb = made[name]
+            eb.parent = made.get(parent) or ebones.get(parent) if parent else None
+            for f, v in flags.items():
+                if hasattr(eb, f):
+                    setattr(eb, f, v)
+            for cname in colls:
+                (data.collections.get(cname) or data.collections.new(cname)).assign(eb)
+    for name, *_ in rest:
+        src, dst = old_arm.pose.bones[name], new_arm.pose.bones[name]
+        for f in _POSE_VALUES:
+            setattr(dst, f, getattr(src, f))
+        for k in src.keys():
+            dst[k] = src[k]
+    return [name for name, *_ in rest]
+
+
+_KEY_ARRAYS = (("co", 2, np.float32), ("handle_left", 2, np.float32), ("handle_right", 2, np.float32),
+               ("interpolation", 1, np.int32), ("easing", 1, np.int32), ("handle_left_type", 1, np.int32),
+               ("handle_right_type", 1, np.int32), ("type", 1, np.int32), ("amplitude", 1, np.float32),
+               ("back", 1, np.float32), ("period", 1, np.float32))
+_FCURVE_FLAGS = ("extrapolation", "mute", "hide", "lock", "color_mode", "color", "auto_smoothing", "select")
+
+
+def _copy_rna(src, dst) -> None:
+    """Copy the plain (not pointer, not collection, writable) RNA properties of ``src`` onto ``dst``."""
+    for prop in src.bl_rna.properties:
+        if prop.is_readonly or prop.type in {"POINTER", "COLLECTION"} or prop.identifier == "rna_type":
+            continue
+        try:
+            setattr(dst, prop.identifier, getattr(src, prop.identifier))
+        except (AttributeError, TypeError, ValueError):
+            pass
+
+
+def _copy_fcurve(src, bag) -> None:
+    """``src`` (its keys exactly, handles, interpolation, flags and modifiers) as a new F-curve in ``bag``."""
+    fc = keying._new_fcurve(bag, keying.Channel(src.data_path, src.array_index, src.group.name if src.group else "",
+                                                None))
+    n = len(src.keyframe_points)
+    if n:
+        fc.keyframe_points.add(n)
+        for attr, width, dtype in _KEY_ARRAYS:
+            buf = np.empty(n * width, dtype)
+            src.keyframe_points.foreach_get(attr, buf)
+            fc.keyframe_points.foreach_set(attr, buf)
+    for f in _FCURVE_FLAGS:
+        if hasattr(src, f):
+            setattr(fc, f, getattr(src, f))
+    for mod in src.modifiers:
+        _copy_rna(mod, fc.modifiers.new(mod.type))
+
+
+def _carry_channels(old_arm, key: str, action, slot, ours: set) -> int:
+    """Copy the F-curves of ``old_arm``'s action (if ours) that our keys do not write into ``action``'s ``slot``.
+
+    ``ours``: {(data_path, index)} the new capture keys. Returns how many F-curves were copied.
+    """
+    from bpy_extras import anim_utils
+
+    ad = old_arm.animation_data
+    if ad is None or ad.action is None or not is_owned(ad.action, key) or ad.action_slot is None:
+        return 0
+    old_bag = anim_utils.action_get_channelbag_for_slot(ad.action, ad.action_slot)
+    curves = old_bag.fcurves if old_bag is not None else ()
+    extra = [fc for fc in curves if (fc.data_path, fc.array_index) not in ours]
+    if extra:
+        bag = keying.ensure_channelbag(action, slot)
+        for fc in extra:
+            _copy_fcurve(fc, bag)
+    return len(extra)
+
+
+def _carry_materials(old_mesh, new_mesh) -> None:
+    """The user's materials on our old mesh, on the new one (same slots; per-face indices when the faces match)."""
+    if old_mesh.type != "MESH" or not old_mesh.data.materials or new_mesh.data.materials:
+        return
+    for m in old_mesh.data.materials:
+        new_mesh.data.materials.append(m)
+    old_p, new_p = old_mesh.data.polygons, new_mesh.data.polygons
+    if len(old_p) == len(new_p):
+        idx = np.empty(len(old_p), np.int32)
+        old_p.foreach_get("material_index", idx)
+        new_p.foreach_set("material_index", idx)
+
+
+def _not_carried(old_obj, new_obj) -> list:
+    """Warnings for what the user added to one of our objects and the re-run cannot keep."""
+    out = []
+    for kind, old_items, new_items in (("modifier", old_obj.modifiers, new_obj.modifiers),
+                                       ("constraint", old_obj.constraints, new_obj.constraints)):
+        for item in old_items:
+            if item.name not in new_items:
+                out.append(f"the {kind} {item.name!r} on the replaced {old_obj.name} is not on the new one")
+    ad = old_obj.animation_data
+    for track in (ad.nla_tracks if ad is not None else ()):
+        out.append(f"the NLA track {track.name!r} on the replaced {old_obj.name} is not on the new one (its actions "
+                   f"are kept)")
+    if old_obj.type == "ARMATURE":
+        for pb in old_obj.pose.bones:
+            if pb.constraints and pb.name in new_obj.pose.bones and not new_obj.pose.bones[pb.name].constraints:
+                out.append(f"the constraints of bone {pb.name!r} on the replaced {old_obj.name} are not on the new one")
+    return out
+
+
+def _hand_over(old_obj, new_obj) -> None:
+    """Make everything that uses ``old_obj`` use ``new_obj``: its collections (the user may have linked our
+    object into their own), then every other reference (``ID.user_remap``: parents, modifiers,
+    constraints, drivers, the scene camera). Collections go first and by hand, since remapping an object
+    into a collection that already holds the new one can list it twice (Blender 5.2)."""
+    for coll in list(old_obj.users_collection):
+        try:
+            if new_obj.name not in coll.objects:
+                coll.objects.link(new_obj)
+            coll.objects.unlink(old_obj)
+        except RuntimeError:  # a collection linked from a library cannot change
+            pass
+    old_obj.user_remap(new_obj)
+
+
+def _user_counts() -> dict:
+    """{session_uid: (ID, users)} of every ID in use."""
+    return {i.session_uid: (i, i.users) for i in _every_id() if i.users > 0}
+
+
+# -- scene settings (restored when applying fails)
+
+def _scene_settings(scene) -> dict:
+    r = scene.render
+    return {"fps": (r.fps, r.fps_base), "range": (scene.frame_start, scene.frame_end),
+            "resolution": (r.resolution_x, r.resolution_y, r.resolution_percentage, r.pixel_aspect_x, r.pixel_aspect_y),
+            "camera": scene.camera}
+
+
+def _set_scene_settings(scene, values: dict) -> None:
+    r = scene.render
+    r.fps, r.fps_base = values["fps"]
+    scene.frame_start, scene.frame_end = values["range"]
+    r.resolution_x, r.resolution_y, r.resolution_percentage, r.pixel_aspect_x, r.pixel_aspect_y = values["resolution"]
+    scene.camera = values["camera"]
+
+
+def _planned_settings(plan: ScenePlan, scene, cam) -> dict:
+    out = _scene_settings(scene)
+    o = plan.options
+    if plan.fps is not None:
+        out["fps"] = plan.fps
+    if o.set_frame_range:
+        out["range"] = plan.frame_range
+    if o.set_resolution:
+        out["resolution"] = (*plan.camera.resolution, 100, 1.0, 1.0)
+    if o.set_camera:
+        out["camera"] = cam
+    return out
+
+
 def apply_plan(plan: ScenePlan, scene, view_layer) -> AppliedScene:
-    """Write the plan into ``scene`` (the one bpy step); replaces the previous capture of the same clip."""
+    """Write the plan into ``scene`` (the one bpy step); replaces the previous capture of the same clip.
+
+    All or nothing: on any exception every ID made here is removed again and the scene's settings are
+    restored, then the exception propagates. See the module's docstring for what a re-run keeps.
+    """
+    import bpy
+
+    # The job's scene and view layer, whichever one the window shows: the user may have switched scenes
+    # while the job ran, or a script runs it for another scene. Building the armature goes through edit
+    # mode, whose operator takes the active object from the window's scene, so the window shows the job's
+    # scene for this one step (nothing is drawn in between) and then the user's one again.
+    win = bpy.context.window
+    shown = (win.scene, win.view_layer) if win is not None else None
+    try:
+        if shown is not None and (shown[0] != scene or shown[1] != view_layer):
+            win.scene = scene
+            win.view_layer = view_layer
+        with bpy.context.temp_override(scene=scene, view_layer=view_layer):
+            mode = _user_mode(view_layer)
+            try:
+                return _apply(plan, scene, view_layer)
+            finally:
+                _restore_mode(view_layer, mode)
+    finally:
+        if shown is not None and (win.scene != shown[0] or win.view_layer != shown[1]):
+            win.scene = shown[0]
+            win.view_layer = shown[1]
+
+
+def _user_mode(view_layer):
+    """(active object, its mode) when the user is in a mode other than Object mode, else None."""
+    import bpy
+
+    active = view_layer.objects.active
+    return (active, active.mode) if active is not None and bpy.context.mode != "OBJECT" else None
+
+
+def _restore_mode(view_layer, mode) -> None:
+    """Put the user back into the mode they were in (writing the rig needs Object mode)."""
+    import bpy
+
+    if mode is None:
+        return
+    obj, name = mode
+    try:
+        if obj.name not in view_layer.objects or obj.mode == name:
+            return
+        view_layer.objects.active = obj
+        bpy.ops.object.mode_set(mode=name)
+    except (ReferenceError, RuntimeError, TypeError):  # the object is gone or cannot enter that mode now
+        pass
+
+
+def _apply(plan: ScenePlan, scene, view_layer) -> AppliedScene:
     import bpy
 
     old = owned_ids(plan.key)
-    created = []  # new IDs, removed again if anything fails
+    old_by_name = {o.name: o for o in old["objects"]}
+    before = {i.session_uid for i in _every_id()}
+    saved = _scene_settings(scene)
     linked = None  # a kept collection linked into this scene, unlinked again on failure
     try:
         # 1. Collection: keep ours if it exists (it may hold the user's objects too), else a new one.
         coll = old["collections"][0] if old["collections"] else None
         if coll is None:
             coll = bpy.data.collections.new(plan.name)
-            created.append(coll)
         if coll not in scene.collection.children_recursive:
             scene.collection.children.link(coll)
             linked = coll
@@ -259,33 +547,63 @@ def apply_plan(plan: ScenePlan, scene, view_layer) -> AppliedScene:
         mc, mc_new = (None, False)
         if plan.video_path:
             mc, mc_new = _movieclip(plan.video_path, old["movieclips"])
-            if mc_new:
-                created.append(mc)
-        cam = write_camera(plan, f"{plan.name}_camera", coll, mc)
-        created.append(cam)
-        # 3. Hands: armature, skinned mesh, action.
+        cam_name = f"{plan.name}_camera"
+        cam = write_camera(plan, cam_name, coll, mc)
+        new_by_name = {cam_name: cam}
+        # 3. Hands: armature (with the bones the user added to the old one), skinned mesh (with the user's
+        #    materials), action (with the old action's channels that this capture does not key).
         arms, meshes, actions = {}, {}, {}
         for hp in plan.hands:
             stem = f"{plan.name}_{rig.rig_name(hp.side)}"
             arm = rig.write_armature(hp.rig, stem, coll, view_layer)
-            created.append(arm)
+            old_arm = old_by_name.get(stem)
+            if old_arm is not None and old_arm.type == "ARMATURE":
+                _carry_bones(old_arm, arm, set(hp.rig.names), view_layer)
             mesh = skin.write_mesh(hp.skin, f"{stem}_mesh", coll, arm)
-            created.append(mesh)
-            act = keying.write_action(hp.keys, stem, arm)
-            created.append(act)
+            act = keying.write_action(hp.keys, stem, arm, slot_name=stem)  # arm has a temporary name
+            if old_arm is not None:
+                ours = {(ch.data_path, ch.index) for ch in hp.keys.channels()}
+                _carry_channels(old_arm, plan.key, act, arm.animation_data.action_slot, ours)
+            old_mesh = old_by_name.get(f"{stem}_mesh")
+            if old_mesh is not None:
+                _carry_materials(old_mesh, mesh)
             arms[hp.side], meshes[hp.side], actions[hp.side] = arm, mesh, act
+            new_by_name[stem], new_by_name[f"{stem}_mesh"] = arm, mesh
+        warnings = [w for name, o in old_by_name.items() if name in new_by_name
+                    for w in _not_carried(o, new_by_name[name])]
+        # 4. Scene settings.
+        _set_scene_settings(scene, _planned_settings(plan, scene, cam))
+        in_use = _user_counts()
     except BaseException:
-        if linked is not None and linked not in created:
-            scene.collection.children.unlink(linked)
-        _remove([i for i in created if not isinstance(i, bpy.types.Collection)])
-        for c in (i for i in created if isinstance(i, bpy.types.Collection)):
-            bpy.data.collections.remove(c)
+        try:
+            _set_scene_settings(scene, saved)
+            if linked is not None and linked.session_uid in before:
+                scene.collection.children.unlink(linked)
+        finally:  # every ID made since the start, also what a writer made before it failed
+            made = [i for i in _every_id() if i.session_uid not in before]
+            _remove([i for i in made if not isinstance(i, bpy.types.Collection)])
+            for c in (i for i in made if isinstance(i, bpy.types.Collection)):
+                bpy.data.collections.remove(c)
         raise
-    # 4. Remove the previous capture's objects, then its actions and movie clips unless something else
-    #    (a user's duplicate, a fake user) still uses them; then take their names.
+    # 5. Commit (nothing here fails): what pointed at an old object (the user's props, modifiers,
+    #    constraints, the scene camera) points at its new counterpart; remove the previous capture's
+    #    objects, then its actions and movie clips unless something else (a user's duplicate, a fake user)
+    #    still uses them; then take their names.
+    for name, o in old_by_name.items():
+        if name in new_by_name and new_by_name[name].type == o.type:
+            _hand_over(o, new_by_name[name])
+    removed = {o.session_uid for o in old["objects"]} | {o.data.session_uid for o in old["objects"] if o.data}
     _remove(old["objects"])
-    _remove([i for i in old["actions"] + old["movieclips"] if i is not mc and i.users == 0])
-    cam.name = cam.data.name = f"{plan.name}_camera"
+    gone = [i for i in old["actions"] + old["movieclips"] if i is not mc and i.users == 0]
+    removed |= {i.session_uid for i in gone}
+    _remove(gone)
+    # The user's data that only the old capture used would be dropped on save: keep it with a fake user.
+    for uid, (idb, _users) in in_use.items():
+        if uid not in removed and not isinstance(idb, bpy.types.Object) and idb.users == 0 and not idb.use_fake_user:
+            idb.use_fake_user = True
+            warnings.append(f"{type(idb).__name__} {idb.name!r} was used only by the replaced capture; it is kept "
+                            f"with a fake user")
+    cam.name = cam.data.name = cam_name
     for side in arms:
         stem = f"{plan.name}_{rig.rig_name(side)}"
         arms[side].name = arms[side].data.name = stem
@@ -293,18 +611,6 @@ def apply_plan(plan: ScenePlan, scene, view_layer) -> AppliedScene:
         actions[side].name = stem
     for idb in [coll, cam, *arms.values(), *meshes.values(), *actions.values()] + ([mc] if mc_new else []):
         _tag(idb, plan.key)
-    # 5. Scene settings.
-    o = plan.options
-    if plan.fps is not None:
-        scene.render.fps, scene.render.fps_base = plan.fps
-    if o.set_frame_range:
-        scene.frame_start, scene.frame_end = plan.frame_range
-    if o.set_resolution:
-        scene.render.resolution_x, scene.render.resolution_y = plan.camera.resolution
-        scene.render.resolution_percentage = 100
-        scene.render.pixel_aspect_x = scene.render.pixel_aspect_y = 1.0
-    if o.set_camera:
-        scene.camera = cam
     return AppliedScene(
         collection=coll.name,
         camera=cam.name,
@@ -312,4 +618,5 @@ def apply_plan(plan: ScenePlan, scene, view_layer) -> AppliedScene:
         meshes={s: m.name for s, m in meshes.items()},
         actions={s: a.name for s, a in actions.items()},
         frame_range=plan.frame_range,
+        warnings=tuple(warnings),
     )

@@ -6,9 +6,15 @@ bar and cancels it on Esc (closing the generator, which stops the worker before 
 A job that yields the same `Progress` object again is waiting (for the worker), so the tick ends early.
 A `CaptureError` becomes an ERROR report and CANCELLED; any other exception is a bug and keeps its
 traceback.
+
+A running modal job is tracked here (`track`) with its generator and timer: disabling the add-on
+unregisters the operator, and Blender then frees a running modal operator without calling its
+``cancel`` ("whoever unregisters the operator will clean up"), so the add-on's unregister calls
+`stop_all`, which closes the jobs (their workers stop) and removes their timers.
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 import traceback
 
@@ -19,12 +25,48 @@ from ..blender_addon.progress import Progress
 
 TICK_S = 0.05  # timer interval
 BUDGET_S = 0.03  # work per tick
-_ACTIVE: set = set()  # bl_idname of the modal jobs running now
+
+
+@dataclasses.dataclass
+class _Running:
+    """A modal job: its step generator, the window manager timer that ticks it, the workspace whose status
+    bar shows it."""
+
+    steps: object
+    timer: object = None
+    workspace: object = None
+
+
+_ACTIVE: dict = {}  # bl_idname -> _Running, the modal jobs running now
 
 
 def running(bl_idname: str) -> bool:
     """True while a modal job of this operator runs (its poll then refuses a second one)."""
     return bl_idname in _ACTIVE
+
+
+def track(bl_idname: str, steps, timer=None, workspace=None) -> None:
+    """Record a modal job that has started (so that `stop_all` can end it)."""
+    _ACTIVE[bl_idname] = _Running(steps, timer, workspace)
+
+
+def stop_all() -> None:
+    """End every running job: close its generator (its ``finally`` stops the worker before anything is
+    written), remove its timer and status text. Called when the add-on is disabled."""
+    wm = bpy.context.window_manager
+    for r in list(_ACTIVE.values()):
+        try:
+            r.steps.close()
+        except Exception:  # noqa: BLE001 - keep ending the others
+            traceback.print_exc()
+        try:
+            if r.timer is not None and wm is not None:
+                wm.event_timer_remove(r.timer)
+            if r.workspace is not None:
+                r.workspace.status_text_set(None)
+        except (ReferenceError, RuntimeError):  # the window or workspace is already gone
+            pass
+    _ACTIVE.clear()
 
 
 class JobOperator:
@@ -66,7 +108,7 @@ class JobOperator:
         self._timer = wm.event_timer_add(TICK_S, window=context.window)
         wm.modal_handler_add(self)
         context.workspace.status_text_set(self._draw_status)
-        _ACTIVE.add(self.bl_idname)
+        track(self.bl_idname, self._steps, self._timer, context.workspace)
         return {"RUNNING_MODAL"}
 
     def invoke(self, context, event):
@@ -86,7 +128,7 @@ class JobOperator:
         if self._steps is not None:
             self._steps.close()  # runs the job's finally blocks: the worker is stopped
             self._steps = None
-        _ACTIVE.discard(self.bl_idname)
+        _ACTIVE.pop(self.bl_idname, None)
         context.workspace.status_text_set(None)
 
     def modal(self, context, event):
