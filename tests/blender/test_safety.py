@@ -328,7 +328,7 @@ WRITE_PARTS = [
     ("rig", "write_armature", 1), ("rig", "write_armature", 2),
     ("skin", "write_mesh", 1), ("skin", "write_mesh", 2), ("skin", "write_mesh", "partial"),
     ("keying", "write_action", 1), ("keying", "write_action", 2),
-    ("scene", "_carry_bones", 1), ("scene", "_carry_channels", 2),
+    ("carry", "bones", 1), ("carry", "channels", 2),
     ("scene", "_set_scene_settings", 1), ("scene", "_user_counts", 1),
 ]
 
