@@ -4,45 +4,15 @@ materials on our mesh, and every reference to our old objects (`hand_over`); `no
 cannot be kept."""
 from __future__ import annotations
 
-import contextlib
-
 import numpy as np
 
-from . import keying
+from . import keying, rig
 
 
 _BONE_FLAGS = ("use_connect", "use_deform", "use_inherit_rotation", "inherit_scale", "use_local_location",
                "use_relative_parent", "envelope_distance", "envelope_weight", "head_radius", "tail_radius",
                "bbone_segments", "hide_select")
 _POSE_VALUES = ("rotation_mode", "location", "rotation_quaternion", "rotation_euler", "rotation_axis_angle", "scale")
-
-
-@contextlib.contextmanager
-def _armature_edit_mode(obj, view_layer):
-    """``obj`` (an armature in the view layer's scene) in edit mode; the active object and selection come back."""
-    import bpy
-
-    master = view_layer.layer_collection.collection
-    extra_link = obj.name not in master.objects
-    if extra_link:
-        master.objects.link(obj)
-    prev_active = view_layer.objects.active
-    prev_selected = [o for o in view_layer.objects if o.select_get(view_layer=view_layer)]
-    try:
-        if bpy.context.mode != "OBJECT" and prev_active is not None:
-            bpy.ops.object.mode_set(mode="OBJECT")
-        view_layer.objects.active = obj
-        bpy.ops.object.mode_set(mode="EDIT")
-        try:
-            yield obj.data.edit_bones
-        finally:
-            bpy.ops.object.mode_set(mode="OBJECT")
-    finally:
-        if extra_link:
-            master.objects.unlink(obj)
-        view_layer.objects.active = prev_active
-        for o in prev_selected:
-            o.select_set(True, view_layer=view_layer)
 
 
 def bones(old_arm, new_arm, ours: set, view_layer) -> list:
@@ -56,7 +26,7 @@ def bones(old_arm, new_arm, ours: set, view_layer) -> list:
              Matrix(b.matrix_local), {f: getattr(b, f) for f in _BONE_FLAGS if hasattr(b, f)},
              [c.name for c in getattr(b, "collections", ())]) for b in extra]
     data = new_arm.data
-    with _armature_edit_mode(new_arm, view_layer) as ebones:
+    with rig.edit_bones(new_arm, view_layer) as ebones:
         made = {}
         for name, _parent, head, tail, matrix, _flags, _colls in rest:
             eb = ebones.new(name)

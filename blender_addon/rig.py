@@ -7,6 +7,7 @@ across the finger and curling a finger is a rotation about its bones' local X ax
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 
 import numpy as np
@@ -113,6 +114,37 @@ def rig_layout(rest_joints_cam: np.ndarray, rest_tips_cam: np.ndarray, side: str
     )
 
 
+@contextlib.contextmanager
+def edit_bones(obj, view_layer):
+    """``obj`` (an armature in the view layer's scene) in edit mode, yielding its edit bones; Object mode,
+    the active object and the selection come back afterwards. Edit mode needs the object in the view
+    layer: it is linked to the scene's master collection for the while, in case its own collection is
+    excluded from the view layer."""
+    import bpy
+
+    master = view_layer.layer_collection.collection
+    extra_link = obj.name not in master.objects
+    if extra_link:
+        master.objects.link(obj)
+    prev_active = view_layer.objects.active
+    prev_selected = [o for o in view_layer.objects if o.select_get(view_layer=view_layer)]
+    try:
+        if bpy.context.mode != "OBJECT" and prev_active is not None:
+            bpy.ops.object.mode_set(mode="OBJECT")
+        view_layer.objects.active = obj
+        bpy.ops.object.mode_set(mode="EDIT")
+        try:
+            yield obj.data.edit_bones
+        finally:
+            bpy.ops.object.mode_set(mode="OBJECT")
+    finally:
+        if extra_link:
+            master.objects.unlink(obj)
+        view_layer.objects.active = prev_active
+        for o in prev_selected:
+            o.select_set(True, view_layer=view_layer)
+
+
 def write_armature(layout: RigLayout, name: str, collection, view_layer):
     """Create the armature object ``name`` in ``collection`` (bpy); returns the object.
 
@@ -126,22 +158,10 @@ def write_armature(layout: RigLayout, name: str, collection, view_layer):
     obj = bpy.data.objects.new(name, arm)
     obj.show_in_front = True
     collection.objects.link(obj)
-    # Edit mode needs the object in the view layer; link it to the scene's master collection as well
-    # for this step, in case ``collection`` is excluded from the view layer.
-    master = view_layer.layer_collection.collection
-    extra_link = obj.name not in master.objects
-    if extra_link:
-        master.objects.link(obj)
-    prev_active = view_layer.objects.active
-    prev_selected = [o for o in view_layer.objects if o.select_get(view_layer=view_layer)]
-    try:
-        if bpy.context.mode != "OBJECT" and prev_active is not None:
-            bpy.ops.object.mode_set(mode="OBJECT")
-        view_layer.objects.active = obj
-        bpy.ops.object.mode_set(mode="EDIT")
+    with edit_bones(obj, view_layer) as edit:
         ebones = []
         for i, bname in enumerate(layout.names):
-            eb = arm.edit_bones.new(bname)
+            eb = edit.new(bname)
             eb.head = layout.heads[i].tolist()
             eb.tail = layout.tails[i].tolist()
             eb.align_roll(layout.rest_rot[i][:, 2].tolist())
@@ -152,15 +172,6 @@ def write_armature(layout: RigLayout, name: str, collection, view_layer):
             if p >= 0:
                 eb.parent = ebones[p]
                 eb.use_connect = bool(layout.connected[i])
-        bpy.ops.object.mode_set(mode="OBJECT")
-    finally:
-        if extra_link:
-            master.objects.unlink(obj)
-        view_layer.objects.active = prev_active
-        for o in prev_selected:
-            o.select_set(True, view_layer=view_layer)
-    for pb in obj.pose.bones:
-        pb.rotation_mode = "QUATERNION"
     return obj
 
 
