@@ -60,8 +60,9 @@ sys.stderr.write("fake worker starting\\n")
 for i in range(1, 4):
     ev(event="progress", stage="detect", done=i * 10, total=30, fps=90.0, eta_s=(3 - i) * 0.1)
 if mode == "hang":
-    with open(out + ".pid", "w") as f:
+    with open(out + ".pid.tmp", "w") as f:
         f.write(str(os.getpid()))
+    os.replace(out + ".pid.tmp", out + ".pid")  # readers poll for the file: it appears complete
     time.sleep(120)
 if mode == "error":
     ev(event="error", message="No readable frames in clip.mov (codec hevc): convert it to H.264")
