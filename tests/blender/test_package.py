@@ -91,3 +91,12 @@ def test_extension_imports(path):
             top = n.split(".")[0]
             assert top not in heavy, f"{path.name} imports {n}"
             assert top not in project, f"{path.name} imports {n} absolutely; use a relative import"
+
+
+@pytest.mark.parametrize("path", list(_py_files(("operators", "panels"))), ids=lambda p: str(p.relative_to(ROOT)))
+def test_operators_and_panels_reach_the_core_through_blender_addon(path):
+    """UI code imports blender_addon (which re-exports CaptureError, CORE_ROOT), never core directly."""
+    tree = ast.parse(path.read_text(), str(path))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.level:
+            assert (node.module or "").split(".")[0] != "core", f"{path.name} imports ..{node.module}"
