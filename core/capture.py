@@ -27,6 +27,7 @@ class CaptureOptions:
     input: str
     static: bool | None = None  # None: static for image folders, tracking for video
     hands: int = 2
+    side: str | None = None  # with hands=1: keep this side ("right"/"left"); None: the most confident, largest hand
     start: int = 0
     end: int | None = None
     stride: int = 1
@@ -49,7 +50,12 @@ class CaptureOptions:
     @classmethod
     def from_args(cls, a) -> "CaptureOptions":
         K = load_intrinsics(a.intrinsics) if a.intrinsics else None
-        return cls(input=a.input, static=True if a.static else None, hands=a.hands, start=a.start, end=a.end,
+        side = getattr(a, "side", None)
+        if side is not None and a.hands == 2:
+            raise CaptureError(f"--side {side} keeps one hand; it cannot be used with --hands 2")
+        hands = a.hands if a.hands is not None else (1 if side else 2)
+        return cls(input=a.input, static=True if a.static else None, hands=hands, side=side,
+                   start=a.start, end=a.end,
                    stride=a.stride, fx=a.fx, fy=a.fy, cx=a.cx, cy=a.cy, fov=a.fov, K=K,
                    with_vertices=a.with_vertices, model_right=a.model_right, model_left=a.model_left,
                    min_confidence=a.min_confidence, vae=not a.no_vae, fit=not a.no_fit,
@@ -129,6 +135,44 @@ def _intrinsics_for(opts: CaptureOptions, width: int, height: int, n: int, frame
     return np.repeat(K[None], n, 0), guessed
 
 
+def fit_shots(fit, cuts, fps: float | None, kp_px: np.ndarray, world: np.ndarray, detected: np.ndarray,
+              K: np.ndarray, landmarks_z: np.ndarray | None = None, **kwargs):
+    """``fit`` (`core.solve.pose.fit_hand` without its layer) over a clip with scene cuts, so that neither
+    gap filling nor smoothing reaches across a cut: at every cut, enough undetected frames are inserted
+    (longer than any gap the temporal clean-up fills or smooths across), the clip is fitted once (one
+    shape per hand), and the inserted frames are taken out again.
+
+    Args:
+        fit: callable(kp_px, world, detected, K, landmarks_z=..., fps=..., **kwargs) -> `HandFit`.
+        cuts: frame positions (1..T-1) where a new shot starts.
+        fps: frames per second of the (strided) video, or None for unrelated images (no temporal clean-up).
+        kp_px (T, 21, 2), world (T, 21, 3), detected (T,), K (T, 3, 3), landmarks_z (T, 21) or None.
+    Returns:
+        the `HandFit` of the T frames.
+    """
+    cuts = sorted({int(c) for c in cuts if 0 < int(c) < len(detected)})
+    if not cuts or fps is None:
+        return fit(kp_px, world, detected, K, landmarks_z=landmarks_z, fps=fps, **kwargs)
+    from .solve.smooth import SmoothConfig
+
+    pad = int(np.ceil(max(SmoothConfig().max_gap_s, 1.0) * fps)) + 2  # over a second of nothing at each cut
+    t = len(detected)
+    pos = np.arange(t) + pad * np.searchsorted(cuts, np.arange(t), side="right")  # frame -> padded position
+
+    def spread(a, fill=None):
+        a = np.asarray(a)
+        out = np.zeros((pos[-1] + 1, *a.shape[1:]), a.dtype)
+        if fill is not None:
+            out[:] = fill
+        out[pos] = a
+        return out
+
+    res = fit(spread(kp_px), spread(world), spread(detected), spread(K, fill=np.asarray(K)[0]),
+              landmarks_z=None if landmarks_z is None else spread(landmarks_z), fps=fps, **kwargs)
+    return dataclasses.replace(res, **{f.name: getattr(res, f.name)[pos] for f in dataclasses.fields(res)
+                                       if f.name != "betas" and getattr(res, f.name) is not None})
+
+
 def run_capture(opts: CaptureOptions) -> Generator[Progress, None, tuple]:
     """The capture job as a step generator: yields Progress, returns (ClipResult, VideoSource)."""
     from .detect import create_detector
@@ -136,11 +180,16 @@ def run_capture(opts: CaptureOptions) -> Generator[Progress, None, tuple]:
     from .hand.load import load_model
     from .hand.mano import ManoLayer
     from .solve.pose import fit_hand
+    from .solve.cuts import Shots
     from .solve.track import Tracker
     from .io.video import open_video
 
     if opts.stride < 1:
         raise CaptureError(f"--stride must be at least 1; got {opts.stride}")
+    if opts.side is not None and opts.side not in ("right", "left"):
+        raise CaptureError(f"--side must be 'right' or 'left'; got {opts.side!r}")
+    if opts.side is not None and opts.hands != 1:
+        raise CaptureError("--side keeps one hand; use it with --hands 1 (or leave --hands out)")
     # Load the hand models first: a bad model file fails before minutes of detection.
     if opts.model_right is None or opts.model_left is None:
         from .hand.gen import ensure_open_model
@@ -157,44 +206,60 @@ def run_capture(opts: CaptureOptions) -> Generator[Progress, None, tuple]:
     n = src.frame_count
     rate = Rate()
     yield Progress("detect", 0, n)
-    tracker = Tracker()
-    frame_index = []
-    with create_detector("mediapipe", static=static, max_hands=opts.hands,
+    # Identity: spurious tracklets (fewer than 3 frames) are dropped in tracking mode (every image is its own
+    # frame in static mode), and a video's scene cuts end every tracklet. With --hands 1 the detector still
+    # looks for two hands, so that the hand kept is told apart from the other one (MediaPipe, asked for one
+    # hand, hops to the other hand when they come close) and the asked --side is found; one is kept below.
+    tracker = Tracker(min_frames=1 if static else 3)
+    shots = None if static else Shots()
+    frame_index, per_frame = [], []
+    with create_detector("mediapipe", static=static, max_hands=2,
                          min_detection_confidence=opts.min_confidence) as det:
         for k, (idx, frame) in enumerate(src):
-            hands = det.detect(frame, idx / src.fps)
-            tracker.update(hands)
+            per_frame.append(det.detect(frame, idx / src.fps))
+            if shots is not None:
+                shots.add(frame)
             frame_index.append(idx)
             yield rate.event("detect", k + 1, n)
     frame_index = np.asarray(frame_index, np.int64)
     t = len(frame_index)
     if t == 0:
         raise CaptureError(f"no frames could be read from {src.path.name}")
+    cuts = set(shots.cuts()) if shots is not None else set()
+    for k, hands in enumerate(per_frame):
+        if k in cuts:
+            tracker.cut()
+        tracker.update(hands, int(frame_index[k]))
     tracks = tracker.finish()
+    if opts.hands == 1 and tracks:
+        tracks = tracks.pick(opts.side)
     if not tracks or not any(tr.detected.any() for tr in tracks.values()):
         raise CaptureError(f"no hand found in any of the {t} frames of {src.path.name}: "
                            "film the hand larger, better lit, or palm towards the camera")
     K, guessed = _intrinsics_for(opts, src.width, src.height, t, frame_index)
-    sides = tuple(s for s in ("right", "left") if s in tracks and tracks[s].detected.any())
+    slots = [h for h in tracks.hands if h.detected.any()]  # right slots first; two only for same-side hands
+    sides = tuple(h.side for h in slots)
     # Without the 2D-aware fit: no relative depth (no back-projected target) and no refinement, so the
     # pose is the twist-swing IK of the detector's 3D landmarks; the other settings stay the defaults.
     config = FitConfig() if opts.fit else dataclasses.replace(FitConfig(), refine=None)
     if not opts.collide:
         config = dataclasses.replace(config, penetration=None)
-    fits = {}
-    for h, side in enumerate(sides):
-        yield Progress("fit", h, len(sides))
-        tr = tracks[side]
-        # Detector pixels have their origin at the pixel corner; K uses OpenCV's pixel centres.
-        fits[side] = fit_hand(ManoLayer(models[side]), tr.landmarks_px - 0.5, tr.world, tr.detected, K,
-                              with_vertices=opts.with_vertices, landmarks_z=tr.landmarks_z if opts.fit else None,
-                              image_width=src.width, config=config,
-                              fps=None if src.is_folder else float(src.fps) / opts.stride, refiner=refiner)
-    yield Progress("fit", len(sides), len(sides))
-    st = lambda key: np.stack([getattr(fits[s], key) for s in sides])  # noqa: E731
-    tt = lambda key: np.stack([getattr(tracks[s], key) for s in sides])  # noqa: E731
+    fits = []
+    for h, tr in enumerate(slots):
+        yield Progress("fit", h, len(slots))
+        layer = ManoLayer(models[tr.side])
+        # Detector pixels have their origin at the pixel corner; K uses OpenCV's pixel centres. Neither gap
+        # filling nor smoothing crosses a scene cut (`fit_shots`).
+        fits.append(fit_shots(lambda *a, **kw: fit_hand(layer, *a, **kw), sorted(cuts),
+                              None if src.is_folder else float(src.fps) / opts.stride,
+                              tr.landmarks_px - 0.5, tr.world, tr.detected, K,
+                              landmarks_z=tr.landmarks_z if opts.fit else None, with_vertices=opts.with_vertices,
+                              image_width=src.width, config=config, refiner=refiner))
+    yield Progress("fit", len(slots), len(slots))
+    st = lambda key: np.stack([getattr(f, key) for f in fits])  # noqa: E731
+    tt = lambda key: np.stack([getattr(tr, key) for tr in slots])  # noqa: E731
     faces = models[sides[0]].faces if opts.with_vertices else None
-    if opts.with_vertices and len(sides) == 2 and models["right"].n_verts != models["left"].n_verts:
+    if opts.with_vertices and len(set(sides)) == 2 and models["right"].n_verts != models["left"].n_verts:
         raise CaptureError("--with-vertices needs right and left models with the same vertex count")
     return ClipResult(
         source=str(opts.input),

@@ -107,7 +107,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("input", type=_path, help="video file (mp4/mov/avi/mkv) or folder of images")
     c.add_argument("--out", required=True, type=_path, help="output clip file (.npz)")
     c.add_argument("--static", action="store_true", help="detect every frame independently (default for image folders)")
-    c.add_argument("--hands", type=int, choices=(1, 2), default=2, help="maximum number of hands")
+    c.add_argument("--hands", type=int, choices=(1, 2), default=None,
+                   help="2 (default): every hand, up to two at a time; 1: one hand over the whole clip, never "
+                        "switching (the most confident and largest, or --side)")
+    c.add_argument("--side", choices=("right", "left"), default=None,
+                   help="keep only this hand (implies --hands 1)")
     c.add_argument("--start", type=_int_at_least(0, "a frame index"), default=0,
                    help="first source frame (0-based)")
     c.add_argument("--end", type=_int_at_least(1, "a frame index"), default=None,

@@ -30,7 +30,7 @@ class ClipResult:
     time: np.ndarray  # (T,) float seconds
     K: np.ndarray  # (T, 3, 3)
     K_guessed: bool
-    sides: tuple  # (H,) "right"/"left"
+    sides: tuple  # (H,) "right"/"left"; two slots share a side only for two people's same-side hands
     model_names: tuple  # (H,) str
     model_paths: tuple  # (H,) str, "" = the bundled open model
     valid: np.ndarray  # (H, T) bool
@@ -59,7 +59,7 @@ class ClipResult:
         return self.model_paths[h] or None
 
     def hand(self, side: str) -> int:
-        """Slot index of ``side``; raises CaptureError when the clip has no such hand."""
+        """Slot index of ``side`` (its first slot); raises CaptureError when the clip has no such hand."""
         if side not in self.sides:
             raise CaptureError(f"clip has no {side} hand (hands: {', '.join(self.sides) or 'none'})")
         return self.sides.index(side)
@@ -98,8 +98,8 @@ def check_clip(c: ClipResult, name: str = "clip") -> None:
         problems.append(f"betas has shape {np.shape(c.betas)}, expected ({c.n_hands}, B)")
     if len(c.model_names) != c.n_hands or len(c.model_paths) != c.n_hands:
         problems.append(f"model_names/model_paths need one entry per hand ({c.n_hands})")
-    if any(s not in ("right", "left") for s in c.sides) or len(set(c.sides)) != len(c.sides):
-        problems.append(f"sides {list(c.sides)} must be distinct 'right'/'left'")
+    if any(s not in ("right", "left") for s in c.sides) or list(c.sides) != sorted(c.sides, key=("right", "left").index):
+        problems.append(f"sides {list(c.sides)} must be 'right'/'left', right slots first")
     if c.vertices is not None:
         v = np.shape(c.vertices)
         if len(v) != 4 or v[:2] != (c.n_hands, c.n_frames) or v[3] != 3 or c.faces is None:

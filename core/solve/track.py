@@ -1,4 +1,5 @@
-"""Hand identity over a clip: per-frame detections (0-2 hands) -> one "right" and one "left" track.
+"""Hand identity over a clip: per-frame detections (0-2 hands) -> hand slots ("right", "left"; two
+slots may share a side when two people's same-side hands are seen together).
 
 Per-frame handedness labels flicker (a hand seen edge-on, two hands touching), so a hand's side is
 not read from each frame. Instead:
@@ -11,11 +12,20 @@ not read from each frame. Instead:
    third, e.g. a second, smaller copy of one hand), the two kept are chosen by the same matching, not by
    label score, so a tracked hand is not dropped for a look-alike on the other hand. A tracklet ends
    after ``max_gap`` frames without a match.
-2. At the end, tracklets get sides from their accumulated votes (sum over frames of 2*p_right - 1):
-   tracklets seen at the same time must be different hands, so each group of overlapping tracklets
-   is coloured right/left as a whole, choosing the colouring the votes favour most. A tracklet never
-   seen beside another hand takes its own majority when the evidence is clear, else the majority of
-   all such single-hand frames (so one hand seen alone keeps one side over the whole clip).
+   A scene cut (`Tracker.cut`) ends every tracklet: no identity reaches across it.
+2. At the end, tracklets shorter than ``min_frames`` are dropped (a one-frame spurious hand during a
+   fast blurred turn), then tracklets get sides from their accumulated votes (sum over frames of
+   2*p_right - 1): tracklets seen at the same time are different hands and, normally, of different
+   sides, so each group of overlapping tracklets is coloured right/left as a whole, choosing the
+   colouring the votes favour most. Two overlapping tracklets whose detections both say the same side
+   with confidence (``same_side_score``) on most shared frames are two people's same-side hands: each
+   keeps its own side instead of one being mirrored. A tracklet never seen beside another hand takes its
+   own majority when the evidence is clear, else the majority of all such single-hand frames of its shot
+   (so one hand seen alone keeps one side over the shot).
+3. Tracklets of one side fill slots: the first slot of a side takes every tracklet that does not overlap
+   one already in it, a second slot the rest (only same-side hands seen together need one).
+   `TrackResult.pick` keeps one hand (``--hands 1``): the slot of the asked side, or the most confident
+   and largest over the clip; the other hands' frames become undetected, never relabelled.
 
 `Tracker` is the streaming form (``update`` per frame, ``finish`` once); `track_hands` runs it on an
 iterable. Frames are counted in the order they are added (a strided clip's neighbours are neighbours).
@@ -37,7 +47,7 @@ _DROP = -1  # `Tracker._match`: the detection is not kept (more detections than 
 
 @dataclasses.dataclass(frozen=True)
 class HandTrack:
-    """One hand's keypoints over the clip (T frames; zeros where ``detected`` is False).
+    """One hand slot's keypoints over the clip (T frames; zeros where ``detected`` is False).
 
     Fields:
         side: "right" or "left" (ordinary, non-mirrored picture).
@@ -60,18 +70,21 @@ class HandTrack:
 
 @dataclasses.dataclass(frozen=True)
 class TrackResult:
-    """Hands of a clip, one `HandTrack` per side ever seen ("right" first).
+    """Hands of a clip, one `HandTrack` per slot ("right" slots first; normally one per side ever seen).
 
-    Also a read-only mapping side -> `HandTrack`: ``"left" in result``, ``result["right"]``,
-    ``result.items()``, ``len(result)`` (hands found; 0 is falsy).
+    Also a read-only mapping side -> `HandTrack` (the side's first slot): ``"left" in result``,
+    ``result["right"]``, ``result.items()``, ``len(result)`` (slots; 0 is falsy).
 
     Fields:
         frame_index: (T,) int64, source frame index of each added frame.
-        hands: tuple of `HandTrack`, sides in `SIDES` order, only sides that were detected.
+        hands: tuple of `HandTrack`, sides in `SIDES` order, only sides that were detected; a side has two
+            slots only where two hands of that side were seen at the same time.
+        cuts: frame positions (0..T-1) where a new shot starts (`Tracker.cut`); identity never crosses one.
     """
 
     frame_index: np.ndarray
     hands: tuple[HandTrack, ...]
+    cuts: tuple[int, ...] = ()
 
     @property
     def sides(self) -> tuple[str, ...]:
@@ -106,10 +119,26 @@ class TrackResult:
         return int(self.frame_index.shape[0])
 
     def hand(self, side: str) -> HandTrack:
-        """The track of ``side``; raises CaptureError when that hand was never detected."""
+        """The track of ``side`` (its first slot); raises CaptureError when that hand was never detected."""
         if side in self.sides:
             return self[side]
         raise CaptureError(f"no {side} hand was detected in this clip (hands: {', '.join(self.sides) or 'none'})")
+
+    def pick(self, side: str | None = None) -> "TrackResult":
+        """One hand over the whole clip (``--hands 1``): the slot of ``side`` with the most detected frames,
+        or, without ``side``, the slot with the largest sum over frames of confidence x hand size (the most
+        confident and largest hand). The other slots are left out, so their frames are simply undetected
+        here. Raises CaptureError when ``side`` was never detected."""
+        if side is not None:
+            self.hand(side)  # one clear line when the asked side is absent
+        cands = [h for h in self.hands if side is None or h.side == side]
+        if len(cands) <= 1 and len(self.hands) <= 1:
+            return self
+        def weight(h: HandTrack) -> float:
+            size = np.linalg.norm(h.landmarks_px.max(1) - h.landmarks_px.min(1), axis=-1)
+            return float((h.score * size * h.detected).sum())
+        best = max(cands, key=(lambda h: int(h.detected.sum())) if side is not None else weight)
+        return dataclasses.replace(self, hands=(best,))
 
 
 @dataclasses.dataclass
@@ -122,6 +151,7 @@ class _Tracklet:
     size: float  # hand size, pixels (landmark bounding-box diagonal, smoothed)
     votes: float = 0.0  # sum of (2 * p_right - 1)
     n: int = 0
+    shot: int = 0  # index of the shot (between scene cuts) it lies in
 
 
 def _hand_size(lms: np.ndarray) -> float:
@@ -138,14 +168,22 @@ class Tracker:
         label_weight: how much label agreement lowers the matching cost (in hand sizes); small, so
             labels only break near-ties of position.
         duplicate_dist: detections closer than this (hand sizes) are one hand seen twice.
+        min_frames: tracklets seen on fewer frames are dropped as spurious (1 keeps all: unrelated
+            images, where each image is its own frame).
+        same_side_score: two hands seen together both labelled one side with at least this confidence, on
+            most of their shared frames, keep that side (two slots of one side) instead of one being
+            coloured the other side.
     """
 
     def __init__(self, max_gap: int = 15, gate: float = 1.0, label_weight: float = 0.1,
-                 duplicate_dist: float = 0.25):
+                 duplicate_dist: float = 0.25, min_frames: int = 3, same_side_score: float = 0.8):
         self.max_gap = int(max_gap)
         self.gate = float(gate)
         self.label_weight = float(label_weight)
         self.duplicate_dist = float(duplicate_dist)
+        self.min_frames = max(1, int(min_frames))
+        self.same_side_score = float(same_side_score)
+        self._cuts: list[int] = []
         self._frame_index: list[int] = []
         self._assigned: list[list[tuple[int, HandDet]]] = []  # per frame: (tracklet id, detection)
         self._active: list[_Tracklet] = []
@@ -153,6 +191,16 @@ class Tracker:
         self._next_id = 0
 
     # -- online part -------------------------------------------------------------------------------
+    def cut(self) -> None:
+        """A scene cut before the next frame: every tracklet ends here, and nothing after it continues one
+        from before (identity, side votes and the single-hand majority stay within a shot)."""
+        t = len(self._frame_index)
+        if t == 0 or (self._cuts and self._cuts[-1] == t):
+            return
+        self._done.extend(self._active)
+        self._active = []
+        self._cuts.append(t)
+
     def update(self, frame: Detections | Sequence[HandDet], frame_index: int | None = None) -> None:
         """Add the next frame: a `Detections`, or a sequence of `HandDet` (``frame_index`` defaults to a count)."""
         if isinstance(frame, Detections):
@@ -180,7 +228,7 @@ class Tracker:
                 continue
             if m is None:
                 k = _Tracklet(self._next_id, t, t, det.landmarks_px.astype(np.float32), np.zeros(2, np.float32),
-                              _hand_size(det.landmarks_px))
+                              _hand_size(det.landmarks_px), shot=len(self._cuts))
                 self._next_id += 1
                 self._active.append(k)
             else:
@@ -240,25 +288,53 @@ class Tracker:
         return best
 
     # -- final part --------------------------------------------------------------------------------
-    def _sides(self) -> dict[int, str]:
-        """Side of every tracklet (see module docstring, step 2)."""
-        tracklets = self._done + self._active
+    def _kept(self) -> list[_Tracklet]:
+        """Tracklets seen on at least ``min_frames`` frames, in order of their first frame (a shot of at most
+        2 x ``min_frames`` frames keeps all of its tracklets: too short to tell a spurious hand)."""
+        bounds = [0, *self._cuts, len(self._frame_index)]
+        shot_len = [b - a for a, b in zip(bounds[:-1], bounds[1:])]
+        return sorted((k for k in self._done + self._active
+                       if k.n >= self.min_frames or shot_len[k.shot] <= 2 * self.min_frames), key=lambda k: (k.first, k.id))
+
+    def _same_side(self, a: int, b: int, labels: dict) -> bool:
+        """Tracklets ``a`` and ``b`` (seen together) are two hands of one side: on at least 80 % of the frames
+        where both were detected, both labels name the same side with ``same_side_score`` or more."""
+        la, lb = labels[a], labels[b]
+        both = [t for t in la if t in lb]
+        if not both:
+            return False
+        agree = sum(la[t][0] == lb[t][0] and min(la[t][1], lb[t][1]) >= self.same_side_score for t in both)
+        return agree >= 0.8 * len(both)
+
+    def _sides(self, tracklets: list[_Tracklet]) -> dict[int, str]:
+        """Side of every kept tracklet (see module docstring, step 2)."""
         n = len(tracklets)
-        adj: list[set[int]] = [set() for _ in range(n)]
+        labels: dict[int, dict[int, tuple[str, float]]] = {k.id: {} for k in tracklets}
+        for t, frame in enumerate(self._assigned):
+            for tid, det in frame:
+                if tid in labels:
+                    labels[tid][t] = (det.side, float(det.score))
+        seen_together = [False] * n
+        adj: list[set[int]] = [set() for _ in range(n)]  # must be different sides
         for a, b in itertools.combinations(range(n), 2):
             ta, tb = tracklets[a], tracklets[b]
             if ta.first <= tb.last and tb.first <= ta.last:
-                adj[a].add(b)
-                adj[b].add(a)
+                seen_together[a] = seen_together[b] = True
+                if not self._same_side(ta.id, tb.id, labels):
+                    adj[a].add(b)
+                    adj[b].add(a)
         colour = [0] * n  # +1 right, -1 left
-        isolated_votes = sum(k.votes for i, k in enumerate(tracklets) if not adj[i])
+        isolated_votes: dict[int, float] = {}  # per shot
+        for i, k in enumerate(tracklets):
+            if not seen_together[i]:
+                isolated_votes[k.shot] = isolated_votes.get(k.shot, 0.0) + k.votes
         for root in range(n):
             if colour[root]:
                 continue
             if not adj[root]:
                 k = tracklets[root]
-                clear = k.n >= 15 and abs(k.votes) / k.n >= 0.6
-                v = k.votes if clear else (isolated_votes if isolated_votes else k.votes)
+                clear = seen_together[root] or (k.n >= 15 and abs(k.votes) / k.n >= 0.6)
+                v = k.votes if clear else (isolated_votes.get(k.shot) or k.votes)
                 colour[root] = 1 if v >= 0 else -1
                 continue
             colour[root], stack, comp = 1, [root], [root]
@@ -274,15 +350,29 @@ class Tracker:
                     colour[i] = -colour[i]
         return {k.id: ("right" if c > 0 else "left") for k, c in zip(tracklets, colour)}
 
+    @staticmethod
+    def _slots(tracklets: list[_Tracklet], side_of: dict[int, str]) -> list[tuple[str, set[int]]]:
+        """(side, tracklet ids) per slot: per side, each tracklet (by first frame) joins the first slot of its
+        side where it overlaps no tracklet yet, else opens another slot of that side."""
+        slots: dict[str, list[tuple[int, set[int]]]] = {s: [] for s in SIDES}  # (last frame, ids)
+        for k in tracklets:
+            rows = slots[side_of[k.id]]
+            for j, (last, ids) in enumerate(rows):
+                if last < k.first:
+                    rows[j] = (k.last, ids | {k.id})
+                    break
+            else:
+                rows.append((k.last, {k.id}))
+        return [(s, ids) for s in SIDES for _, ids in slots[s]]
+
     def finish(self) -> TrackResult:
-        """The tracks of every frame added so far, one `HandTrack` per side detected."""
-        side_of = self._sides()
+        """The tracks of every frame added so far, one `HandTrack` per slot (normally one per side detected)."""
+        tracklets = self._kept()
+        side_of = self._sides(tracklets)
         T = len(self._frame_index)
         hands = []
-        for side in SIDES:
-            rows = [(t, det) for t, frame in enumerate(self._assigned) for tid, det in frame if side_of[tid] == side]
-            if not rows:
-                continue
+        for side, ids in self._slots(tracklets, side_of):
+            rows = [(t, det) for t, frame in enumerate(self._assigned) for tid, det in frame if tid in ids]
             ts = np.array([t for t, _ in rows], np.int64)
             detected = np.zeros(T, bool)
             score = np.zeros(T, np.float32)
@@ -296,18 +386,22 @@ class Tracker:
             world[ts] = np.stack([d.world for _, d in rows])
             agree = float(np.mean([d.side == side for _, d in rows]))
             hands.append(HandTrack(side, detected, score, px, z, world, agree))
-        return TrackResult(np.asarray(self._frame_index, np.int64), tuple(hands))
+        return TrackResult(np.asarray(self._frame_index, np.int64), tuple(hands), tuple(self._cuts))
 
 
-def track_hands(frames: Iterable[Detections | Sequence[HandDet]], **options) -> TrackResult:
+def track_hands(frames: Iterable[Detections | Sequence[HandDet]], cuts: Iterable[int] = (), **options) -> TrackResult:
     """Hand tracks of a whole clip: `Tracker` (``options`` are its arguments) over ``frames`` in order.
 
     Args:
         frames: per frame a `Detections` or a sequence of 0-2 `HandDet`.
+        cuts: frame positions (0-based, in ``frames``) where a new shot starts (`core.solve.cuts.find_cuts`).
     Returns:
-        TrackResult with (T,) / (T, 21, ...) arrays per side.
+        TrackResult with (T,) / (T, 21, ...) arrays per slot.
     """
     tracker = Tracker(**options)
-    for frame in frames:
+    cuts = set(int(c) for c in cuts)
+    for t, frame in enumerate(frames):
+        if t in cuts:
+            tracker.cut()
         tracker.update(frame)
     return tracker.finish()
