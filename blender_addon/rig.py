@@ -24,9 +24,10 @@ def bone_name(side: str, joint: str) -> str:
     return f"hand_{SIDE_SUFFIX[side]}.{joint}"
 
 
-def rig_name(side: str) -> str:
-    """Object name stem of one hand: ``hand_R`` / ``hand_L``."""
-    return f"hand_{SIDE_SUFFIX[side]}"
+def rig_name(side: str, ordinal: int = 1) -> str:
+    """Object name stem of one hand: ``hand_R`` / ``hand_L``; the second hand slot of one side (two people's
+    right hands in one clip) is ``hand_R2``."""
+    return f"hand_{SIDE_SUFFIX[side]}" + (str(ordinal) if ordinal > 1 else "")
 
 
 @dataclasses.dataclass(frozen=True)

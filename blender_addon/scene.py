@@ -63,6 +63,17 @@ class HandPlan:
     skin: skin.SkinMesh
     keys: keying.HandKeys
     n_frames: int
+    ordinal: int = 1  # 2 for the second slot of one side (two people's same-side hands in one clip)
+
+    @property
+    def key(self) -> str:
+        """Key of this hand in `AppliedScene`'s dicts: its side, ``"right2"`` for a side's second slot."""
+        return self.side if self.ordinal == 1 else f"{self.side}{self.ordinal}"
+
+    @property
+    def rig_name(self) -> str:
+        """Object name stem: ``hand_R``, ``hand_L``, ``hand_R2`` for a side's second slot."""
+        return rig.rig_name(self.side, self.ordinal)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,7 +99,8 @@ class ScenePlan:
 
 @dataclasses.dataclass(frozen=True)
 class AppliedScene:
-    """Names of what `apply_plan` made: collection, camera, {side: armature}, {side: mesh}, {side: action};
+    """Names of what `apply_plan` made: collection, camera, {side: armature}, {side: mesh}, {side: action}
+    (a side's second hand slot under ``"right2"`` / ``"left2"``, see `HandPlan.key`);
     warnings: what the user should know about their own data (kept with a fake user)."""
 
     collection: str
@@ -134,13 +146,15 @@ def plan_scene(clip: ClipResult, models: dict, scene_fps: float, units: float = 
     t_count = clip.n_frames
     hands = []
     for h, side in enumerate(clip.sides):
+        ordinal = clip.sides[:h + 1].count(side)  # 2: a second hand of this side (two people's right hands)
+        who = side if ordinal == 1 else f"second {side}"
         valid = np.asarray(clip.valid[h], bool)
         n_valid = int(valid.sum())
         if n_valid == 0:
-            warnings.append(f"the {side} hand was not found on any frame; no rig was made for it")
+            warnings.append(f"the {who} hand was not found on any frame; no rig was made for it")
             continue
         if n_valid < t_count:
-            warnings.append(f"{t_count - n_valid} of {t_count} frames had no {side} hand; they were not keyed")
+            warnings.append(f"{t_count - n_valid} of {t_count} frames had no {who} hand; they were not keyed")
         model: HandModel = models[side]
         betas = np.asarray(clip.betas[h], np.float32)
         v_rest = model.shaped_vertices(betas)
@@ -150,7 +164,7 @@ def plan_scene(clip: ClipResult, models: dict, scene_fps: float, units: float = 
             warnings.append(f"the {side} hand model ({model.name}) has pose-corrective shapes, which Blender's "
                             f"Armature modifier does not apply; the mesh may differ slightly from the capture")
         keys = keying.hand_keys(clip.global_orient[h], clip.hand_pose[h], clip.transl[h], valid, frames, layout, units)
-        hands.append(HandPlan(side=side, rig=layout, skin=mesh, keys=keys, n_frames=t_count))
+        hands.append(HandPlan(side=side, rig=layout, skin=mesh, keys=keys, n_frames=t_count, ordinal=ordinal))
     if not hands:
         raise CaptureError(f"no hand was found in any of the {t_count} frames of {os.path.basename(clip.source)}: "
                            f"check that the hands are visible and well lit, or lower the detection confidence")
@@ -376,9 +390,9 @@ def _apply(plan: ScenePlan, scene, view_layer) -> AppliedScene:
         new_by_name = {cam_name: cam}
         # 3. Hands: armature (with the bones the user added to the old one), skinned mesh (with the user's
         #    materials), action (with the old action's channels that this capture does not key).
-        arms, meshes, actions = {}, {}, {}
+        arms, meshes, actions, stems = {}, {}, {}, {}
         for hp in plan.hands:
-            stem = f"{plan.name}_{rig.rig_name(hp.side)}"
+            stem = f"{plan.name}_{hp.rig_name}"
             arm = rig.write_armature(hp.rig, stem, coll, view_layer)
             old_arm = old_by_name.get(stem)
             if old_arm is not None and old_arm.type == "ARMATURE":
@@ -393,7 +407,8 @@ def _apply(plan: ScenePlan, scene, view_layer) -> AppliedScene:
             old_mesh = old_by_name.get(f"{stem}_mesh")
             if old_mesh is not None:
                 carry.materials(old_mesh, mesh)
-            arms[hp.side], meshes[hp.side], actions[hp.side] = arm, mesh, act
+            arms[hp.key], meshes[hp.key], actions[hp.key] = arm, mesh, act
+            stems[hp.key] = stem
             new_by_name[stem], new_by_name[f"{stem}_mesh"] = arm, mesh
         warnings = [w for name, o in old_by_name.items() if name in new_by_name
                     for w in carry.not_carried(o, new_by_name[name])]
@@ -430,11 +445,10 @@ def _apply(plan: ScenePlan, scene, view_layer) -> AppliedScene:
             warnings.append(f"{type(idb).__name__} {idb.name!r} was used only by the replaced capture; it is kept "
                             f"with a fake user")
     cam.name = cam.data.name = cam_name
-    for side in arms:
-        stem = f"{plan.name}_{rig.rig_name(side)}"
-        arms[side].name = arms[side].data.name = stem
-        meshes[side].name = meshes[side].data.name = f"{stem}_mesh"
-        actions[side].name = stem
+    for key, stem in stems.items():
+        arms[key].name = arms[key].data.name = stem
+        meshes[key].name = meshes[key].data.name = f"{stem}_mesh"
+        actions[key].name = stem
     for idb in [coll, cam, *arms.values(), *meshes.values(), *actions.values()] + ([mc] if mc_new else []):
         _tag(idb, plan.key)
     return AppliedScene(
