@@ -284,6 +284,7 @@ def run_capture(opts: CaptureOptions) -> Generator[Progress, None, tuple]:
         landmarks_world=tt("world"),
         vertices=st("vertices") if opts.with_vertices else None,
         faces=faces,
+        cuts=tuple(sorted(cuts)),
     ), src
 
 

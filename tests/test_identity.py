@@ -220,6 +220,18 @@ def test_clip_file_holds_two_slots_of_one_side(tmp_path):
         save_clip(_tiny_clip(("left", "right")), tmp_path / "d.npz")
 
 
+def test_clip_file_carries_cuts(tmp_path):
+    plain = load_clip(save_clip(_tiny_clip(("right",)), tmp_path / "a.npz"))
+    assert plain.cuts == ()
+    c = load_clip(save_clip(dataclasses.replace(_tiny_clip(("right",)), cuts=(2,)), tmp_path / "b.npz"))
+    assert c.cuts == (2,)
+    z = dict(np.load(tmp_path / "b.npz"))
+    z["cuts"] = np.array([3])  # outside 1..T-1
+    np.savez(tmp_path / "bad.npz", **z)
+    with pytest.raises(CaptureError, match="bad.npz is not a valid clip file: cuts \\[3\\] must be increasing"):
+        load_clip(tmp_path / "bad.npz")
+
+
 # -- the CLI ----------------------------------------------------------------------------------------
 def test_cli_side_with_two_hands_is_one_line_error(tmp_path):
     import cv2
@@ -286,6 +298,7 @@ def test_real_scene_cut_no_interpolation(data_dir, tmp_path):
         shots.add(f)
     assert shots.cuts() == [30]
     clip = _capture(video)
+    assert clip.cuts == (30,)
     touching = 0
     for h in range(clip.n_hands):
         for a, b in _runs(~clip.detected[h]):

@@ -45,6 +45,7 @@ class ClipResult:
     landmarks_world: np.ndarray  # (H, T, 21, 3)
     vertices: np.ndarray | None = None  # (H, T, V, 3)
     faces: np.ndarray | None = None  # (F, 3)
+    cuts: tuple = ()  # clip frame positions (1..T-1) where a new shot starts (scene cuts); optional in the file
 
     @property
     def n_frames(self) -> int:
@@ -100,6 +101,10 @@ def check_clip(c: ClipResult, name: str = "clip") -> None:
         problems.append(f"model_names/model_paths need one entry per hand ({c.n_hands})")
     if any(s not in ("right", "left") for s in c.sides) or list(c.sides) != sorted(c.sides, key=("right", "left").index):
         problems.append(f"sides {list(c.sides)} must be 'right'/'left', right slots first")
+    cuts = list(c.cuts)
+    if any(not isinstance(x, (int, np.integer)) for x in cuts) or cuts != sorted(set(cuts)) \
+            or any(not 0 < x < c.n_frames for x in cuts):
+        problems.append(f"cuts {cuts[:5]} must be increasing clip frame positions in 1..{c.n_frames - 1}")
     if c.vertices is not None:
         v = np.shape(c.vertices)
         if len(v) != 4 or v[:2] != (c.n_hands, c.n_frames) or v[3] != 3 or c.faces is None:
@@ -147,6 +152,8 @@ def save_clip(c: ClipResult, path: str | os.PathLike) -> Path:
     if c.vertices is not None:
         arrays["vertices"] = np.asarray(c.vertices, np.float32)
         arrays["faces"] = np.asarray(c.faces, np.int64)
+    if c.cuts:
+        arrays["cuts"] = np.asarray(c.cuts, np.int64)
     tmp = path.with_name(path.name + ".part")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -168,7 +175,7 @@ _NUMERIC = {
     "confidence": ("iuf", np.float32), "betas": ("iuf", np.float32), "global_orient": ("iuf", np.float32),
     "hand_pose": ("iuf", np.float32), "transl": ("iuf", np.float32), "joints": ("iuf", np.float32),
     "landmarks_px": ("iuf", np.float32), "landmarks_world": ("iuf", np.float32), "vertices": ("iuf", np.float32),
-    "faces": ("iu", np.int64),
+    "faces": ("iu", np.int64), "cuts": ("iu", np.int64),
 }
 _FINITE = ("time", "K", "betas", "global_orient", "hand_pose", "transl", "joints", "vertices")
 _REQUIRED = ("source", "fps", "image_size", "frame_index", "time", "K", "K_guessed", "sides", "model_names",
@@ -257,6 +264,7 @@ def load_clip(path: str | os.PathLike) -> ClipResult:
         global_orient=arrays["global_orient"], hand_pose=arrays["hand_pose"], transl=arrays["transl"],
         joints=arrays["joints"], landmarks_px=arrays["landmarks_px"], landmarks_world=arrays["landmarks_world"],
         vertices=arrays.get("vertices"), faces=arrays.get("faces"),
+        cuts=tuple(int(x) for x in np.ravel(arrays["cuts"])) if "cuts" in arrays else (),
     )
     check_clip(c, path.name)
     problems = []
