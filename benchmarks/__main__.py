@@ -2,7 +2,8 @@
 import importlib
 import sys
 
-SECTIONS = ["ik_speed", "capture_speed", "memory", "dev_eval", "samples_eval", "plausibility", "jitter", "identity", "keying"]
+SECTIONS = ["ik_speed", "capture_speed", "memory", "dev_eval", "samples_eval", "plausibility", "jitter", "identity", "keying",
+            "hard_views"]
 
 failed = []
 for name in SECTIONS:

@@ -238,16 +238,19 @@ def forearm_mesh(joints21: np.ndarray, rest_verts: np.ndarray, rest_joints: np.n
     return verts.reshape(len(joints21), -1, 3).astype(np.float32), faces
 
 
-def render_frames(vertices: np.ndarray, faces: np.ndarray, K: np.ndarray, frames_dir: Path, reporter) -> None:
+def render_frames(vertices: np.ndarray, faces: np.ndarray, K: np.ndarray, frames_dir: Path, reporter,
+                  image_size: tuple[int, int] = (WIDTH, HEIGHT), background_rgb: tuple = WALL_RGB) -> None:
     """Render vertices (T, V, 3) camera-frame metres with faces (F, 3) into frames_dir/0000.png ...
-    by running ``blender_addon/demo_render.py`` in a subprocess (headless bpy)."""
+    by running ``blender_addon/demo_render.py`` in a subprocess (headless bpy). image_size [width, height]
+    pixels and background_rgb (linear 0..1) default to the demo's (other views: benchmarks/hard_views.py)."""
     frames_dir.mkdir(parents=True, exist_ok=True)
     for old in frames_dir.glob("*.png"):
         old.unlink()
     with tempfile.TemporaryDirectory(prefix="handcap-demo-") as tmp:
         scene = Path(tmp) / "scene.npz"
         np.savez(scene, vertices=vertices.astype(np.float32), faces=faces.astype(np.int64), K=K,
-                 image_size=np.array([WIDTH, HEIGHT]), skin_rgb=np.array(SKIN_RGB), background_rgb=np.array(WALL_RGB))
+                 image_size=np.array(image_size), skin_rgb=np.array(SKIN_RGB),
+                 background_rgb=np.array(background_rgb))
         env = dict(os.environ)
         env.setdefault("BLENDER_USER_RESOURCES", str(Path(tmp) / "blender"))  # leave the user's config alone
         cmd = [sys.executable, str(RENDER_SCRIPT), "--in", str(scene), "--out", str(frames_dir)]
@@ -271,12 +274,12 @@ def render_frames(vertices: np.ndarray, faces: np.ndarray, K: np.ndarray, frames
                                    f"(python -c 'import bpy')")
 
 
-def write_video(frames_dir: Path, path: Path, fps: float = FPS) -> Path:
-    """Encode frames_dir/*.png (sorted) as an mp4 (OpenCV, mp4v)."""
+def write_video(frames_dir: Path, path: Path, fps: float = FPS, size: tuple[int, int] = (WIDTH, HEIGHT)) -> Path:
+    """Encode frames_dir/*.png (sorted, size [width, height] pixels) as an mp4 (OpenCV, mp4v)."""
     import cv2
 
     files = sorted(frames_dir.glob("*.png"))
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (WIDTH, HEIGHT))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, tuple(int(x) for x in size))
     if not writer.isOpened():
         raise CaptureError(f"OpenCV cannot write {path.name} with the mp4v codec")
     try:

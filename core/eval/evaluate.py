@@ -8,8 +8,11 @@ a one-hand file's frame shows (e.g. RHD). Reported on the frames where the hand 
 ground truth, for both the detector's own 3D (``landmarks_world``) and our joints: PA-MPJPE,
 wrist-relative MPJPE (no rotation alignment), bone-length variation, jitter, and for ours the
 error in the camera frame without any alignment (``camera_mm``; rough where the intrinsics were guessed,
-which the table says) and the frames more than 5 deg outside the joint limits and with fingers
-penetrating > 2 mm (`core.eval.plausibility`).
+which the table says), the frames more than 5 deg outside the joint limits and with fingers
+penetrating > 2 mm (`core.eval.plausibility`), and the image alignment (`core.eval.reproj`): reprojection
+median / p95 in hand sizes of our joints projected with the clip's K against the detector's own 2D
+(``reproj_med`` / ``reproj_p95``) and, where K is known, against the ground truth projected with it
+(``reproj_gt_med`` / ``reproj_gt_p95``); hand size error, % (``size_err_pct``, 3D wrist -> middle MCP).
 """
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import metrics, plausibility
+from . import metrics, plausibility, reproj
 from ..io.clip import ClipResult
 from ..errors import CaptureError
 
@@ -58,7 +61,7 @@ class Report:
 
     def table(self) -> str:
         keys = ["pa_mpjpe_mm", "wrist_rel_mm", "camera_mm", "bone_var_mm", "jitter_mm_f2", "limit_viol_frames",
-                "penetration_frames"]
+                "penetration_frames", "reproj_med", "reproj_p95", "reproj_gt_med", "reproj_gt_p95", "size_err_pct"]
         head = f"{'method':<12}" + "".join(f"{k:>19}" for k in keys)
         n_gt = self.n_frames if self.n_gt is None else self.n_gt
         scope = f"frames {self.n_frames}" if n_gt == self.n_frames else \
@@ -231,6 +234,20 @@ def evaluate(clip: ClipResult, gt, side: str | None = None) -> Report:
         # landmarks have no placement, so only ours gets this figure).
         cam = np.linalg.norm(ours[det] - g[det], axis=-1) * 1000.0
         rows["ours"]["camera_mm"] = float(cam[gv[det]].mean())
+        # Image alignment (core.eval.reproj), in hand sizes: our joints projected with the clip's K against the
+        # detector's own 2D, and against the true 2D (the ground truth projected with that K) where K is known.
+        Kd = np.asarray(clip.K, np.float64)[det]
+        r = reproj.reprojection(ours[det], Kd, clip.landmarks_px[h][det].astype(np.float64))
+        if r.n_frames:  # frames whose reference has a hand size
+            rows["ours"]["reproj_med"], rows["ours"]["reproj_p95"] = r.median, r.p95
+        if not clip.K_guessed:
+            r = reproj.reprojection(ours[det], Kd, reproj.project(g[det], Kd), gv[det])
+            if r.n_frames:
+                rows["ours"]["reproj_gt_med"], rows["ours"]["reproj_gt_p95"] = r.median, r.p95
+        sized = gv[det][:, [reproj.WRIST, reproj.MIDDLE_MCP]].all(1)
+        if sized.any():
+            rows["ours"]["size_err_pct"] = 100.0 * float(np.median(reproj.hand_size_error(ours[det][sized],
+                                                                                          g[det][sized])))
         pl = check_clip(clip, h)
         keep = det[pl.frames]  # the scored frames among those holding a pose
         rows["ours"]["limit_viol_frames"] = int((pl.limit_deg[keep] > plausibility.LIMIT_DEG).sum())
