@@ -198,8 +198,22 @@ def test_unsure_same_labels_still_make_two_sides():
 def test_photo_of_two_right_hands_static():
     """One image (static mode: every image its own frame): two right hands stay right."""
     res = track_hands([[hand((300, 300), "right", 0.9, tag=1), hand((700, 300), "right", 0.88, tag=2)]],
-                      min_frames=1)
+                      min_frames=1, same_side_frames=1)
     assert res.sides == ("right", "right")
+
+
+def test_crossing_hands_both_labelled_right_for_a_few_frames_stay_right_and_left():
+    """Two hands cross; for 6 frames both labels say right with confidence, and the tracker splits the left
+    hand's track there (it jumps): those few frames are no second right hand."""
+    frames = []
+    for t in range(60):
+        r = hand((300 + 4 * t, 300), "right", 0.95, tag=1)
+        odd = 27 <= t < 33  # the left hand's detection jumps 1.3 hand sizes down at 27 and back at 33
+        l_ = hand((700 - 4 * t, 590 if odd else 330), "right" if odd else "left", 0.95, tag=2)
+        frames.append([r, l_])
+    res = track_hands(frames)
+    assert res.sides == ("right", "left")
+    assert (tags(res.hand("right")) == 1).all() and res.hand("right").detected.all()
 
 
 def _tiny_clip(sides) -> ClipResult:

@@ -172,17 +172,21 @@ class Tracker:
             images, where each image is its own frame).
         same_side_score: two hands seen together both labelled one side with at least this confidence, on
             most of their shared frames, keep that side (two slots of one side) instead of one being
-            coloured the other side.
+            coloured the other side...
+        same_side_frames: ... when they share at least this many frames (labels of two crossing hands can
+            both be wrong for a few frames; 1 for unrelated images, where one image is all there is).
     """
 
     def __init__(self, max_gap: int = 15, gate: float = 1.0, label_weight: float = 0.1,
-                 duplicate_dist: float = 0.25, min_frames: int = 3, same_side_score: float = 0.8):
+                 duplicate_dist: float = 0.25, min_frames: int = 3, same_side_score: float = 0.8,
+                 same_side_frames: int = 10):
         self.max_gap = int(max_gap)
         self.gate = float(gate)
         self.label_weight = float(label_weight)
         self.duplicate_dist = float(duplicate_dist)
         self.min_frames = max(1, int(min_frames))
         self.same_side_score = float(same_side_score)
+        self.same_side_frames = max(1, int(same_side_frames))
         self._cuts: list[int] = []
         self._frame_index: list[int] = []
         self._assigned: list[list[tuple[int, HandDet]]] = []  # per frame: (tracklet id, detection)
@@ -297,11 +301,12 @@ class Tracker:
                        if k.n >= self.min_frames or shot_len[k.shot] <= 2 * self.min_frames), key=lambda k: (k.first, k.id))
 
     def _same_side(self, a: int, b: int, labels: dict) -> bool:
-        """Tracklets ``a`` and ``b`` (seen together) are two hands of one side: on at least 80 % of the frames
-        where both were detected, both labels name the same side with ``same_side_score`` or more."""
+        """Tracklets ``a`` and ``b`` (seen together) are two hands of one side: detected together on at least
+        ``same_side_frames`` frames, and on at least 80 % of them both labels name the same side with
+        ``same_side_score`` or more."""
         la, lb = labels[a], labels[b]
         both = [t for t in la if t in lb]
-        if not both:
+        if len(both) < self.same_side_frames:
             return False
         agree = sum(la[t][0] == lb[t][0] and min(la[t][1], lb[t][1]) >= self.same_side_score for t in both)
         return agree >= 0.8 * len(both)
