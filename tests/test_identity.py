@@ -321,3 +321,27 @@ def test_real_scene_cut_no_interpolation(data_dir, tmp_path):
                 assert not clip.valid[h, a:b + 1].any(), (clip.sides[h], a, b)
     assert touching >= 1  # the blur made the detector miss frames next to the cut
     assert clip.valid[clip.hand("right"), :28].all()
+
+
+def test_real_photos_of_two_right_hands(data_dir, tmp_path):
+    """Two images, each two right hands side by side (single_hand.mp4's right hand at frames 60 / 200 / 390):
+    both hands keep the detector's side (each is fitted with the model of its slot's side), none is mirrored
+    to a left hand."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(data_dir / "video" / "single_hand.mp4"))
+    frames = {}
+    for i in range(391):
+        ok, f = cap.read()
+        assert ok
+        if i in (60, 200, 390):
+            frames[i] = f[:, 160:1120]
+    cap.release()
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name, (a, b) in (("a.png", (60, 200)), ("b.png", (200, 390))):
+        cv2.imwrite(str(folder / name), cv2.resize(np.concatenate([frames[a], frames[b]], 1), (1280, 480)))
+    clip = _capture(folder)
+    assert clip.sides == ("right", "right") and clip.detected.all()
+    x = clip.landmarks_px.mean(2)[..., 0]  # one slot per person, on both photos
+    assert (np.abs(x[0] - x[1]) > 300).all()
