@@ -122,6 +122,11 @@ class FitConfig:
     blend_rot: share of their orientation (`fuse` ``rot_weight``).
     z_scale: factor on the detector's relative depth (`backproject`).
     refine: the Gauss-Newton refinement's weights, or None to keep the analytic IK result.
+    align: for video (after the temporal clean-up and the limit projection): a last refinement of the
+        detected frames against the 2D landmarks, warm-started at the cleaned pose slid along its viewing
+        ray onto the landmarks; the 3D term pulls towards the cleaned joints and the rotation prior
+        (``w_prior``) towards the cleaned rotations, so the temporal clean-up stays a prior; None skips it
+        (as does ``refine=None``). Weights chosen on frames 0-149 of the shared videos (see BENCHMARKS.md).
     penetration: metres; fingers of one hand that penetrate each other deeper than this (capsules,
         `core.solve.collide`) are pushed apart on the final poses, to ``penetration_target`` times it
         (`core.solve.collide.resolve`); None leaves them. 1.5 mm with target 0.8 keeps every output frame
@@ -132,6 +137,7 @@ class FitConfig:
     blend_rot: float = 0.2
     z_scale: float = 1.0
     refine: RefineConfig | None = dataclasses.field(default_factory=RefineConfig)
+    align: RefineConfig | None = dataclasses.field(default_factory=lambda: RefineConfig(w_2d=3.0, w_prior=1.0))
     penetration: float | None = 0.0015
     penetration_target: float = 0.8
 

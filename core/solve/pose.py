@@ -14,9 +14,11 @@ Batched over the clip's frames (T). Steps:
 4. Gauss-Newton refinement of pose and translation (`core.solve.fit.refine`): projected joints on the 2D
    landmarks, 3D near the target, pose near the IK result and inside the joint limits;
 5. for video (``fps`` given): zero-lag smoothing in rotation space and short gaps filled (`core.solve.smooth`);
-6. every joint projected into its anatomical range (`core.solve.limits.project_to_limits`), fingers that
-   penetrate each other pushed apart within those ranges (`core.solve.collide.resolve`), then forward
-   kinematics gives the joints (and optionally vertices) in the camera frame.
+6. every joint projected into its anatomical range (`core.solve.limits.project_to_limits`); for video, the
+   detected frames then refined once more against the 2D landmarks (`FitConfig.align`: the clean-up and
+   the projection had moved them off the image; the cleaned pose is the prior) and projected again;
+   fingers that penetrate each other pushed apart within those ranges (`core.solve.collide.resolve`), then
+   forward kinematics gives the joints (and optionally vertices) in the camera frame.
 """
 from __future__ import annotations
 
@@ -80,6 +82,16 @@ def _solve_ik(layer: ManoLayer, joints21: torch.Tensor, bb: torch.Tensor) -> ik.
     """`ik.solve` twice: the second pass gives straight fingers the previous bent frame's twist."""
     first = ik.solve(layer, joints21, bb)
     return ik.solve(layer, joints21, bb, twist_fallback=previous_twist(first.twist, first.bend))
+
+
+def _reproj_error(layer: ManoLayer, betas: torch.Tensor, rotmats: torch.Tensor, transl: torch.Tensor,
+                  kp_px: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
+    """Median (B,) over the joints of the distance between the projected joints and the 2D landmarks
+    (pixels, MediaPipe order); inf where a joint is behind the camera."""
+    j = layer(betas, None, None, transl, with_vertices=False, rotmats=rotmats).joints21[:, MP_FROM_MANO21]
+    err = (camera.project(j, K) - kp_px).norm(dim=-1).median(1).values
+    behind = (j[..., 2] <= 1e-3).any(1) | ~torch.isfinite(err)
+    return torch.where(behind, torch.full_like(err, float("inf")), err)
 
 
 def fit_hand(layer: ManoLayer, kp_px: np.ndarray, world: np.ndarray, detected: np.ndarray, K: np.ndarray,
@@ -185,6 +197,43 @@ def fit_hand(layer: ManoLayer, kp_px: np.ndarray, world: np.ndarray, detected: n
         bv = betas[None].expand(n_v, -1)
         tr_v = torch.as_tensor(tr[valid], dtype=dt, device=dev)
         rot_v = torch.cat([limits.project_to_limits(layer, aa_to_rotmat(aa_v[c]), bv[c]) for c in _chunks(n_v)])
+        if fps is not None and cfg.refine is not None and cfg.align is not None and cfg.align.iters > 0 and n_v:
+            # 6b. Final image alignment: the clean-up and the limit projection moved the pose off the 2D
+            # landmarks; refine once more on the detected frames, the 2D as the main evidence and the
+            # cleaned pose (its joints and rotations) and the joint limits as priors, then back inside
+            # the ranges (a no-op where the limit term held).
+            d_v = np.flatnonzero(det[valid])  # detected frames among the valid ones
+            if len(d_v):
+                px_all = np.asarray(kp_px, np.float32)[valid][d_v]
+                k_all = np.asarray(K)[valid][d_v]
+                di = torch.as_tensor(d_v, device=dev)
+                r0, t0 = rot_v[di], tr_v[di]
+                parts = []
+                for c in _chunks(len(d_v)):
+                    pc = torch.as_tensor(px_all[c], dtype=dt, device=dev)
+                    kc = torch.as_tensor(k_all[c], dtype=dt, device=dev)
+                    j0 = layer(bv[c], None, None, t0[c], with_vertices=False, rotmats=r0[c]).joints21
+                    # The cleaned hand slid along its viewing ray onto the 2D landmarks: the smoothed depth
+                    # is kept, the image position is the detector's.
+                    cen = j0.mean(1, keepdim=True)
+                    t_2d = camera.solve_translation(j0[:, MP_FROM_MANO21] - cen, pc, kc, w_t[:1].expand(len(pc), -1))
+                    ok = torch.isfinite(t_2d).all(-1) & (t_2d[:, 2] > 0.25 * cen[:, 0, 2]) & (t_2d[:, 2] < 4 * cen[:, 0, 2])
+                    shift = t_2d * (cen[:, 0, 2] / t_2d[:, 2].clamp_min(1e-3))[:, None] - cen[:, 0]
+                    shift = torch.where(ok[:, None], shift, torch.zeros_like(shift))
+                    j0 = j0 + shift[:, None]
+                    r_c, t_c = fit.refine(layer, bv[c], r0[c], t0[c] + shift, pc[:, MANO21_FROM_MP], kc, j0, cfg.align)
+                    # A frame keeps its cleaned pose where the alignment did not bring it nearer the 2D.
+                    before = _reproj_error(layer, bv[c], r0[c], t0[c], pc, kc)
+                    after = _reproj_error(layer, bv[c], r_c, t_c, pc, kc)
+                    better = after < before
+                    parts.append((torch.where(better[:, None, None, None], r_c, r0[c]),
+                                  torch.where(better[:, None], t_c, t0[c])))
+                r1 = torch.cat([r for r, _ in parts])
+                r1 = torch.cat([limits.project_to_limits(layer, r1[c], bv[c]) for c in _chunks(len(d_v))])
+                rot_v = rot_v.clone()
+                tr_v = tr_v.clone()
+                rot_v[di] = r1
+                tr_v[di] = torch.cat([t for _, t in parts])
         if cfg.penetration is not None and n_v:
             caps = collide.hand_capsules(layer, betas[None])
             for _ in range(2):  # the second pass only sees the few frames the first left above the threshold
@@ -195,6 +244,7 @@ def fit_hand(layer: ManoLayer, kp_px: np.ndarray, world: np.ndarray, detected: n
         joints21 = torch.cat([o.joints21 for o in outs])
     go[valid] = aa_v[:, 0].cpu().numpy()
     hp[valid] = aa_v[:, 1:].cpu().numpy()
+    tr[valid] = tr_v.cpu().numpy()  # the alignment (6b) may have moved it
     jo = np.zeros((n_frames, 21, 3), np.float32)
     jo[valid] = joints21[:, MP_FROM_MANO21].cpu().numpy()
     verts = None
