@@ -206,10 +206,11 @@ def run_capture(opts: CaptureOptions) -> Generator[Progress, None, tuple]:
     n = src.frame_count
     rate = Rate()
     yield Progress("detect", 0, n)
-    # Identity: spurious tracklets (fewer than 3 frames) are dropped in tracking mode (every image is its own
-    # frame in static mode, where one image is also enough to tell two right hands), and a video's scene cuts end every tracklet. With --hands 1 the detector still
-    # looks for two hands, so that the hand kept is told apart from the other one (MediaPipe, asked for one
-    # hand, hops to the other hand when they come close) and the asked --side is found; one is kept below.
+    # Identity: spurious tracklets (fewer than 3 frames) are dropped in tracking mode (in static mode every
+    # image is its own frame, and one image is enough to tell two right hands); a video's scene cuts end every
+    # tracklet. With --hands 1 the detector still looks for two hands, so that the hand kept is told apart
+    # from the other one (MediaPipe, asked for one hand, hops onto the other hand when they come close) and
+    # the asked --side is found; one is kept below (`TrackResult.pick`).
     tracker = Tracker(min_frames=1, same_side_frames=1) if static else Tracker()
     shots = None if static else Shots()
     frame_index, per_frame = [], []
