@@ -37,6 +37,7 @@ class CaptureSettings:
 
     video: video file or image folder. frame_first / frame_last: 1-based source frames, inclusive
     (frame 1 is the video's first; frame_last 0 = to the end). stride: every N-th frame. hands: 1 or 2.
+    side: with one hand, "right" / "left" keeps that hand ("" = the most confident, largest one).
     camera: "AUTO" (the core's default field of view), "FOV" (fov_deg across the longer side),
     "FOCAL_MM" (35 mm-equivalent focal length), "PIXELS" (fx; fy, cx, cy <= 0 = fx / image centre).
     with_vertices: store mesh vertices in the clip file. min_confidence: detector threshold.
@@ -48,6 +49,7 @@ class CaptureSettings:
     frame_last: int = 0
     stride: int = 1
     hands: int = 2
+    side: str = ""
     camera: str = "AUTO"
     fov_deg: float = 69.0
     focal_mm: float = 26.0
@@ -78,6 +80,10 @@ class CaptureSettings:
             out.append(f"frame step must be 1 or more; got {self.stride}")
         if self.hands not in (1, 2):
             out.append(f"hands must be 1 or 2; got {self.hands}")
+        if self.side not in ("", "right", "left"):
+            out.append(f"side must be right or left; got {self.side!r}")
+        elif self.side and self.hands != 1:
+            out.append(f"only the {self.side} hand was asked for, with {self.hands} hands: choose one hand")
         if self.camera == "FOV" and not 1.0 <= self.fov_deg <= 170.0:
             out.append(f"field of view must be between 1 and 170 degrees; got {self.fov_deg:g}")
         if self.camera == "FOCAL_MM" and self.focal_mm <= 0:
@@ -100,6 +106,8 @@ def capture_argv(python: str, s: CaptureSettings, out_path: str) -> list:
     argv = [python, "-m", "core", "capture", s.video, "--out", out_path, "--json-progress",
             "--hands", str(s.hands), "--start", str(s.frame_first - 1), "--stride", str(s.stride),
             "--min-confidence", f"{s.min_confidence:g}"]
+    if s.side:
+        argv += ["--side", s.side]
     if s.frame_last:
         argv += ["--end", str(s.frame_last)]  # exclusive 0-based end == inclusive 1-based last
     if s.camera == "FOV":
@@ -259,7 +267,7 @@ def _import_steps(clip_path: str, target: SceneTarget, options: SceneOptions, un
     yield Progress("scene", message="writing the rig, mesh and keys", fraction=0.97)
     scene, view_layer = target.resolve()  # looked up again: the user may have changed anything meanwhile
     applied = apply_plan(plan, scene, view_layer)
-    keyed = {hp.side: (hp.keys.n_keys, hp.n_frames) for hp in plan.hands}
+    keyed = {hp.key: (hp.keys.n_keys, hp.n_frames) for hp in plan.hands}  # "right2": a second right hand
     hands = ", ".join(f"{applied.armatures[s]} keyed on {n} of {t} frames" for s, (n, t) in keyed.items())
     return CaptureOutcome(applied=applied, clip_path=str(clip_path), keyed=keyed,
                           warnings=plan.warnings + applied.warnings,

@@ -15,7 +15,11 @@ CAMERA_ITEMS = (
     ("FOCAL_MM", "Focal Length", "35 mm-equivalent focal length (a phone's main camera is about 26 mm)"),
     ("PIXELS", "Pixels", "Focal length and principal point in pixels (from a calibration)"),
 )
-HANDS_ITEMS = (("1", "One Hand", "Track at most one hand"), ("2", "Two Hands", "Track up to two hands"))
+HANDS_ITEMS = (("1", "One Hand", "One hand over the whole clip, never switching: the most confident and largest"),
+               ("2", "Two Hands", "Track up to two hands"),
+               ("RIGHT", "Right Hand", "Only the right hand, over the whole clip"),
+               ("LEFT", "Left Hand", "Only the left hand, over the whole clip"))
+SIDE_OF_HANDS = {"RIGHT": "right", "LEFT": "left"}  # the Hands choices that keep one given side
 VIDEO_GLOB = ";".join(f"*{e}" for e in VIDEO_EXTENSIONS)
 
 
@@ -64,7 +68,8 @@ def settings_from(props, model_right: str = "", model_left: str = "") -> Capture
         frame_first=props.frame_first,
         frame_last=props.frame_last,
         stride=props.stride,
-        hands=int(props.hands),
+        hands=1 if props.hands in SIDE_OF_HANDS else int(props.hands),
+        side=SIDE_OF_HANDS.get(props.hands, ""),
         camera=props.camera,
         fov_deg=math.degrees(props.fov),
         focal_mm=props.focal_mm,
