@@ -18,7 +18,9 @@ not read from each frame. Instead:
    2*p_right - 1): tracklets seen at the same time are different hands and, normally, of different
    sides, so each group of overlapping tracklets is coloured right/left as a whole, choosing the
    colouring the votes favour most. Two overlapping tracklets whose detections both say the same side
-   with confidence (``same_side_score``) on most shared frames are two people's same-side hands: each
+   with confidence (``same_side_score``) on most of their shared frames, and share enough of them
+   (``same_side_frames``: crossing hands' labels can both be wrong for a few frames), are two people's
+   same-side hands: each
    keeps its own side instead of one being mirrored. A tracklet never seen beside another hand takes its
    own majority when the evidence is clear, else the majority of all such single-hand frames of its shot
    (so one hand seen alone keeps one side over the shot).
@@ -79,7 +81,7 @@ class TrackResult:
         frame_index: (T,) int64, source frame index of each added frame.
         hands: tuple of `HandTrack`, sides in `SIDES` order, only sides that were detected; a side has two
             slots only where two hands of that side were seen at the same time.
-        cuts: frame positions (0..T-1) where a new shot starts (`Tracker.cut`); identity never crosses one.
+        cuts: frame positions (1..T-1) where a new shot starts (`Tracker.cut`); identity never crosses one.
     """
 
     frame_index: np.ndarray
