@@ -181,6 +181,11 @@ def partial_path(out_path: str) -> str:
     return out_path + ".part"
 
 
+def _progress_of(events):
+    """The worker's progress events as `Progress` (one per event, in order)."""
+    return (_worker_progress(ev.data) for ev in events if ev.kind == "progress")
+
+
 def _worker_progress(ev: dict) -> Progress:
     stage = str(ev.get("stage", "capture"))
     done, total = int(ev.get("done", 0) or 0), int(ev.get("total", 0) or 0)
@@ -219,10 +224,10 @@ def _capture_steps(settings, python, core_root, out_path, target, options, units
     try:
         yield last
         while not worker.finished:
-            for ev in worker.poll(wait):
-                if ev.kind == "progress":
-                    last = _worker_progress(ev.data)
-                    yield last
+            for last in _progress_of(worker.poll(wait)):
+                yield last
+            yield last
+        for last in _progress_of(worker.poll()):  # what came after the last look (a fast worker may end first)
             yield last
         try:
             done = worker.finish()

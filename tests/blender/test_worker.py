@@ -91,6 +91,34 @@ def test_progress_streams_back(scene, fake_runtime, synth_models, tmp_path, tiny
     assert outcome.keyed == {"right": (4, 4)}
 
 
+def test_progress_of_a_worker_that_ends_before_the_first_look(scene, fake_runtime, synth_models, tmp_path,
+                                                              tiny_video):
+    """A fast worker (or a busy machine) may finish before the job first looks at it: its progress events
+    are still passed on, in order, before the import (they were dropped once, which a loaded CI showed)."""
+    import time
+
+    job, prefs = ext_module("blender_addon.job"), ext_module("blender_addon.prefs")
+    clip_path, _ = write_clip(tmp_path, {"right": synth_models["right"]}, source=tiny_video, n_frames=4)
+    fake_runtime("ok", clip_path)
+    steps = job.capture_steps(job.CaptureSettings(video=str(tiny_video)), prefs.runtime_python()[0], str(tmp_path),
+                              str(tmp_path / "out.npz"), scene, bpy.context.view_layer, wait=0.05)
+    assert next(steps).stage == "start"  # the worker is started; now let it run to its end unobserved
+    worker = next(o for o in steps.gi_frame.f_locals.values() if isinstance(o, ext_module("blender_addon.worker").Worker))
+    deadline = time.monotonic() + 30
+    while not worker.finished:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    seen = []
+    while True:
+        try:
+            seen.append(next(steps))
+        except StopIteration:
+            break
+    stages = [p.stage for p in seen]
+    assert [(p.done, p.total) for p in seen if p.stage == "detect"] == [(10, 30), (20, 30), (30, 30)]
+    assert stages.index("fit") < stages.index("load")
+
+
 @pytest.mark.parametrize("mode, message", [
     ("error", r"No readable frames in clip.mov \(codec hevc\): convert it to H.264"),
     ("crash", r"capture worker stopped without finishing \(exit code 139\): Fatal Python error: Segmentation fault"),
