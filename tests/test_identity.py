@@ -170,10 +170,12 @@ def test_no_gap_filling_across_a_cut(right_layer):
     cut = fit_shots(fit, [12], 30.0, px, world, det, K, landmarks_z=z)
     assert not cut.valid[[11, 12]].any() and cut.valid[det].all()
     assert cut.joints.shape == (n, 21, 3) and cut.hand_pose.shape == (n, 15, 3) and cut.betas.shape == plain.betas.shape
-    # the first shot fitted alone gives the same poses: nothing of the second shot reaches it
+    # the first shot fitted alone gives the same poses: nothing of the second shot reaches it (measured
+    # 0.012 rad at most with the cut, 0.34 rad without: smoothing then blends the two shots)
     alone = fit_shots(fit, [], 30.0, px[:11], world[:11], det[:11], K[:11], landmarks_z=z[:11])
-    head = fit_shots(fit, [12], 30.0, px, world, det, K, landmarks_z=z)
-    assert np.allclose(head.hand_pose[:11], alone.hand_pose, atol=0.05)
+    err_cut = float(np.abs(cut.hand_pose[:11] - alone.hand_pose).max())
+    err_plain = float(np.abs(plain.hand_pose[:11] - alone.hand_pose).max())
+    assert err_cut < 0.05 and err_plain > 0.1, (err_cut, err_plain)
 
 
 # -- same-side hands --------------------------------------------------------------------------------
