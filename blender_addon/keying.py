@@ -38,12 +38,15 @@ class HandKeys:
     quats (16, N, 4) float64: pose-bone rotations (w, x, y, z), sign-continuous along N.
     root_location (N, 3) float64: wrist pose-bone location, scene units, in its rest axes.
     bone_names (16,) str.
+    hold (N,) bool: keys held constant up to the next one (the next key lies in another shot, past a
+        scene cut: no blending of two shots' hands); the other keys are Bezier.
     """
 
     frames: np.ndarray
     quats: np.ndarray
     root_location: np.ndarray
     bone_names: tuple
+    hold: np.ndarray | None = None
 
     @property
     def n_keys(self) -> int:
@@ -77,6 +80,7 @@ def hand_keys(
     frames: np.ndarray,
     layout: RigLayout,
     units: float = 1.0,
+    cuts: tuple = (),
 ) -> HandKeys:
     """Keys of one hand on its valid frames.
 
@@ -88,8 +92,15 @@ def hand_keys(
         frames (T,) float: scene frame of each clip frame.
         layout: the hand's RigLayout (rest rotations).
         units: scene units per metre.
+        cuts: clip frame positions where a new shot starts (`ClipResult.cuts`): a key whose next key
+            lies past a cut is held (`HandKeys.hold`).
     """
     keep = np.flatnonzero(np.asarray(valid, bool))
+    # key k is held when a shot starts after it and at or before key k + 1: c in (keep[k], keep[k + 1]]
+    hold = np.zeros(len(keep), bool)
+    if len(keep) > 1 and len(cuts):
+        shot = np.searchsorted(np.asarray(cuts), keep, side="right")  # shot index of each key
+        hold[:-1] = shot[1:] != shot[:-1]
     aa = np.concatenate([np.asarray(global_orient)[keep, None, :], np.asarray(hand_pose)[keep]], 1)  # (N, 16, 3)
     rest = layout.rest_rot[:N_JOINTS]
     q = pose_quats(convert.aa_cam_to_world(aa), rest)  # (N, 16, 4)
@@ -102,6 +113,7 @@ def hand_keys(
         quats=np.ascontiguousarray(quats.transpose(1, 0, 2)),
         root_location=root_loc,
         bone_names=layout.names[:N_JOINTS],
+        hold=hold,
     )
 
 
@@ -131,13 +143,16 @@ def _new_fcurve(bag, ch):
         return fc
 
 
-def write_channels(action, slot, frames: np.ndarray, channels: list, interpolation: str = "BEZIER") -> None:
+def write_channels(action, slot, frames: np.ndarray, channels: list, interpolation: str = "BEZIER",
+                   hold: np.ndarray | None = None) -> None:
     """Write ``channels`` keyed at ``frames`` (N,) into ``action``'s channelbag for ``slot`` (bpy).
 
     Per F-curve: ``fcurves.new``, ``keyframe_points.add(N)``, one ``foreach_set("co")``, one
     ``update()`` (sorts and computes the handles). New keys are Bezier with auto-clamped handles;
-    another ``interpolation`` costs one more ``foreach_set``.
+    another ``interpolation``, or keys to ``hold`` (N,) bool (constant up to the next key), cost one more
+    ``foreach_set``.
     """
+    held = hold is not None and bool(np.any(hold))
     bag = ensure_channelbag(action, slot)
     n = int(frames.shape[0])
     co = np.empty((n, 2), np.float32)
@@ -151,10 +166,12 @@ def write_channels(action, slot, frames: np.ndarray, channels: list, interpolati
         fc.keyframe_points.add(n)
         co[:, 1] = ch.values
         fc.keyframe_points.foreach_set("co", flat)
-        if interpolation != "BEZIER":
+        if interpolation != "BEZIER" or held:
             if interp is None:
                 items = fc.keyframe_points[0].bl_rna.properties["interpolation"].enum_items
                 interp = np.full(n, items[interpolation].value, np.int32)
+                if held:
+                    interp[np.asarray(hold, bool)] = items["CONSTANT"].value
             fc.keyframe_points.foreach_set("interpolation", interp)
         fc.update()
 
@@ -165,7 +182,7 @@ def write_action(keys: HandKeys, name: str, armature_obj, slot_name: str | None 
 
     action = bpy.data.actions.new(name)
     slot = action.slots.new(id_type="OBJECT", name=slot_name or armature_obj.name)
-    write_channels(action, slot, keys.frames, keys.channels())
+    write_channels(action, slot, keys.frames, keys.channels(), hold=keys.hold)
     ad = armature_obj.animation_data_create()
     ad.action = action
     ad.action_slot = slot

@@ -163,7 +163,8 @@ def plan_scene(clip: ClipResult, models: dict, scene_fps: float, units: float = 
         if mesh.has_pose_correctives:
             warnings.append(f"the {side} hand model ({model.name}) has pose-corrective shapes, which Blender's "
                             f"Armature modifier does not apply; the mesh may differ slightly from the capture")
-        keys = keying.hand_keys(clip.global_orient[h], clip.hand_pose[h], clip.transl[h], valid, frames, layout, units)
+        keys = keying.hand_keys(clip.global_orient[h], clip.hand_pose[h], clip.transl[h], valid, frames, layout, units,
+                                cuts=clip.cuts)
         hands.append(HandPlan(side=side, rig=layout, skin=mesh, keys=keys, n_frames=t_count, ordinal=ordinal))
     if not hands:
         raise CaptureError(f"no hand was found in any of the {t_count} frames of {os.path.basename(clip.source)}: "

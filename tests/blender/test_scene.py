@@ -1,6 +1,6 @@
 """A clip file becomes the rig: bones, skin, keys, camera; the mesh matches core.hand.mano to < 0.5 mm.
 
-Clips here are synthetic (tests/blender/synth.py: smooth random motion, vertices from core.hand.mano.forward),
+Clips here are synthetic (tests/blender/synth.py: smooth random motion, vertices from its numpy MANO forward),
 imported with ``bpy.ops.hand_capture.import_clip``, on the synthetic test hand and the open hand model.
 """
 from __future__ import annotations
@@ -245,3 +245,33 @@ def test_rerun_reuses_the_movie_clip(scene, synth_models, tmp_path, tiny_video):
     assert list(bpy.data.movieclips) == [first]
     assert scene.camera.data.background_images[0].clip == first
     assert len(bpy.data.cameras) == 1 and len(bpy.data.armatures) == 1 and len(bpy.data.meshes) == 1
+
+
+def test_keys_hold_across_a_scene_cut(scene, synth_models, tmp_path, tiny_video):
+    """A clip with a scene cut (core.solve.cuts): the last key of a shot is held up to the first key of the
+    next shot (constant interpolation), so Blender never blends two shots' hands; the others are Bezier.
+    The cut at clip frame 6 falls inside an unkeyed gap (frames 4, 5): keys 3 -> 6 must not be blended."""
+    import dataclasses
+
+    from core.io.clip import save_clip
+    import synth
+
+    clip = synth.make_clip({"right": synth_models["right"]}, n_frames=10, source=str(tiny_video),
+                           invalid={"right": [4, 5]})
+    clip = dataclasses.replace(clip, cuts=(6,))
+    path = save_clip(clip, tmp_path / "cut.npz")
+    bpy.ops.hand_capture.import_clip(filepath=str(path))
+    action = bpy.data.objects["tiny_hand_R"].animation_data.action
+    curves = _fcurves(action)
+    assert curves
+    for fc in curves:
+        frames = _key_frames(fc)
+        np.testing.assert_array_equal(frames, [1, 2, 3, 4, 7, 8, 9, 10])  # scene frame = clip frame + 1
+        interp = [k.interpolation for k in fc.keyframe_points]
+        assert interp == ["BEZIER"] * 3 + ["CONSTANT"] + ["BEZIER"] * 4, (fc.data_path, interp)
+    hand = bpy.data.objects["tiny_hand_R"].pose.bones[0]
+    scene.frame_set(4)
+    held = np.array(hand.rotation_quaternion)
+    for f in (5, 6):  # between the shots: the first shot's last pose, not a blend towards the next shot
+        scene.frame_set(f)
+        np.testing.assert_allclose(np.array(hand.rotation_quaternion), held, atol=1e-6)
