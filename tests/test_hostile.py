@@ -492,7 +492,7 @@ OPTIONS = {
                 "--stride": "int", "--fx": "float", "--fy": "float", "--cx": "float", "--cy": "float",
                 "--fov": "float", "--intrinsics": "path", "--with-vertices": None, "--model-right": "path",
                 "--model-left": "path", "--no-vae": None, "--no-fit": None, "--no-collide": None,
-                "--min-confidence": "float", "--json-progress": None, "--quiet": None},
+                "--min-confidence": "float", "--json-progress": None, "--quiet": None, "--side": "choice"},
     "eval": {"--gt": "path", "--gt-key": "text", "--gt-hand": "choice", "--side": "choice", "--json": "path",
              "--plot": "path"},
     "model": {},
