@@ -95,3 +95,45 @@ def test_align_is_video_only(layer):
     b = fit_hand(layer, px, world, det, K, landmarks_z=z, image_width=WIDTH,
                  config=dataclasses.replace(fit.FitConfig(), align=None))
     np.testing.assert_array_equal(a.joints, b.joints)
+
+
+def test_hyperextension_prior_takes_the_flexed_side(layer):
+    """Fingers pointing at the camera (the hand turned 70 deg out of the image plane), the index finger
+    flexed (MCP and PIP 50-60 deg), while the detector's 3D and relative depth show it bent backwards (the
+    depth flip the 2D cannot tell apart). Without the prior (`RefineConfig.w_hyper` 0, the default) the PIP
+    comes out bent backwards; with it the fingers are not bent backwards beyond a few degrees, at about
+    the same reprojection."""
+    from core.rot import aa_to_rotmat
+
+    n = 2
+    b = torch.zeros(n, layer.n_betas)
+    turn = -70.0 if layer.side == "right" else 70.0
+
+    def joints(mcp_deg: float, pip_deg: float) -> torch.Tensor:
+        ang = torch.zeros(n, 15, 3)
+        ang[:, 0, 0] = float(np.radians(mcp_deg))
+        ang[:, 1, 0] = float(np.radians(pip_deg))
+        ang[:, 2, 0] = float(np.radians(0.6 * pip_deg))
+        go = aa_to_rotmat(torch.tensor([0.0, float(np.radians(turn)), 0.0]).expand(n, 3))[:, None]
+        rot = torch.cat([go, limits.angles_to_rotmats(layer, ang, b)], 1)
+        out = layer(b, None, None, torch.tensor([0.0, 0.0, 0.5]).expand(n, 3), with_vertices=False, rotmats=rot)
+        return out.joints21[:, MP_FROM_MANO21]
+
+    true, flipped = joints(55.0, 55.0), joints(-40.0, 0.0)
+    K = torch.as_tensor(K_TEST, dtype=torch.float32).expand(n, 3, 3)
+    px = true[..., :2] / true[..., 2:3] * 600.0 + torch.tensor([319.5, 239.5])
+    z = flipped[..., 2]
+    z_px = 600.0 * (z / z[:, :1] - 1)
+    world = (flipped - flipped.mean(1, keepdim=True)) @ ray_rotation(px, K)
+    flex, err = {}, {}
+    for w in (0.0, 3.0):
+        c = fit.FitConfig()
+        cfg = dataclasses.replace(c, refine=dataclasses.replace(c.refine, w_hyper=w))
+        r = fit_hand(layer, px.numpy(), world.numpy(), np.ones(n, bool), K.numpy().astype(np.float64),
+                     landmarks_z=(z_px / WIDTH).numpy(), image_width=WIDTH, config=cfg)
+        rot = aa_to_rotmat(torch.as_tensor(np.concatenate([r.global_orient[:, None], r.hand_pose], 1)))
+        flex[w] = np.degrees(limits.joint_angles(layer, rot, torch.as_tensor(r.betas)[None])[..., :12, 0].numpy())
+        err[w] = np.median(_reproj_px(r.joints, K.numpy(), px.numpy()))
+    assert flex[0.0][:, 1].min() < -5.0, flex[0.0][:, 1]  # index PIP bent backwards without the prior
+    assert flex[3.0].min() > -3.0, flex[3.0].min()  # no finger joint bent backwards with it
+    assert err[3.0] < err[0.0] + 1.0, (err[3.0], err[0.0])

@@ -96,6 +96,11 @@ class RefineConfig:
     w_limit: weight of the squared excess (radians) over `core.solve.limits` ranges.
     damping: Marquardt damping, a fraction of each diagonal entry of the normal equations (0 = Gauss-
     Newton); damping_floor: the entries used are at least this fraction of their mean.
+    w_hyper: weight of the squared hyperextension (negative flexion, radians) of the four fingers' joints:
+    where the image leaves the side of a bend open (a finger pointing towards or away from the camera), the
+    flexed side wins; 0 = off (the default: on the hard-view renders 3.0 removed every finger bent
+    against the truth but one, and the dev crops moved 7.88 -> 7.86 mm PA, while the shared videos'
+    reprojection onto the detector's 2D rose by ~0.001 hand sizes; see BENCHMARKS.md).
     joint_w_2d, joint_w_3d: per-joint weights (21,), MediaPipe order, or None for ones.
     """
 
@@ -109,6 +114,7 @@ class RefineConfig:
     w_limit: float = 1.0
     damping: float = 0.1
     damping_floor: float = 0.01
+    w_hyper: float = 0.0
     joint_w_2d: tuple | None = None
     joint_w_3d: tuple | None = (10.0,) + (1.0,) * 20  # the wrist pinned: joints are read wrist-relative
 
@@ -214,6 +220,30 @@ def _limit_terms(layer: ManoLayer, rotmats: torch.Tensor, betas: torch.Tensor, m
     return e, jac * near[..., None]
 
 
+_FINGERS = torch.tensor([1.0] * 12 + [0.0] * 3)  # MANO joints 1..15: index, middle, pinky, ring; thumb last
+
+
+def _hyper_terms(layer: ManoLayer, rotmats: torch.Tensor, betas: torch.Tensor, band_deg: float = 4.0,
+                 eps: float = 1e-3) -> tuple[torch.Tensor, torch.Tensor]:
+    """Hyperextension rows of joints 1..15: residual e (B, 15) = min(flexion, 0) radians on the four
+    fingers (0 on the thumb), and its Jacobian (B, 15, 3) with respect to ``R_j exp(delta_j)``, kept for
+    flexions below ``band_deg`` (curvature just inside, as `_limit_terms`)."""
+    rot = rotmats[:, 1:]
+    flex = limits.joint_angles(layer, rotmats, betas)[..., 0]
+    mask = _FINGERS.to(flex)
+    e = flex.clamp(max=0.0) * mask
+    near = (flex < np.radians(band_deg)) & (mask > 0)
+    jac = torch.zeros(*e.shape, 3, dtype=e.dtype, device=e.device)
+    if not bool(near.any()):
+        return e, jac
+    eye = torch.eye(3, dtype=rot.dtype, device=rot.device)
+    for c in range(3):
+        step = _mm(rot, aa_to_rotmat(eye[c] * eps).expand_as(rot))
+        moved = limits.joint_angles(layer, torch.cat([rotmats[:, :1], step], 1), betas)[..., 0]
+        jac[..., c] = (moved - flex) / eps
+    return e, jac * near[..., None]
+
+
 def refine(layer: ManoLayer, betas: torch.Tensor, rotmats: torch.Tensor, transl: torch.Tensor,
            kp_px: torch.Tensor, K: torch.Tensor, target: torch.Tensor, cfg: RefineConfig = RefineConfig(),
            ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -290,6 +320,13 @@ def refine(layer: ManoLayer, betas: torch.Tensor, rotmats: torch.Tensor, transl:
             e, ja = _limit_terms(layer, rot, lim_betas)
             hl = torch.einsum("bjrp,bjrq->bjpq", ja, ja) * cfg.w_limit  # (B, 15, 3, 3) block diagonal
             gl = torch.einsum("bjrp,bjr->bjp", ja, e) * cfg.w_limit
+            idx = torch.arange(3, 48, device=dev).reshape(15, 3)
+            h[:, idx[:, :, None], idx[:, None, :]] += hl
+            g[:, 3:48] += gl.reshape(bsz, 45)
+        if cfg.w_hyper > 0:
+            e, ja = _hyper_terms(layer, rot, lim_betas)
+            hl = torch.einsum("bjp,bjq->bjpq", ja, ja) * cfg.w_hyper
+            gl = ja * e[..., None] * cfg.w_hyper
             idx = torch.arange(3, 48, device=dev).reshape(15, 3)
             h[:, idx[:, :, None], idx[:, None, :]] += hl
             g[:, 3:48] += gl.reshape(bsz, 45)
