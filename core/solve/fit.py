@@ -203,21 +203,28 @@ def _limit_terms(layer: ManoLayer, rotmats: torch.Tensor, betas: torch.Tensor, m
     brought inside does not jump back out on the next step, and zeroed elsewhere.
     ``betas`` (B, NB) or (1, NB) for one shape over the batch (the joint frames are then built once).
     """
-    rot = rotmats[:, 1:]
     ang = limits.joint_angles(layer, rotmats, betas)
     e = ang - limits.clamp_angles(ang, margin_deg)
     near = ang != limits.clamp_angles(ang, margin_deg + band_deg)  # (B, 15, 3)
-    jac = torch.zeros(*e.shape, 3, dtype=e.dtype, device=e.device)
     if not bool(near.any()):
-        return e, jac
+        return e, torch.zeros(*e.shape, 3, dtype=e.dtype, device=e.device)
+    return e, _angle_jacobian(layer, rotmats, betas, ang, eps) * near[..., None]
+
+
+def _angle_jacobian(layer: ManoLayer, rotmats: torch.Tensor, betas: torch.Tensor, ang: torch.Tensor, eps: float,
+                    flexion_only: bool = False) -> torch.Tensor:
+    """Forward-difference Jacobian of joints 1..15's angles ``ang`` (B, 15, 3), or their flexion (B, 15) with
+    ``flexion_only``, with respect to a local rotation ``R_j exp(delta_j)`` of the same joint: (..., 3).
+    Differences wrap at +-pi (the twist)."""
+    rot = rotmats[:, 1:]
+    jac = torch.zeros(*ang.shape, 3, dtype=ang.dtype, device=ang.device)
     eye = torch.eye(3, dtype=rot.dtype, device=rot.device)
     for c in range(3):
         step = _mm(rot, aa_to_rotmat(eye[c] * eps).expand_as(rot))
         moved = limits.joint_angles(layer, torch.cat([rotmats[:, :1], step], 1), betas)
-        d = moved - ang
-        d = torch.remainder(d + torch.pi, 2 * torch.pi) - torch.pi  # twist wraps at +-pi
-        jac[..., c] = d / eps
-    return e, jac * near[..., None]
+        d = (moved[..., 0] if flexion_only else moved) - ang
+        jac[..., c] = (torch.remainder(d + torch.pi, 2 * torch.pi) - torch.pi) / eps
+    return jac
 
 
 _FINGERS = torch.tensor([1.0] * 12 + [0.0] * 3)  # MANO joints 1..15: index, middle, pinky, ring; thumb last
@@ -228,20 +235,13 @@ def _hyper_terms(layer: ManoLayer, rotmats: torch.Tensor, betas: torch.Tensor, b
     """Hyperextension rows of joints 1..15: residual e (B, 15) = min(flexion, 0) radians on the four
     fingers (0 on the thumb), and its Jacobian (B, 15, 3) with respect to ``R_j exp(delta_j)``, kept for
     flexions below ``band_deg`` (curvature just inside, as `_limit_terms`)."""
-    rot = rotmats[:, 1:]
     flex = limits.joint_angles(layer, rotmats, betas)[..., 0]
     mask = _FINGERS.to(flex)
     e = flex.clamp(max=0.0) * mask
     near = (flex < np.radians(band_deg)) & (mask > 0)
-    jac = torch.zeros(*e.shape, 3, dtype=e.dtype, device=e.device)
     if not bool(near.any()):
-        return e, jac
-    eye = torch.eye(3, dtype=rot.dtype, device=rot.device)
-    for c in range(3):
-        step = _mm(rot, aa_to_rotmat(eye[c] * eps).expand_as(rot))
-        moved = limits.joint_angles(layer, torch.cat([rotmats[:, :1], step], 1), betas)[..., 0]
-        jac[..., c] = (moved - flex) / eps
-    return e, jac * near[..., None]
+        return e, torch.zeros(*e.shape, 3, dtype=e.dtype, device=e.device)
+    return e, _angle_jacobian(layer, rotmats, betas, flex, eps, flexion_only=True) * near[..., None]
 
 
 def refine(layer: ManoLayer, betas: torch.Tensor, rotmats: torch.Tensor, transl: torch.Tensor,
