@@ -200,3 +200,16 @@ def test_evaluate_reports_the_reprojection_columns():
     # guessed intrinsics: no truth-2D figure (the ground truth cannot be projected with a guess)
     row = evaluate(_clip(ours, kp, K, guessed=True), truth).rows["ours"]
     assert "reproj_gt_med" not in row and row["reproj_med"] == pytest.approx(0.02)
+
+
+def test_hand_size_error_of_a_degenerate_truth_is_nan_without_a_warning():
+    """A label with the wrist on the middle MCP (all-zero ground truth, say) has no size: nan, no warning."""
+    import warnings
+
+    joints = np.random.default_rng(0).normal(size=(3, 21, 3))
+    gt = joints.copy()
+    gt[1] = 0.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        err = reproj.hand_size_error(joints, gt)
+    assert err.shape == (3,) and np.isnan(err[1]) and np.allclose(err[[0, 2]], 0.0)

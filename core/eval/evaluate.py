@@ -245,9 +245,10 @@ def evaluate(clip: ClipResult, gt, side: str | None = None) -> Report:
             if r.n_frames:
                 rows["ours"]["reproj_gt_med"], rows["ours"]["reproj_gt_p95"] = r.median, r.p95
         sized = gv[det][:, [reproj.WRIST, reproj.MIDDLE_MCP]].all(1)
-        if sized.any():
-            rows["ours"]["size_err_pct"] = 100.0 * float(np.median(reproj.hand_size_error(ours[det][sized],
-                                                                                          g[det][sized])))
+        size_err = reproj.hand_size_error(ours[det][sized], g[det][sized])
+        size_err = size_err[np.isfinite(size_err)]
+        if size_err.size:
+            rows["ours"]["size_err_pct"] = 100.0 * float(np.median(size_err))
         pl = check_clip(clip, h)
         keep = det[pl.frames]  # the scored frames among those holding a pose
         rows["ours"]["limit_viol_frames"] = int((pl.limit_deg[keep] > plausibility.LIMIT_DEG).sum())

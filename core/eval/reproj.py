@@ -120,8 +120,11 @@ def hand_size_3d(joints: np.ndarray) -> np.ndarray:
 
 def hand_size_error(joints: np.ndarray, joints_gt: np.ndarray) -> np.ndarray:
     """Relative hand size error per frame: joints, joints_gt (N, 21, 3) -> (N,) = size / true size - 1
-    (0.05 = the result is 5 % too large), size = `hand_size_3d`."""
-    return hand_size_3d(joints) / hand_size_3d(joints_gt) - 1.0
+    (0.05 = the result is 5 % too large), size = `hand_size_3d`; nan where the truth has no size (wrist on
+    the middle MCP: a degenerate label)."""
+    size_gt = hand_size_3d(joints_gt)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(size_gt > 0, hand_size_3d(joints) / size_gt - 1.0, np.nan)
 
 
 def camera_error_mm(joints: np.ndarray, joints_gt: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
