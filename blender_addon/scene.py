@@ -170,7 +170,14 @@ def plan_scene(clip: ClipResult, models: dict, scene_fps: float, units: float = 
         raise CaptureError(f"no hand was found in any of the {t_count} frames of {os.path.basename(clip.source)}: "
                            f"check that the hands are visible and well lit, or lower the detection confidence")
     K = np.asarray(clip.K, np.float64)
-    if t_count > 1 and np.abs(K - K[:1]).max() > 1e-6 * max(1.0, np.abs(K[0]).max()):
+    sizes = np.asarray(clip.image_sizes if getattr(clip, "image_sizes", None) is not None
+                       else np.asarray(clip.image_size)[None], np.int64)
+    if (sizes != sizes[:1]).any():  # photos of different sizes: one camera, one render size
+        shown = ", ".join(f"{w}x{h}" for w, h in dict.fromkeys(map(tuple, sizes.tolist())))
+        warnings.append(f"the photos have different sizes ({shown}); the camera uses the first frame's size "
+                        f"({sizes[0, 0]}x{sizes[0, 1]}) and intrinsics, so the hands of other frames may not line up "
+                        f"with their photo, and no image-sequence background is possible for mixed sizes")
+    elif t_count > 1 and np.abs(K - K[:1]).max() > 1e-6 * max(1.0, np.abs(K[0]).max()):
         warnings.append("the clip has per-frame intrinsics; the camera uses the first frame's")
     video = clip.source if os.path.isfile(clip.source) else None
     if video is None:
@@ -180,7 +187,7 @@ def plan_scene(clip: ClipResult, models: dict, scene_fps: float, units: float = 
         key=clip_key(clip.source),
         name=clip_name(clip.source),
         hands=tuple(hands),
-        camera=convert.intrinsics_to_camera(K[0], clip.image_size),
+        camera=convert.intrinsics_to_camera(K[0], sizes[0]),
         video_path=video,
         frame_range=(int(np.floor(frames.min())), int(np.ceil(frames.max()))) if keyed.size else (1, 1),
         fps=convert.fps_to_scene(video_fps) if options.match_fps else None,

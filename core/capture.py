@@ -122,17 +122,28 @@ def _is_file(path: str) -> bool:
         return False
 
 
-def _intrinsics_for(opts: CaptureOptions, width: int, height: int, n: int, frame_index: np.ndarray) -> tuple[np.ndarray, bool]:
-    """K (T, 3, 3) for the kept frames and whether it was guessed."""
+def _intrinsics_for(opts: CaptureOptions, sizes: np.ndarray, frame_index: np.ndarray,
+                    exif_fov: list | None = None) -> tuple[np.ndarray, bool, np.ndarray]:
+    """K (T, 3, 3) for the kept frames, whether any frame's K was guessed, and (T,) bool: K from EXIF.
+
+    ``sizes`` (T, 2) [W, H] of each frame: a guessed K (the default field of view across each image's longer
+    side, its centre the principal point) follows each frame's own size. ``exif_fov`` (T,) degrees or None
+    per frame (photos' EXIF focal lengths) is used only where the user gave no --intrinsics/--fx/--fov."""
+    n = len(frame_index)
+    no_exif = np.zeros(n, bool)
     if opts.K is not None:
         if opts.K.ndim == 2:
-            return np.repeat(opts.K[None], n, 0), False
+            return np.repeat(opts.K[None], n, 0), False, no_exif
         if len(opts.K) <= int(frame_index.max()):
             raise CaptureError(f"per-frame intrinsics hold {len(opts.K)} matrices but the source has frame {int(frame_index.max())}")
-        return opts.K[frame_index], False
-    guessed = opts.fx is None
-    K = camera.intrinsics(width, height, opts.fx, opts.fy, opts.cx, opts.cy, opts.fov)
-    return np.repeat(K[None], n, 0), guessed
+        return opts.K[frame_index], False, no_exif
+    use_exif = exif_fov is not None and opts.fx is None and opts.fov is None
+    from_exif = np.array([use_exif and exif_fov[k] is not None for k in range(n)], bool)
+    K = np.stack([camera.intrinsics(int(w), int(h), opts.fx, opts.fy, opts.cx, opts.cy,
+                                    exif_fov[k] if from_exif[k] else opts.fov)
+                  for k, (w, h) in enumerate(np.asarray(sizes))])
+    guessed = opts.fx is None and not (n and from_exif.all())  # --fov alone counts as guessed, as before
+    return K, bool(guessed), from_exif
 
 
 def fit_shots(fit, cuts, fps: float | None, kp_px: np.ndarray, world: np.ndarray, detected: np.ndarray,
@@ -213,7 +224,7 @@ def run_capture(opts: CaptureOptions) -> Generator[Progress, None, tuple]:
     # the asked --side is found; one is kept below (`TrackResult.pick`).
     tracker = Tracker(min_frames=1, same_side_frames=1) if static else Tracker()
     shots = None if static else Shots()
-    frame_index, per_frame = [], []
+    frame_index, per_frame, sizes = [], [], []
     with create_detector("mediapipe", static=static, max_hands=2,
                          min_detection_confidence=opts.min_confidence) as det:
         for k, (idx, frame) in enumerate(src):
@@ -221,6 +232,7 @@ def run_capture(opts: CaptureOptions) -> Generator[Progress, None, tuple]:
             if shots is not None:
                 shots.add(frame)
             frame_index.append(idx)
+            sizes.append((frame.shape[1], frame.shape[0]))  # a folder's images may differ in size
             yield rate.event("detect", k + 1, n)
     frame_index = np.asarray(frame_index, np.int64)
     t = len(frame_index)
@@ -237,7 +249,14 @@ def run_capture(opts: CaptureOptions) -> Generator[Progress, None, tuple]:
     if not tracks or not any(tr.detected.any() for tr in tracks.values()):
         raise CaptureError(f"no hand found in any of the {t} frames of {src.path.name}: "
                            "film the hand larger, better lit, or palm towards the camera")
-    K, guessed = _intrinsics_for(opts, src.width, src.height, t, frame_index)
+    sizes = np.asarray(sizes, np.int64).reshape(t, 2)
+    exif_fov = None
+    if src.is_folder:  # photos: their EXIF focal length, where they have one, before the default field of view
+        from .io.exif import fov_from_exif, read_exif
+
+        exif_fov = [fov_from_exif(read_exif(src.image_path(int(i))), int(w), int(h))
+                    for i, (w, h) in zip(frame_index, sizes)]
+    K, guessed, from_exif = _intrinsics_for(opts, sizes, frame_index, exif_fov)
     slots = [h for h in tracks.hands if h.detected.any()]  # right slots first; two only for same-side hands
     sides = tuple(h.side for h in slots)
     # Without the 2D-aware fit: no relative depth (no back-projected target) and no refinement, so the
@@ -251,11 +270,13 @@ def run_capture(opts: CaptureOptions) -> Generator[Progress, None, tuple]:
         layer = ManoLayer(models[tr.side])
         # Detector pixels have their origin at the pixel corner; K uses OpenCV's pixel centres. Neither gap
         # filling nor smoothing crosses a scene cut (`fit_shots`).
+        # MediaPipe's relative depth is in units of each frame's own width: scaled to the first frame's.
+        z = tr.landmarks_z * (sizes[:, :1] / float(sizes[0, 0])) if opts.fit else None
         fits.append(fit_shots(lambda *a, **kw: fit_hand(layer, *a, **kw), sorted(cuts),
                               None if src.is_folder else float(src.fps) / opts.stride,
                               tr.landmarks_px - 0.5, tr.world, tr.detected, K,
-                              landmarks_z=tr.landmarks_z if opts.fit else None, with_vertices=opts.with_vertices,
-                              image_width=src.width, config=config, refiner=refiner))
+                              landmarks_z=z, with_vertices=opts.with_vertices,
+                              image_width=int(sizes[0, 0]), config=config, refiner=refiner))
     yield Progress("fit", len(slots), len(slots))
     st = lambda key: np.stack([getattr(f, key) for f in fits])  # noqa: E731
     tt = lambda key: np.stack([getattr(tr, key) for tr in slots])  # noqa: E731
@@ -265,7 +286,7 @@ def run_capture(opts: CaptureOptions) -> Generator[Progress, None, tuple]:
     return ClipResult(
         source=str(opts.input),
         fps=float(src.fps) / opts.stride,
-        image_size=np.array([src.width, src.height]),
+        image_size=sizes[0].copy(),
         frame_index=frame_index,
         time=frame_index / float(src.fps),
         K=K,
@@ -286,6 +307,8 @@ def run_capture(opts: CaptureOptions) -> Generator[Progress, None, tuple]:
         vertices=st("vertices") if opts.with_vertices else None,
         faces=faces,
         cuts=tuple(sorted(cuts)),
+        image_sizes=sizes if src.is_folder else None,
+        K_exif=from_exif if from_exif.any() else None,
     ), src
 
 
@@ -307,6 +330,10 @@ def capture_to_file(opts: CaptureOptions, out: str | Path, reporter) -> Path:
     clip, src = capture(opts, reporter)
     if getattr(src, "warning", None):
         reporter.warning(src.warning)
+    if clip.K_exif is not None:
+        n_exif = int(clip.K_exif.sum())
+        reporter.warning(f"intrinsics: {n_exif} of {clip.n_frames} photos from EXIF focal length"
+                         + (", the others guessed" if n_exif < clip.n_frames else ""))
     n_missing = int((~clip.valid.any(0)).sum())
     if n_missing:
         reporter.warning(f"{n_missing} of {clip.n_frames} frames had no hand")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import re
 import struct
 from pathlib import Path
 
@@ -85,11 +86,14 @@ def test_reader_focal_plane_resolution_when_35mm_is_missing():
     assert 0.5 * 640 / math.tan(math.radians(fov) / 2) == pytest.approx(425.0)
 
 
-@pytest.mark.parametrize("damage", ["truncated", "garbage_tiff", "bad_offset", "no_exif", "not_jpeg", "empty"])
+@pytest.mark.parametrize("damage", ["truncated", "short_segment", "garbage_tiff", "bad_offset", "no_exif", "not_jpeg", "empty"])
 def test_reader_returns_none_on_damaged_files(tmp_path, damage):
     good = exif_app1("<", f35=26)
     if damage == "truncated":  # the segment's length runs past the end of the file
         data = jpeg_bytes()[:2] + good[:30]
+    elif damage == "short_segment":  # the segment ends inside IFD0
+        cut = good[4:24]
+        data = with_app1(jpeg_bytes(), b"\xff\xe1" + struct.pack(">H", len(cut) + 2) + cut)
     elif damage == "garbage_tiff":
         data = with_app1(jpeg_bytes(), good[:10] + b"\x5a" * (len(good) - 10))
     elif damage == "bad_offset":  # IFD0 offset far outside the segment
@@ -104,7 +108,104 @@ def test_reader_returns_none_on_damaged_files(tmp_path, damage):
         data = b""
     p = tmp_path / "x.jpg"
     p.write_bytes(data)
-    info = read_exif(p)
-    assert info is None or "focal_35mm" not in info
-    assert fov_from_exif(info, 640, 480) is None
+    assert read_exif(p) is None
+    assert fov_from_exif(read_exif(p), 640, 480) is None
     assert read_exif(tmp_path / "missing.jpg") is None
+
+
+# ------------------------------------------------------------------------------------- captures of photos
+
+from core.eval.reproj import reprojection  # noqa: E402
+from core.io.clip import load_clip  # noqa: E402
+from core.solve.camera import DEFAULT_FOV_DEG  # noqa: E402
+from tests.test_cli import run_cli  # noqa: E402
+
+
+def hand_photos(data_dir: Path, folder: Path, sizes, frames=(40, 200, 360)) -> list[Path]:
+    """Frames of single_hand.mp4 (1280x720) centre-cropped to each size's aspect and resized, as JPEGs."""
+    cap = cv2.VideoCapture(str(data_dir / "video" / "single_hand.mp4"))
+    folder.mkdir()
+    out = []
+    try:
+        for k, (i, (w, h)) in enumerate(zip(frames, sizes)):
+            cap.set(cv2.CAP_PROP_POS_FRAMES, i)
+            ok, img = cap.read()
+            assert ok, f"single_hand.mp4 frame {i}"
+            ih, iw = img.shape[:2]
+            cw = min(iw, int(round(ih * w / h)))
+            ch = min(ih, int(round(cw * h / w)))
+            x0, y0 = (iw - cw) // 2, (ih - ch) // 2
+            img = cv2.resize(img[y0:y0 + ch, x0:x0 + cw], (w, h), interpolation=cv2.INTER_AREA)
+            p = folder / f"photo{k}.jpg"
+            assert cv2.imwrite(str(p), img)
+            out.append(p)
+    finally:
+        cap.release()
+    return out
+
+
+def focal_for(fov_deg: float, w: int, h: int) -> float:
+    return 0.5 * max(w, h) / math.tan(math.radians(fov_deg) / 2)
+
+
+def test_folder_of_mixed_sizes_and_exif_focal(data_dir, tmp_path):
+    sizes = [(640, 360), (360, 640), (480, 360)]
+    photos = hand_photos(data_dir, tmp_path / "photos", sizes)
+    # the first photo carries a 35 mm-equivalent focal length of 26 mm; the second a damaged Exif segment
+    photos[0].write_bytes(with_app1(photos[0].read_bytes(), exif_app1("<", f35=26)))
+    cut = exif_app1(">", f35=26)[4:24]  # the segment ends inside IFD0 (its length says so: a valid JPEG)
+    photos[1].write_bytes(with_app1(photos[1].read_bytes(), b"\xff\xe1" + struct.pack(">H", len(cut) + 2) + cut))
+    assert read_exif(photos[0]) == {"focal_35mm": 26.0, "orientation": 1} and read_exif(photos[1]) is None
+
+    r = run_cli("capture", tmp_path / "photos", "--out", tmp_path / "c.npz", "--hands", "1")
+    assert r.returncode == 0, r.stderr
+    assert "intrinsics: 1 of 3 photos from EXIF focal length, the others guessed" in r.stderr
+    clip = load_clip(tmp_path / "c.npz")
+    assert clip.image_sizes.tolist() == [list(s) for s in sizes] and clip.image_size.tolist() == [640, 360]
+    assert clip.mixed_sizes and clip.K_guessed and clip.K_exif.tolist() == [True, False, False]
+    for k, (w, h) in enumerate(sizes):
+        fov = math.degrees(2 * math.atan(18 / 26)) if k == 0 else DEFAULT_FOV_DEG
+        assert clip.K[k, 0, 0] == pytest.approx(focal_for(fov, w, h)) == pytest.approx(clip.K[k, 1, 1])
+        assert clip.K[k, :2, 2].tolist() == pytest.approx([(w - 1) / 2, (h - 1) / 2])
+    h = 0
+    assert clip.valid[h].all(), "the hand is found on every photo"
+    rep = reprojection(clip.joints[h], clip.K, clip.landmarks_px[h], clip.valid[h])
+    per_photo = np.nanmedian(rep.dist, axis=1)
+    assert (per_photo < 0.1).all(), per_photo  # the keyed hand sits on the detected hand in every photo
+
+    # no EXIF anywhere: every K guessed from each photo's own size; no intrinsics line
+    photos[0].write_bytes(cv2.imencode(".jpg", cv2.imread(str(photos[0])))[1].tobytes())
+    r = run_cli("capture", tmp_path / "photos", "--out", tmp_path / "d.npz", "--hands", "1", "--no-vae")
+    assert r.returncode == 0, r.stderr
+    assert "intrinsics:" not in r.stderr
+    clip = load_clip(tmp_path / "d.npz")
+    assert clip.K_exif is None and clip.K_guessed
+    assert [clip.K[k, 0, 0] for k in range(3)] == pytest.approx([focal_for(DEFAULT_FOV_DEG, *s) for s in sizes])
+
+
+def test_clip_per_frame_sizes_round_trip_and_validation(tmp_path):
+    import dataclasses
+
+    from core.errors import CaptureError
+    from core.io.clip import save_clip
+    from tests.test_hostile import _tiny_clip
+
+    old = _tiny_clip(np.random.default_rng(0), t=3)  # a clip without the optional keys loads as before
+    got = load_clip(save_clip(old, tmp_path / "old.npz"))
+    assert got.image_sizes is None and got.K_exif is None and not got.mixed_sizes
+    assert got.frame_sizes().tolist() == [[64, 48]] * 3
+    new = dataclasses.replace(old, image_sizes=np.array([[64, 48], [48, 64], [40, 30]]),
+                              K_exif=np.array([True, False, False]))
+    got = load_clip(save_clip(new, tmp_path / "new.npz"))
+    assert got.mixed_sizes and got.image_sizes.tolist() == [[64, 48], [48, 64], [40, 30]]
+    assert got.K_exif.tolist() == [True, False, False]
+    with np.load(tmp_path / "new.npz") as z:
+        arrays = {k: z[k] for k in z.files}
+    for key, bad, words in (("image_sizes", np.zeros((2, 2), np.int64), "image_sizes has shape (2, 2), expected (3, 2)"),
+                            ("image_sizes", np.array([[64, 48], [0, 64], [40, 30]]), "image_sizes holds sizes"),
+                            ("image_sizes", np.ones((3, 2), np.float32), "image_sizes has dtype float32"),
+                            ("K_exif", np.ones(4, bool), "K_exif has shape (4,), expected (3,)")):
+        p = tmp_path / "bad.npz"
+        np.savez(p, **{**arrays, key: bad})
+        with pytest.raises(CaptureError, match=re.escape(words)):
+            load_clip(p)

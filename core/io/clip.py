@@ -46,6 +46,19 @@ class ClipResult:
     vertices: np.ndarray | None = None  # (H, T, V, 3)
     faces: np.ndarray | None = None  # (F, 3)
     cuts: tuple = ()  # clip frame positions (1..T-1) where a new shot starts (scene cuts); optional in the file
+    image_sizes: np.ndarray | None = None  # (T, 2) int [W, H] per frame; optional (absent: image_size for all)
+    K_exif: np.ndarray | None = None  # (T,) bool, K of the frame from the photo's EXIF focal length; optional
+
+    def frame_sizes(self) -> np.ndarray:
+        """(T, 2) int [W, H] of every frame: ``image_sizes`` where the clip has it, else ``image_size``."""
+        if self.image_sizes is not None:
+            return np.asarray(self.image_sizes, np.int64)
+        return np.repeat(np.asarray(self.image_size, np.int64)[None], self.n_frames, 0)
+
+    @property
+    def mixed_sizes(self) -> bool:
+        """True when the frames differ in size (an image folder of photos of different sizes)."""
+        return self.image_sizes is not None and bool((np.asarray(self.image_sizes) != np.asarray(self.image_sizes)[:1]).any())
 
     @property
     def n_frames(self) -> int:
@@ -105,6 +118,10 @@ def check_clip(c: ClipResult, name: str = "clip") -> None:
     if any(not isinstance(x, (int, np.integer)) for x in cuts) or cuts != sorted(set(cuts)) \
             or any(not 0 < x < c.n_frames for x in cuts):
         problems.append(f"cuts {cuts[:5]} must be increasing clip frame positions in 1..{c.n_frames - 1}")
+    if c.image_sizes is not None and np.shape(c.image_sizes) != (c.n_frames, 2):
+        problems.append(f"image_sizes has shape {np.shape(c.image_sizes)}, expected ({c.n_frames}, 2)")
+    if c.K_exif is not None and np.shape(c.K_exif) != (c.n_frames,):
+        problems.append(f"K_exif has shape {np.shape(c.K_exif)}, expected ({c.n_frames},)")
     if c.vertices is not None:
         v = np.shape(c.vertices)
         if len(v) != 4 or v[:2] != (c.n_hands, c.n_frames) or v[3] != 3 or c.faces is None:
@@ -154,6 +171,10 @@ def save_clip(c: ClipResult, path: str | os.PathLike) -> Path:
         arrays["faces"] = np.asarray(c.faces, np.int64)
     if c.cuts:
         arrays["cuts"] = np.asarray(c.cuts, np.int64)
+    if c.image_sizes is not None:
+        arrays["image_sizes"] = np.asarray(c.image_sizes, np.int64)
+    if c.K_exif is not None:
+        arrays["K_exif"] = np.asarray(c.K_exif, bool)
     tmp = path.with_name(path.name + ".part")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -175,7 +196,7 @@ _NUMERIC = {
     "confidence": ("iuf", np.float32), "betas": ("iuf", np.float32), "global_orient": ("iuf", np.float32),
     "hand_pose": ("iuf", np.float32), "transl": ("iuf", np.float32), "joints": ("iuf", np.float32),
     "landmarks_px": ("iuf", np.float32), "landmarks_world": ("iuf", np.float32), "vertices": ("iuf", np.float32),
-    "faces": ("iu", np.int64), "cuts": ("iu", np.int64),
+    "faces": ("iu", np.int64), "cuts": ("iu", np.int64), "image_sizes": ("iu", np.int64), "K_exif": ("biu", bool),
 }
 _FINITE = ("time", "K", "betas", "global_orient", "hand_pose", "transl", "joints", "vertices")
 _REQUIRED = ("source", "fps", "image_size", "frame_index", "time", "K", "K_guessed", "sides", "model_names",
@@ -265,11 +286,14 @@ def load_clip(path: str | os.PathLike) -> ClipResult:
         joints=arrays["joints"], landmarks_px=arrays["landmarks_px"], landmarks_world=arrays["landmarks_world"],
         vertices=arrays.get("vertices"), faces=arrays.get("faces"),
         cuts=tuple(int(x) for x in np.ravel(arrays["cuts"])) if "cuts" in arrays else (),
+        image_sizes=arrays.get("image_sizes"), K_exif=arrays.get("K_exif"),
     )
     check_clip(c, path.name)
     problems = []
     if (c.image_size <= 0).any():
         problems.append(f"image_size {c.image_size.tolist()} must be positive")
+    if c.image_sizes is not None and (c.image_sizes <= 0).any():
+        problems.append("image_sizes holds sizes that are not positive")
     if c.frame_index.size and c.frame_index.min() < 0:
         problems.append("frame_index holds negative frame numbers")
     bad = [k for k in _FINITE if getattr(c, k) is not None and not np.isfinite(getattr(c, k)).all()]

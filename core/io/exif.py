@@ -129,7 +129,8 @@ def read_exif(source: str | os.PathLike | bytes) -> dict | None:
     Keys, each present only where the file has a usable value: ``orientation`` (1..8), ``focal_35mm``
     (FocalLengthIn35mmFilm, mm), ``focal_mm`` (FocalLength, mm), ``focal_plane_x_res`` (pixels per unit),
     ``focal_plane_unit_mm`` (mm per that unit), ``pixel_x_dimension`` (image width the camera wrote).
-    Never raises: an unreadable file, a missing or damaged segment all give None.
+    Never raises: an unreadable file, a missing or damaged segment, a segment without any of these tags all
+    give None.
     """
     try:
         if isinstance(source, (bytes, bytearray, memoryview)):
@@ -138,7 +139,7 @@ def read_exif(source: str | os.PathLike | bytes) -> dict | None:
             with open(source, "rb") as f:
                 data = f.read(_HEAD_BYTES)
         tiff = _exif_segment(data)
-        return None if tiff is None else _parse(tiff)
+        return (_parse(tiff) or None) if tiff is not None else None  # no usable tag: None
     except Exception:  # noqa: BLE001 - garbage in a file is never an error here: no EXIF
         return None
 

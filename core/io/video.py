@@ -96,13 +96,15 @@ class VideoSource:
         fps: float, frames per second of the source (``FOLDER_FPS`` = 30 for image folders).
         source_frame_count: int, frames in the whole source (as the container reports it).
         start, end, stride: the selected range ``range(start, end, stride)`` of source indices.
-        width, height: int, size in pixels of the yielded (upright) frames.
+        width, height: int, size in pixels of the yielded (upright) frames; for a folder, of its first selected
+            image: a folder's images may differ in size, and each is yielded at its own size.
         rotation: int, degrees clockwise from the file's rotation tag (0, 90, 180 or 270), 0 for folders.
         is_folder: bool, True for a folder of images.
         codec: str, codec name ("h264", "hevc", "mpeg4", ...; "image" for folders).
         truncated: bool, set after iteration when fewer frames decoded than the range promised.
         warning: str or None, the user-facing message when ``truncated``.
-    Frames are ``(height, width, 3) uint8`` BGR arrays, a new array per frame.
+    Frames are ``(height, width, 3) uint8`` BGR arrays, a new array per frame (take a folder image's size from
+    the frame itself).
     """
 
     def __init__(self, path: Path, *, fps: float, source_frame_count: int, start: int, end: int, stride: int,
@@ -148,12 +150,11 @@ class VideoSource:
     # -- folders ---------------------------------------------------------------------------------
     def _iter_images(self) -> Iterator[tuple[int, np.ndarray]]:
         for i in range(self.start, self.end, self.stride):
-            frame = _read_image(self._images[i], self.path)
-            if frame.shape[:2] != (self.height, self.width):
-                raise CaptureError(
-                    f"image {self._images[i].name} in {self.path.name} is {frame.shape[1]}x{frame.shape[0]}, "
-                    f"expected {self.width}x{self.height} like the first image: use images of one size")
-            yield i, frame
+            yield i, _read_image(self._images[i], self.path)  # each image at its own size
+
+    def image_path(self, index: int) -> Path | None:
+        """The file of source image ``index`` of a folder (None for a video file)."""
+        return self._images[index] if self.is_folder else None
 
     # -- video files -----------------------------------------------------------------------------
     def _iter_video(self) -> Iterator[tuple[int, np.ndarray]]:
