@@ -88,12 +88,24 @@ class CaptureSettings:
             out.append(f"field of view must be between 1 and 170 degrees; got {self.fov_deg:g}")
         if self.camera == "FOCAL_MM" and self.focal_mm <= 0:
             out.append(f"focal length must be positive; got {self.focal_mm:g} mm")
+        elif self.camera == "FOCAL_MM" and focal_mm_to_fov(self.focal_mm) > MAX_FOV_DEG:
+            out.append(f"a {self.focal_mm:g} mm focal length is too short: it sees more than {MAX_FOV_DEG:g} degrees "
+                       f"(use at least {fov_to_focal_mm(MAX_FOV_DEG):.4f} mm)")
         if self.camera == "PIXELS" and self.fx <= 0:
             out.append(f"focal length in pixels must be positive; got {self.fx:g}")
         for side, path in (("right", self.model_right), ("left", self.model_left)):
             if path and not os.path.isfile(path):
                 out.append(f"{side} hand model not found: {path}")
         return out
+
+
+MAX_FOV_DEG = 179.99  # the worker's --fov range (core.cli) ends here
+
+
+def fov_to_focal_mm(fov_deg: float, sensor_mm: float = 36.0) -> float:
+    """Field of view across the longer side, degrees -> 35 mm-equivalent focal length (the inverse of
+    `focal_mm_to_fov`)."""
+    return 0.5 * sensor_mm / math.tan(math.radians(fov_deg) / 2.0)
 
 
 def focal_mm_to_fov(focal_mm: float, sensor_mm: float = 36.0) -> float:

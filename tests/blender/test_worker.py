@@ -182,6 +182,18 @@ def test_settings_problems_all_at_once(scene, tmp_path, fake_runtime):
     assert "notes.txt does not look like a video" in msg and "last frame 5 is before the first frame 10" in msg
 
 
+def test_too_short_focal_length_is_refused_in_the_panels_terms(tiny_video):
+    """A 35 mm-equivalent focal length so short that it would exceed the worker's --fov range (the panel's
+    property stops at 1 mm; scripts build CaptureSettings themselves) is refused before the worker starts,
+    in millimetres, not as an error about --fov."""
+    job = ext_module("blender_addon.job")
+    bad = job.CaptureSettings(video=str(tiny_video), camera="FOCAL_MM", focal_mm=0.001)
+    assert bad.problems() == ["a 0.001 mm focal length is too short: it sees more than 179.99 degrees (use at "
+                              "least 0.0016 mm)"]
+    ok = job.CaptureSettings(video=str(tiny_video), camera="FOCAL_MM", focal_mm=job.fov_to_focal_mm(179.9))
+    assert ok.problems() == [] and "--fov" in job.capture_argv("python", ok, "out.npz")
+
+
 def test_check_runtime_with_the_project_python(scene, monkeypatch):
     """The project's .venv has torch and mediapipe, so it is a valid runtime."""
     monkeypatch.setenv("HAND_CAPTURE_PYTHON", WORKER_PYTHON)
