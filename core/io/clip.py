@@ -258,7 +258,7 @@ def load_clip(path: str | os.PathLike) -> ClipResult:
     if source is None:
         problems.append(f"source is a {a['source'].dtype} array of shape {a['source'].shape}, expected a string")
     if fps is None or not np.isfinite(fps) or fps <= 0:
-        shown = a["fps"].tolist() if a["fps"].size < 5 else f"shape {a['fps'].shape}"
+        shown = repr(a["fps"].tolist()) if a["fps"].size < 5 else f"shape {a['fps'].shape}"
         problems.append(f"fps must be one positive number; got {shown}")
     if k_guessed is None:
         problems.append(f"K_guessed must be one bool; got a {a['K_guessed'].dtype} array of shape "
