@@ -48,6 +48,8 @@ class ClipResult:
     cuts: tuple = ()  # clip frame positions (1..T-1) where a new shot starts (scene cuts); optional in the file
     image_sizes: np.ndarray | None = None  # (T, 2) int [W, H] per frame; optional (absent: image_size for all)
     K_exif: np.ndarray | None = None  # (T,) bool, K of the frame from the photo's EXIF focal length; optional
+    contact: np.ndarray | None = None  # (H, T, 6) bool, region within 2 mm of a surface (contact refinement); optional
+    penetration_mm: np.ndarray | None = None  # (H, T) float, deepest vertex inside an object / the other hand; optional
 
     def frame_sizes(self) -> np.ndarray:
         """(T, 2) int [W, H] of every frame: ``image_sizes`` where the clip has it, else ``image_size``."""
@@ -122,6 +124,10 @@ def check_clip(c: ClipResult, name: str = "clip") -> None:
         problems.append(f"image_sizes has shape {np.shape(c.image_sizes)}, expected ({c.n_frames}, 2)")
     if c.K_exif is not None and np.shape(c.K_exif) != (c.n_frames,):
         problems.append(f"K_exif has shape {np.shape(c.K_exif)}, expected ({c.n_frames},)")
+    if c.contact is not None and np.shape(c.contact) != (c.n_hands, c.n_frames, 6):
+        problems.append(f"contact has shape {np.shape(c.contact)}, expected ({c.n_hands}, {c.n_frames}, 6)")
+    if c.penetration_mm is not None and np.shape(c.penetration_mm) != (c.n_hands, c.n_frames):
+        problems.append(f"penetration_mm has shape {np.shape(c.penetration_mm)}, expected ({c.n_hands}, {c.n_frames})")
     if c.vertices is not None:
         v = np.shape(c.vertices)
         if len(v) != 4 or v[:2] != (c.n_hands, c.n_frames) or v[3] != 3 or c.faces is None:
@@ -175,6 +181,10 @@ def save_clip(c: ClipResult, path: str | os.PathLike) -> Path:
         arrays["image_sizes"] = np.asarray(c.image_sizes, np.int64)
     if c.K_exif is not None:
         arrays["K_exif"] = np.asarray(c.K_exif, bool)
+    if c.contact is not None:
+        arrays["contact"] = np.asarray(c.contact, bool)
+    if c.penetration_mm is not None:
+        arrays["penetration_mm"] = np.asarray(c.penetration_mm, np.float32)
     tmp = path.with_name(path.name + ".part")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -197,8 +207,9 @@ _NUMERIC = {
     "hand_pose": ("iuf", np.float32), "transl": ("iuf", np.float32), "joints": ("iuf", np.float32),
     "landmarks_px": ("iuf", np.float32), "landmarks_world": ("iuf", np.float32), "vertices": ("iuf", np.float32),
     "faces": ("iu", np.int64), "cuts": ("iu", np.int64), "image_sizes": ("iu", np.int64), "K_exif": ("biu", bool),
+    "contact": ("biu", bool), "penetration_mm": ("iuf", np.float32),
 }
-_FINITE = ("time", "K", "betas", "global_orient", "hand_pose", "transl", "joints", "vertices")
+_FINITE = ("time", "K", "betas", "global_orient", "hand_pose", "transl", "joints", "vertices", "penetration_mm")
 _REQUIRED = ("source", "fps", "image_size", "frame_index", "time", "K", "K_guessed", "sides", "model_names",
              "model_paths", "valid", "detected", "confidence", "betas", "global_orient", "hand_pose", "transl",
              "joints", "landmarks_px", "landmarks_world")
@@ -287,6 +298,7 @@ def load_clip(path: str | os.PathLike) -> ClipResult:
         vertices=arrays.get("vertices"), faces=arrays.get("faces"),
         cuts=tuple(int(x) for x in np.ravel(arrays["cuts"])) if "cuts" in arrays else (),
         image_sizes=arrays.get("image_sizes"), K_exif=arrays.get("K_exif"),
+        contact=arrays.get("contact"), penetration_mm=arrays.get("penetration_mm"),
     )
     check_clip(c, path.name)
     problems = []
