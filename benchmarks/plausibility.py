@@ -1,5 +1,7 @@
 """Plausibility of the final output on every shared clip and image set (issue 5's must-show):
-frames more than 5 deg outside a joint's range, and frames where two fingers penetrate > 2 mm.
+frames more than 5 deg outside a joint's range, and frames where two fingers penetrate > 2 mm, between
+the capsules the penetration fix uses and, since issue 10, on the mesh (fingers into fingers or the palm,
+`core.contact.hands.self_penetration`; "fingers" = fingers into fingers only).
 
 Captures each input twice in one run, with the default pipeline and with ``--no-collide`` (the
 penetration fix off, the ablation), videos in tracking mode, image sets in static mode with their own
@@ -13,6 +15,7 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -64,9 +67,11 @@ def main(argv=None):
     from core.eval.plausibility import check_clip
 
     head = (f"{'input':<26}{'hand':>6}{'frames':>8}{'>5deg':>7}{'max deg':>9}{'>2mm':>6}{'max mm':>8}"
-            f"{'>2mm off':>10}{'max mm off':>12}")
+            f"{'>2mm off':>10}{'max mm off':>12}{'mesh>2':>8}{'mesh max':>10}{'fingers':>9}{'mesh>2 off':>12}"
+            f"{'mesh max off':>14}")
     rows, missing = [head], []
-    totals = {v: [0, 0] for v, _ in VARIANTS}
+    totals = {v: [0, 0, 0] for v, _ in VARIANTS}
+    t_mesh, n_mesh = 0.0, 0
     for name, rel, extra, per_image in INPUTS:
         src = DATA / rel
         if not src.exists():
@@ -79,27 +84,37 @@ def main(argv=None):
             for path in clips_of(name, src, [*extra, *flags], per_image, out):
                 clip = load_clip(path)
                 for h in range(clip.n_hands):
+                    t0 = time.perf_counter()
                     s = check_clip(clip, h).summary()
-                    acc = figs.setdefault((variant, clip.sides[h]), [0, 0, 0.0, 0, 0.0])
+                    t_mesh, n_mesh = t_mesh + time.perf_counter() - t0, n_mesh + s["frames"]
+                    acc = figs.setdefault((variant, clip.sides[h]), [0, 0, 0.0, 0, 0.0, 0, 0.0, 0])
                     acc[0] += s["frames"]
                     acc[1] += s["limit_viol_frames"]
                     acc[2] = max(acc[2], s["max_limit_deg"])
                     acc[3] += s["penetration_frames"]
                     acc[4] = max(acc[4], s["max_penetration_mm"])
+                    acc[5] += s["mesh_penetration_frames"]
+                    acc[6] = max(acc[6], s["max_mesh_penetration_mm"])
+                    acc[7] += s["mesh_finger_frames"]
                     totals[variant][0] += s["limit_viol_frames"]
                     totals[variant][1] += s["penetration_frames"]
+                    totals[variant][2] += s["mesh_penetration_frames"]
         for side in ("right", "left"):
             on, off = figs.get(("fix on", side)), figs.get(("fix off", side))
             if on is None:
                 continue
-            off = off or [0, 0, 0.0, 0, 0.0]
+            off = off or [0, 0, 0.0, 0, 0.0, 0, 0.0, 0]
             rows.append(f"{name:<26}{side:>6}{on[0]:>8}{on[1]:>7}{on[2]:>9.2f}{on[3]:>6}{on[4]:>8.2f}"
-                        f"{off[3]:>10}{off[4]:>12.2f}")
+                        f"{off[3]:>10}{off[4]:>12.2f}{on[5]:>8}{on[6]:>10.2f}{on[7]:>9}{off[5]:>12}{off[6]:>14.2f}")
     print("\n".join(rows))
     print("frames: frames holding a pose (detected or gap-filled); >5deg / >2mm: frames more than 5 deg outside "
-          "a joint's range / with two fingers' capsules overlapping deeper than 2 mm; 'off': --no-collide")
-    for variant, (lim, pen) in totals.items():
-        print(f"total, {variant}: {lim} frames > 5 deg outside the limits, {pen} frames with fingers penetrating > 2 mm")
+          "a joint's range / with two fingers' capsules overlapping deeper than 2 mm; 'off': --no-collide; mesh: "
+          "a finger's vertex inside another finger or the palm (or the palm's inside a finger) deeper than 2 mm on "
+          "the mesh; fingers: the mesh frames from fingers into fingers only")
+    for variant, (lim, pen, mesh) in totals.items():
+        print(f"total, {variant}: {lim} frames > 5 deg outside the limits, {pen} frames with fingers penetrating > 2 mm "
+              f"(capsules), {mesh} on the mesh")
+    print(f"plausibility check with the mesh: {t_mesh:.1f} s for {n_mesh} frames ({1000 * t_mesh / max(n_mesh, 1):.1f} ms a frame)")
     if missing:
         print(f"not found under {DATA}: {', '.join(missing)}")
     dev_accuracy(Path(a.out))
