@@ -46,6 +46,9 @@ class CaptureOptions:
     # keeps the analytic IK of the detector's 3D landmarks, placed by the 2D translation solve (ablation).
     fit: bool = True
     collide: bool = True  # push apart fingers that penetrate each other (core.solve.collide); False for the ablation
+    # One size for a right and a left hand seen together in a video (`person_pair`): both hands' size evidence
+    # pooled (`core.solve.pose.shared_lengths`); False: each hand sized alone (two people, the ablation).
+    shared_size: bool = True
 
     @classmethod
     def from_args(cls, a) -> "CaptureOptions":
@@ -59,7 +62,7 @@ class CaptureOptions:
                    stride=a.stride, fx=a.fx, fy=a.fy, cx=a.cx, cy=a.cy, fov=a.fov, K=K,
                    with_vertices=a.with_vertices, model_right=a.model_right, model_left=a.model_left,
                    min_confidence=a.min_confidence, vae=not a.no_vae, fit=not a.no_fit,
-                   collide=not a.no_collide)
+                   collide=not a.no_collide, shared_size=not getattr(a, "separate_sizes", False))
 
 
 def parse_intrinsics_spec(spec: str) -> tuple[str, str | None]:
@@ -184,6 +187,18 @@ def fit_shots(fit, cuts, fps: float | None, kp_px: np.ndarray, world: np.ndarray
                                        if f.name != "betas" and getattr(res, f.name) is not None})
 
 
+def person_pair(detected: list[np.ndarray], sides: tuple, min_shared: float = 0.5, min_frames: int = 5):
+    """The slots (right, left) of hands that belong to one person, or None: exactly one right and one left
+    slot, both detected together on at least ``min_frames`` frames and on at least ``min_shared`` of the
+    frames of the one seen less. ``detected``: (T,) bool per slot; ``sides``: the slots' sides."""
+    if sorted(sides) != ["left", "right"]:
+        return None
+    r, l = sides.index("right"), sides.index("left")
+    both = int((detected[r] & detected[l]).sum())
+    fewer = int(min(detected[r].sum(), detected[l].sum()))
+    return (r, l) if both >= min_frames and both >= min_shared * fewer else None
+
+
 def run_capture(opts: CaptureOptions) -> Generator[Progress, None, tuple]:
     """The capture job as a step generator: yields Progress, returns (ClipResult, VideoSource)."""
     from .detect import create_detector
@@ -264,19 +279,28 @@ def run_capture(opts: CaptureOptions) -> Generator[Progress, None, tuple]:
     config = FitConfig() if opts.fit else dataclasses.replace(FitConfig(), refine=None)
     if not opts.collide:
         config = dataclasses.replace(config, penetration=None)
+    layers = [ManoLayer(models[tr.side]) for tr in slots]
+    # MediaPipe's relative depth is in units of each frame's own width: scaled to the first frame's.
+    zs = [tr.landmarks_z * (sizes[:, :1] / float(sizes[0, 0])) if opts.fit else None for tr in slots]
+    # Detector pixels have their origin at the pixel corner; K uses OpenCV's pixel centres.
+    common = dict(image_width=int(sizes[0, 0]), config=config, refiner=refiner)
+    lengths = [None] * len(slots)
+    pair = None if (static or not opts.shared_size) else person_pair([tr.detected for tr in slots], sides)
+    if pair is not None:  # one person's two hands: one size from both hands' evidence
+        from .solve.pose import shared_lengths, size_evidence
+
+        ev = [size_evidence(layers[h], slots[h].landmarks_px - 0.5, slots[h].world, slots[h].detected, K,
+                            landmarks_z=zs[h], confidence=slots[h].score, **common) for h in pair]
+        for h in pair:
+            lengths[h] = shared_lengths(ev)
     fits = []
     for h, tr in enumerate(slots):
         yield Progress("fit", h, len(slots))
-        layer = ManoLayer(models[tr.side])
-        # Detector pixels have their origin at the pixel corner; K uses OpenCV's pixel centres. Neither gap
-        # filling nor smoothing crosses a scene cut (`fit_shots`).
-        # MediaPipe's relative depth is in units of each frame's own width: scaled to the first frame's.
-        z = tr.landmarks_z * (sizes[:, :1] / float(sizes[0, 0])) if opts.fit else None
-        fits.append(fit_shots(lambda *a, **kw: fit_hand(layer, *a, **kw), sorted(cuts),
+        # Neither gap filling nor smoothing crosses a scene cut (`fit_shots`).
+        fits.append(fit_shots(lambda *a, _l=layers[h], **kw: fit_hand(_l, *a, **kw), sorted(cuts),
                               None if src.is_folder else float(src.fps) / opts.stride,
                               tr.landmarks_px - 0.5, tr.world, tr.detected, K,
-                              landmarks_z=z, with_vertices=opts.with_vertices,
-                              image_width=int(sizes[0, 0]), config=config, refiner=refiner))
+                              landmarks_z=zs[h], with_vertices=opts.with_vertices, lengths=lengths[h], **common))
     yield Progress("fit", len(slots), len(slots))
     st = lambda key: np.stack([getattr(f, key) for f in fits])  # noqa: E731
     tt = lambda key: np.stack([getattr(tr, key) for tr in slots])  # noqa: E731
@@ -309,6 +333,7 @@ def run_capture(opts: CaptureOptions) -> Generator[Progress, None, tuple]:
         cuts=tuple(sorted(cuts)),
         image_sizes=sizes if src.is_folder else None,
         K_exif=from_exif if from_exif.any() else None,
+        shared_size=pair is not None,
     ), src
 
 

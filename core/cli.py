@@ -136,6 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "with --no-vae: the plain IK output)")
     c.add_argument("--no-collide", action="store_true",
                    help="leave fingers that penetrate each other as fitted (ablation)")
+    c.add_argument("--separate-sizes", action="store_true",
+                   help="size a right and a left hand seen together each alone (default: one size for both, as "
+                        "one person's hands; use this when they belong to two people)")
     c.add_argument("--min-confidence", type=_float_in(0.0, 1.0, "a confidence"), default=0.5,
                    help="detector confidence threshold")
     c.add_argument("--json-progress", action="store_true", help="worker protocol: JSON events on stdout")

@@ -48,6 +48,9 @@ class ClipResult:
     cuts: tuple = ()  # clip frame positions (1..T-1) where a new shot starts (scene cuts); optional in the file
     image_sizes: np.ndarray | None = None  # (T, 2) int [W, H] per frame; optional (absent: image_size for all)
     K_exif: np.ndarray | None = None  # (T,) bool, K of the frame from the photo's EXIF focal length; optional
+    # True: the right and left hands were given one size from both hands' evidence (one person's hands,
+    # `core.capture.person_pair`); False: each hand sized alone. Optional in the file (absent: False).
+    shared_size: bool = False
     contact: np.ndarray | None = None  # (H, T, 6) bool, region within 2 mm of a surface (contact refinement); optional
     penetration_mm: np.ndarray | None = None  # (H, T) float, deepest vertex inside an object / the other hand; optional
 
@@ -181,6 +184,8 @@ def save_clip(c: ClipResult, path: str | os.PathLike) -> Path:
         arrays["image_sizes"] = np.asarray(c.image_sizes, np.int64)
     if c.K_exif is not None:
         arrays["K_exif"] = np.asarray(c.K_exif, bool)
+    if c.shared_size:
+        arrays["shared_size"] = np.array(True)
     if c.contact is not None:
         arrays["contact"] = np.asarray(c.contact, bool)
     if c.penetration_mm is not None:
@@ -265,6 +270,7 @@ def load_clip(path: str | os.PathLike) -> ClipResult:
     source = _scalar(a["source"], "U")
     fps = _scalar(a["fps"], "iuf")
     k_guessed = _scalar(a["K_guessed"], "biu")
+    shared = _scalar(a["shared_size"], "biu") if "shared_size" in a else False
     texts = {k: _strings(a[k]) for k in ("sides", "model_names", "model_paths")}
     if source is None:
         problems.append(f"source is a {a['source'].dtype} array of shape {a['source'].shape}, expected a string")
@@ -274,6 +280,9 @@ def load_clip(path: str | os.PathLike) -> ClipResult:
     if k_guessed is None:
         problems.append(f"K_guessed must be one bool; got a {a['K_guessed'].dtype} array of shape "
                         f"{a['K_guessed'].shape}")
+    if shared is None:
+        problems.append(f"shared_size must be one bool; got a {a['shared_size'].dtype} array of shape "
+                        f"{a['shared_size'].shape}")
     problems += [f"{k} must be a list of strings; got a {a[k].dtype} array of shape {a[k].shape}"
                  for k, v in texts.items() if v is None]
     arrays = {}
@@ -297,7 +306,7 @@ def load_clip(path: str | os.PathLike) -> ClipResult:
         joints=arrays["joints"], landmarks_px=arrays["landmarks_px"], landmarks_world=arrays["landmarks_world"],
         vertices=arrays.get("vertices"), faces=arrays.get("faces"),
         cuts=tuple(int(x) for x in np.ravel(arrays["cuts"])) if "cuts" in arrays else (),
-        image_sizes=arrays.get("image_sizes"), K_exif=arrays.get("K_exif"),
+        image_sizes=arrays.get("image_sizes"), K_exif=arrays.get("K_exif"), shared_size=bool(shared),
         contact=arrays.get("contact"), penetration_mm=arrays.get("penetration_mm"),
     )
     check_clip(c, path.name)

@@ -94,42 +94,12 @@ def _reproj_error(layer: ManoLayer, betas: torch.Tensor, rotmats: torch.Tensor, 
     return torch.where(behind, torch.full_like(err, float("inf")), err)
 
 
-def fit_hand(layer: ManoLayer, kp_px: np.ndarray, world: np.ndarray, detected: np.ndarray, K: np.ndarray,
-             with_vertices: bool = False, perspective: bool = True, landmarks_z: np.ndarray | None = None,
-             image_width: int | None = None, config: fit.FitConfig | None = None,
-             fps: float | None = None, refiner=None) -> HandFit:
-    """Fit one hand over a clip.
-
-    Args:
-        layer: the hand model of this hand's side.
-        kp_px (T, 21, 2): 2D landmarks, pixels (K's convention: OpenCV pixel centres), MediaPipe order.
-        world (T, 21, 3): detector 3D landmarks, metres, camera-aligned axes, MediaPipe order.
-        detected (T,) bool: frames where the hand was found.
-        K (T, 3, 3): intrinsics per frame.
-        with_vertices: also skin the mesh for every frame.
-        perspective: rotate the metric landmarks by the viewing ray (step 1).
-        landmarks_z (T, 21) or None: the detector's normalised relative depth (MediaPipe: wrist-relative,
-            in units of the image width); with ``image_width`` it enables the back-projected target.
-        image_width: pixels; converts ``landmarks_z`` to pixel units.
-        config: fit settings (`core.solve.fit.FitConfig`; None = defaults).
-        fps: frames per second of a video clip: smooth over time and fill short gaps (`core.solve.smooth`);
-            None for unrelated images (no temporal clean-up).
-        refiner: a `core.net.vae.JointRefiner` (the paper's VAE joint refinement) applied to the
-            detector's 3D landmarks before anything else, or None to use them as they are.
-    Returns:
-        HandFit.
-    """
-    cfg = fit.FitConfig() if config is None else config
-    n_frames = len(detected)
-    det = np.asarray(detected, bool)
+def _targets(layer: ManoLayer, kp_px, world, det: np.ndarray, K, perspective: bool, landmarks_z, image_width,
+             cfg: fit.FitConfig, refiner):
+    """Steps 0-1 on the detected frames (N of them): the detector's 3D landmarks (N, 21, 3) after the VAE,
+    the same turned by the viewing ray, the camera-frame 3D target (N, 21, 3) or None without relative
+    depth (all MediaPipe order), the 2D landmarks (N, 21, 2) and K (N, 3, 3) as tensors."""
     dt, dev = layer.v_template.dtype, layer.v_template.device
-    n_b = layer.n_betas
-    empty = HandFit(np.zeros(n_b, np.float32), np.zeros((n_frames, 3), np.float32),
-                    np.zeros((n_frames, 15, 3), np.float32), np.zeros((n_frames, 3), np.float32),
-                    np.zeros((n_frames, 21, 3), np.float32), det.copy(),
-                    np.zeros((n_frames, layer.v_template.shape[0], 3), np.float32) if with_vertices else None)
-    if not det.any():
-        return empty
     as_t = lambda x: torch.as_tensor(np.asarray(x)[det], dtype=dt, device=dev)  # noqa: E731
     w_mp = as_t(world)  # (N, 21, 3) MediaPipe order
     if refiner is not None:
@@ -152,9 +122,106 @@ def fit_hand(layer: ManoLayer, kp_px: np.ndarray, world: np.ndarray, detected: n
             # Placed where its projection best meets the 2D landmarks (as the fallback path places the hand).
             c = target.mean(1, keepdim=True)
             target = target - c + camera.solve_translation(target - c, px, kk, w_t)[:, None]
-        # 2. Shape from the median distances.
+    return w_mp, w_cam, target, px, kk
+
+
+@dataclasses.dataclass(frozen=True)
+class SizeEvidence:
+    """What one hand's detections say about its size: ``lengths`` (P,) metres, the median over the detected
+    frames of the 3D target's `core.solve.shape.PAIRS` distances (the size `fit_hand` gives the hand alone);
+    ``weight``: how much to trust it, the sum over those frames of confidence x (the palm's spread in the
+    image, pixels)^2 (a hand far away or seen edge-on is small in the image and counts little);
+    ``frames`` (T,) bool: the frames it comes from."""
+
+    lengths: np.ndarray
+    weight: float
+    frames: np.ndarray
+
+
+PALM_MP = [0, 1, 5, 9, 13, 17]  # wrist, thumb CMC, the four MCPs (MediaPipe order)
+
+
+def size_evidence(layer: ManoLayer, kp_px: np.ndarray, world: np.ndarray, detected: np.ndarray, K: np.ndarray,
+                  perspective: bool = True, landmarks_z: np.ndarray | None = None, image_width: int | None = None,
+                  config: fit.FitConfig | None = None, refiner=None,
+                  confidence: np.ndarray | None = None) -> SizeEvidence | None:
+    """The size evidence of one hand over a clip (arguments as `fit_hand`'s; ``confidence`` (T,) the
+    detector's score per frame, None for ones). Returns None when the hand is never detected."""
+    cfg = fit.FitConfig() if config is None else config
+    det = np.asarray(detected, bool)
+    if not det.any():
+        return None
+    w_mp, _, target, _, _ = _targets(layer, kp_px, world, det, K, perspective, landmarks_z, image_width, cfg, refiner)
+    with torch.no_grad():
         src = (w_mp if target is None else target)[:, MANO21_FROM_MP]
-        betas = shape.fit_betas(layer, shape.pair_lengths(src).median(0).values).to(dev)
+        lengths = shape.pair_lengths(src).median(0).values.cpu().numpy().astype(np.float64)
+    palm = np.asarray(kp_px, np.float64)[det][:, PALM_MP]
+    spread = np.sqrt(((palm - palm.mean(1, keepdims=True)) ** 2).sum(-1).mean(1))  # (N,) px
+    conf = np.ones(int(det.sum())) if confidence is None else np.clip(np.asarray(confidence, np.float64)[det], 0, 1)
+    return SizeEvidence(lengths, float((conf * spread**2).sum()), det.copy())
+
+
+def shared_lengths(evidence: list[SizeEvidence]) -> np.ndarray:
+    """One size (P,) metres for hands of one person: their evidence's lengths averaged with its weights."""
+    w = np.array([e.weight for e in evidence], np.float64)
+    w = w / w.sum() if w.sum() > 0 else np.full(len(w), 1.0 / len(w))
+    return np.einsum("h,hp->p", w, np.stack([e.lengths for e in evidence]))
+
+
+def fit_hand(layer: ManoLayer, kp_px: np.ndarray, world: np.ndarray, detected: np.ndarray, K: np.ndarray,
+             with_vertices: bool = False, perspective: bool = True, landmarks_z: np.ndarray | None = None,
+             image_width: int | None = None, config: fit.FitConfig | None = None,
+             fps: float | None = None, refiner=None, lengths: np.ndarray | None = None) -> HandFit:
+    """Fit one hand over a clip.
+
+    Args:
+        layer: the hand model of this hand's side.
+        kp_px (T, 21, 2): 2D landmarks, pixels (K's convention: OpenCV pixel centres), MediaPipe order.
+        world (T, 21, 3): detector 3D landmarks, metres, camera-aligned axes, MediaPipe order.
+        detected (T,) bool: frames where the hand was found.
+        K (T, 3, 3): intrinsics per frame.
+        with_vertices: also skin the mesh for every frame.
+        perspective: rotate the metric landmarks by the viewing ray (step 1).
+        landmarks_z (T, 21) or None: the detector's normalised relative depth (MediaPipe: wrist-relative,
+            in units of the image width); with ``image_width`` it enables the back-projected target.
+        image_width: pixels; converts ``landmarks_z`` to pixel units.
+        config: fit settings (`core.solve.fit.FitConfig`; None = defaults).
+        fps: frames per second of a video clip: smooth over time and fill short gaps (`core.solve.smooth`);
+            None for unrelated images (no temporal clean-up).
+        refiner: a `core.net.vae.JointRefiner` (the paper's VAE joint refinement) applied to the
+            detector's 3D landmarks before anything else, or None to use them as they are.
+        lengths (P,) metres or None: the hand's size as `core.solve.shape.PAIRS` distances (e.g. one size
+            shared by a person's two hands, `shared_lengths`) instead of this hand's own median distances;
+            the 3D target is scaled about the camera centre to match it (same 2D, depth follows the size).
+    Returns:
+        HandFit.
+    """
+    cfg = fit.FitConfig() if config is None else config
+    n_frames = len(detected)
+    det = np.asarray(detected, bool)
+    dt, dev = layer.v_template.dtype, layer.v_template.device
+    n_b = layer.n_betas
+    empty = HandFit(np.zeros(n_b, np.float32), np.zeros((n_frames, 3), np.float32),
+                    np.zeros((n_frames, 15, 3), np.float32), np.zeros((n_frames, 3), np.float32),
+                    np.zeros((n_frames, 21, 3), np.float32), det.copy(),
+                    np.zeros((n_frames, layer.v_template.shape[0], 3), np.float32) if with_vertices else None)
+    if not det.any():
+        return empty
+    w_mp, w_cam, target, px, kk = _targets(layer, kp_px, world, det, K, perspective, landmarks_z, image_width,
+                                           cfg, refiner)
+    n = w_mp.shape[0]
+    w_t = torch.as_tensor(_TRANSL_W, dtype=dt, device=dev)[None].expand(n, -1)
+    with torch.no_grad():
+        # 2. Shape from the median distances, or from the given (shared) distances; a target then moves along
+        # the viewing rays (scaled about the camera centre: the 2D stays) to the depth of that size.
+        src = (w_mp if target is None else target)[:, MANO21_FROM_MP]
+        own = shape.pair_lengths(src).median(0).values
+        if lengths is not None:
+            lengths = torch.as_tensor(np.asarray(lengths), dtype=dt, device=dev)
+            if target is not None:
+                target = target * shape.size_ratio(lengths, own)
+            own = lengths
+        betas = shape.fit_betas(layer, own).to(dev)
         bb = betas[None].expand(n, -1)
         # 3. IK (camera-frame target: IK's palm fit places the wrist too).
         if target is not None:

@@ -22,6 +22,13 @@ def pair_lengths(joints21: torch.Tensor) -> torch.Tensor:
     return (joints21[..., PAIRS[:, 1], :] - joints21[..., PAIRS[:, 0], :]).norm(dim=-1)
 
 
+def size_ratio(lengths: torch.Tensor, own: torch.Tensor) -> torch.Tensor:
+    """How much larger a hand of distances ``lengths`` (P,) is than one of ``own`` (P,): the PAIR_WEIGHTS-
+    weighted least-squares scale s of s * own ~ lengths (a scalar tensor)."""
+    w = torch.as_tensor(PAIR_WEIGHTS, dtype=own.dtype, device=own.device)
+    return (w * lengths * own).sum() / (w * own * own).sum().clamp_min(1e-12)
+
+
 def joint_shape_basis(layer: ManoLayer) -> tuple[np.ndarray, np.ndarray]:
     """Rest MANO-21 joints are linear in betas: J(beta) = J0 + D beta. Returns J0 (21, 3), D (21, 3, NB)."""
     jr = layer.J_regressor.double().cpu().numpy()
