@@ -6,7 +6,7 @@ on slightly self-intersecting meshes and on meshes wound inside-out, so open (no
 used as they are. The default is libigl's hierarchical *fast* winding number; ``Exact(mesh, "exact")``
 sums every triangle per point (O(points x faces)). Measured (BENCHMARKS.md, "Signed distance to meshes"):
 the two signs agreed on every point tested (233k around the mug and each open HOT3D scan), the exact one
-alone cost about as much as the whole fast query at 2,000 faces, 5x at 32k and ~600x at 1M; libigl's
+alone cost about as much as the whole fast query at 2,000 faces, 4x at 32k and ~1,000x at 1M; libigl's
 pseudonormal sign was wrong on 0.05 to 2.4 % of the points of the open meshes.
 
 The magnitude is the AABB tree's exact unsigned distance. Not ``igl.signed_distance``: with a winding-number
@@ -22,7 +22,7 @@ at 128^3 (1.2 mm voxels on the mug) 0.025 mm mean / 0.33 mm p99 from exact withi
 
 Large meshes: a 1M-face mesh stays usable for the exact query (trees built in about 2 s each; the query
 cost grows slowly with the face count, BENCHMARKS.md). Sampling a 128^3 grid from all of its faces took
-92 s on 2 busy cores, so `Field.build` first decimates meshes of more than ``max_faces`` (200,000) faces
+61 to 92 s on 2 busy cores, so `Field.build` first decimates meshes of more than ``max_faces`` (200,000) faces
 with libigl edge collapse (closed meshes stay closed; a mesh libigl cannot decimate is sampled whole): a
 1.2 mm grid cannot hold finer detail anyway, and the measured grid error grew only from 0.025 to 0.040 mm
 mean (p99 0.33 to 0.39 mm).
