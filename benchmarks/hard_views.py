@@ -13,9 +13,14 @@ with `core.eval.reproj`:
 * hand size error, %: 3D wrist -> middle MCP length of the result over the truth's, minus 1 (median of frames);
 * fingers bent against the truth: (frame, finger) pairs where a hinge joint is flexed >= 10 deg one way in
   the truth and >= 10 deg the other way in the result (`core.eval.reproj.bent_against`).
+The ``depth_change`` view moves the hand from 85 to 30 cm during the clip (`Hand.to`).
+
+Two-hand views are captured twice, with one size for both hands (`CaptureOptions.shared_size`, the default)
+and with each hand sized alone (the ablation): hand size, depth error and camera error of each.
 
 Then the reprojection against the detector's 2D (the only reference there) on the three shared videos,
-fixed frame ranges (`SHARED`), guessed intrinsics (the CLI default), up to two hands; and `core.eval.evaluate`'s
+fixed frame ranges (`SHARED`), guessed intrinsics (the CLI default), up to two hands (a right and a left hand
+seen together are captured again sized alone: each hand's 3D size and median depth); and `core.eval.evaluate`'s
 image-alignment columns on the real dev crops (known K: against the detector's 2D and against the labels
 projected with K; the labels' joint placement differs from the hand model's, knuckles ~12 mm nearer the wrist).
 
@@ -25,8 +30,10 @@ frame, metres): the motion's own slow wrist turn and drift stay on top. Outputs 
 (default out/hard_views): per view ``frames/``, ``view.mp4``, ``ground_truth.npz`` (joints_cam (T, H, 21, 3),
 hand_order, K, depth = true joint depths (T, H, 21)), ``clip.npz``; ``sheet.png`` (a middle frame of each
 view: truth red, ours green, detector blue).
+
+``--focal-study`` runs only `focal_study`: whether one focal length per clip can be found from the hand alone.
 Usage: python -m benchmarks.hard_views [--out out/hard_views] [--frames 48] [--fps 30] [--only top_down,...]
-       [--no-videos]   (the whole run: ~3 min on 2 busy cores)
+       [--no-videos] [--focal-study]   (the whole run: ~3-4 min on 2 busy cores)
 """
 from __future__ import annotations
 
@@ -65,6 +72,7 @@ class Hand:
     side: str
     R: np.ndarray  # (3, 3) turn applied to the demo's palm-to-camera motion (camera frame)
     at: tuple  # where the frame-0 middle MCP goes, metres, camera frame
+    to: tuple | None = None  # where it goes by the last frame (a straight move, eased), or None: stays at ``at``
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,6 +109,8 @@ VIEWS = (
          (Hand("right", _rx(25), (-0.07, 0.02, 0.22)),), f=_f_eq(16, 320)),
     View("two_depths", "two hands at different depths: right at 40 cm, left at 75 cm",
          (Hand("right", I3, (-0.07, 0.0, 0.40)), Hand("left", _ry(-15), (0.10, -0.01, 0.75))), f=280.0),
+    View("depth_change", "the hand comes from 85 cm to 30 cm (towards the camera), palm to the camera, 59 deg across",
+         (Hand("right", I3, (0.0, 0.0, 0.85), to=(0.0, 0.0, 0.30)),), f=280.0),
 )
 
 
@@ -123,7 +133,11 @@ def build(view: View, frames: int) -> dict:
         j21 = out.joints21.numpy().astype(np.float64)
         v = out.vertices.numpy().astype(np.float64)
         anchor = j21[0, 4].copy()  # MANO-21 4 = middle MCP
-        move = lambda p: (p - anchor) @ hand.R.T + np.asarray(hand.at)  # noqa: E731
+        at = np.repeat(np.asarray(hand.at, np.float64)[None], frames, 0)
+        if hand.to is not None:  # a move (towards or away from the camera), eased in and out
+            s = np.linspace(0.0, 1.0, frames)
+            at = at + (3 * s**2 - 2 * s**3)[:, None] * (np.asarray(hand.to) - np.asarray(hand.at))
+        move = lambda p: (p - anchor) @ hand.R.T + at[:, None]  # noqa: E731
         j21, v = move(j21), move(v)
         arm_v, arm_f = demo.forearm_mesh(j21, model.v_template, model.rest_joints())
         hv = np.concatenate([v, arm_v], 1)
@@ -137,7 +151,9 @@ def build(view: View, frames: int) -> dict:
 
 
 def render_and_capture(view: View, out: Path, frames: int, fps: float = FPS):
-    """Render ``view`` into out/<name>/, capture it with the known K; returns (truth joints, clip, seconds)."""
+    """Render ``view`` into out/<name>/, capture it with the known K; returns (truth joints, clip, seconds, and
+    for a two-hand view the clip captured with each hand sized alone (`CaptureOptions.shared_size` off: the
+    ablation of the shared size) or None)."""
     from core import demo
     from core.capture import CaptureOptions, capture_to_file
     from core.io.clip import load_clip
@@ -160,7 +176,11 @@ def render_and_capture(view: View, out: Path, frames: int, fps: float = FPS):
     t1 = time.perf_counter()
     clip_path = capture_to_file(CaptureOptions(input=str(video), K=K, hands=len(view.hands)), d / "clip.npz", rep)
     t2 = time.perf_counter()
-    return scene["joints"], load_clip(clip_path), {"render": t1 - t0, "capture": t2 - t1, "inside": inside}
+    alone = None
+    if len(view.hands) == 2:
+        alone = load_clip(capture_to_file(CaptureOptions(input=str(video), K=K, hands=2, shared_size=False),
+                                          d / "clip_separate.npz", rep))
+    return scene["joints"], load_clip(clip_path), {"render": t1 - t0, "capture": t2 - t1, "inside": inside}, alone
 
 
 def score_view(view: View, truth: np.ndarray, clip) -> list[dict]:
@@ -193,7 +213,8 @@ def score_view(view: View, truth: np.ndarray, clip) -> list[dict]:
         r_det = reproj.reprojection(ours, Kc, kp)
         d_vs_gt = np.linalg.norm(kp - true_px, axis=-1) / reproj.hand_size_px(true_px)[:, None]
         bent = reproj.bent_against(ours, gt, hand.side)
-        row.update(gt_med=r_gt.median, gt_p95=r_gt.p95, det_med=r_det.median, det_p95=r_det.p95,
+        row.update(size_mm=1000 * float(np.median(reproj.hand_size_3d(ours))),
+                   depth_err_mm=1000 * float(np.median(ours[:, 9, 2] - gt[:, 9, 2])), gt_med=r_gt.median, gt_p95=r_gt.p95, det_med=r_det.median, det_p95=r_det.p95,
                    detector_med=float(np.median(d_vs_gt)), detector_p95=float(np.percentile(d_vs_gt, 95)),
                    cam_mm=float(reproj.camera_error_mm(ours, gt).mean()),
                    size_pct=100.0 * float(np.median(reproj.hand_size_error(ours, gt))),
@@ -203,7 +224,9 @@ def score_view(view: View, truth: np.ndarray, clip) -> list[dict]:
 
 
 def shared_videos(out: Path) -> list[dict]:
-    """Reprojection against the detector's 2D on the shared videos (`SHARED` ranges, guessed K, up to 2 hands)."""
+    """Reprojection against the detector's 2D on the shared videos (`SHARED` ranges, guessed K, up to 2 hands);
+    a clip with a right and a left hand is captured again with each hand sized alone (``sized`` "alone": the
+    ablation of `CaptureOptions.shared_size`), and each hand's 3D size and median depth are reported."""
     from core.capture import CaptureOptions, capture_to_file
     from core.eval import reproj
     from core.io.clip import load_clip
@@ -212,21 +235,27 @@ def shared_videos(out: Path) -> list[dict]:
     rows = []
     for name, start, end in SHARED:
         src = need_data(f"video/{name}")
-        t0 = time.perf_counter()
-        path = capture_to_file(CaptureOptions(input=str(src), start=start, end=end, hands=2),
-                               out / f"{Path(name).stem}.npz", Reporter("quiet"))
-        sec = time.perf_counter() - t0
-        clip = load_clip(path)
-        for h, side in enumerate(clip.sides):
-            det = clip.detected[h] & clip.valid[h]
-            if not det.any():
-                continue
-            r = reproj.reprojection(clip.joints[h][det].astype(np.float64), clip.K[det],
-                                    clip.landmarks_px[h][det].astype(np.float64))
-            rows.append({"video": name, "range": f"{start}-{(end or clip.frame_index[-1] + 1) - 1}", "hand": side,
-                         "frames": int(clip.n_frames), "detected": int(det.sum()),
-                         "size_px": float(np.median(r.hand_size)), "det_med": r.median, "det_p95": r.p95,
-                         "seconds": sec})
+        for shared in (True, False):
+            t0 = time.perf_counter()
+            path = capture_to_file(CaptureOptions(input=str(src), start=start, end=end, hands=2, shared_size=shared),
+                                   out / f"{Path(name).stem}{'' if shared else '_separate'}.npz", Reporter("quiet"))
+            sec = time.perf_counter() - t0
+            clip = load_clip(path)
+            for h, side in enumerate(clip.sides):
+                det = clip.detected[h] & clip.valid[h]
+                if not det.any():
+                    continue
+                j = clip.joints[h][det].astype(np.float64)
+                r = reproj.reprojection(j, clip.K[det], clip.landmarks_px[h][det].astype(np.float64))
+                rows.append({"video": name, "range": f"{start}-{(end or clip.frame_index[-1] + 1) - 1}", "hand": side,
+                             "frames": int(clip.n_frames), "detected": int(det.sum()),
+                             "size_px": float(np.median(r.hand_size)), "det_med": r.median, "det_p95": r.p95,
+                             "size_mm": 1000 * float(np.median(reproj.hand_size_3d(j))),
+                             "depth_m": float(np.median(j[:, 9, 2])),
+                             "sized": "shared" if clip.shared_size else ("alone" if shared else "alone (ablation)"),
+                             "seconds": sec})
+            if not clip.shared_size:
+                break  # one hand, or not one person's two: the same capture either way
     return rows
 
 
@@ -287,6 +316,113 @@ def sheet(views, out: Path, frames: int) -> Path:
     return path
 
 
+def _detect(video: Path):
+    """The capture's detection and tracking of ``video`` (tracking mode, up to two hands): its `TrackResult`."""
+    from core.detect import create_detector
+    from core.io.video import open_video
+    from core.solve.track import Tracker
+
+    src = open_video(str(video))
+    tracker = Tracker()
+    with create_detector("mediapipe", static=False, max_hands=2, min_detection_confidence=0.5) as det:
+        for idx, frame in src:
+            tracker.update(det.detect(frame, idx / src.fps), idx)
+    return tracker.finish()
+
+
+def focal_study(out: Path, frames: int) -> list[str]:
+    """Can one focal length per clip be found from the hand alone (a self-calibration)? On the ``depth_change``
+    view (85 -> 30 cm, true 59.5 deg across, the default 69 deg is a focal 17 % too short), the same detections
+    fitted with a focal f from 20 to 120 deg across; three criteria a self-calibration could minimise:
+
+    * size: |d log(size) / d log(depth)| of the per-frame 3D target (the fit's step 1): the hand's size constant
+      across the depth change;
+    * rigid: median reprojection (hand sizes) of the detector's metric 3D landmarks placed rigidly per frame
+      (rotation and translation, least squares) on its 2D: perspective within the hand;
+    * fit: median reprojection of the whole fit (no temporal clean-up) on the detector's 2D.
+
+    The same rigid criterion with the true 3D joints on the true 2D shows how large the signal is at best.
+    Returns the report's lines."""
+    import torch
+    from scipy.optimize import least_squares
+    from scipy.spatial.transform import Rotation
+
+    from core import demo
+    from core.eval import reproj
+    from core.hand.load import load_model
+    from core.hand.mano import ManoLayer
+    from core.hand.model import MANO21_FROM_MP
+    from core.net import load_refiner
+    from core.progress import Reporter
+    from core.solve import camera, pose, shape
+    from core.solve.fit import FitConfig
+
+    view = next(v for v in VIEWS if v.name == "depth_change")
+    d = out / "focal_study"
+    scene = build(view, frames)
+    demo.render_frames(scene["vertices"], scene["faces"], view.K, d / "frames", Reporter("quiet"),
+                       image_size=view.size, background_rgb=view.background)
+    tr = _detect(demo.write_video(d / "frames", d / "view.mp4", fps=FPS, size=view.size))["right"]
+    det = tr.detected
+    w, h = view.size
+    truth = scene["joints"][:, 0]
+    true_px = reproj.project(truth, view.K)
+    px = tr.landmarks_px - 0.5
+    layer, refiner = ManoLayer(load_model("right")), load_refiner()
+
+    def rigid(shape3d, uv, f):  # per frame: median |residual| / hand size of the best rigid placement
+        K = camera.intrinsics(w, h, fx=f)
+        res = []
+        for x3, u in zip(shape3d, uv):
+            c = x3 - x3.mean(0)
+            size = np.linalg.norm(u[9] - u[0])
+            z0 = f * np.linalg.norm(c[9] - c[0]) / size
+            m = (u.mean(0) - K[:2, 2]) / f * z0
+
+            def r(p, c=c, u=u, size=size):
+                x = c @ Rotation.from_rotvec(p[:3]).as_matrix().T + p[3:]
+                return ((x[:, :2] / x[:, 2:] * f + K[:2, 2] - u) / size).ravel()
+            res.append(np.median(np.abs(least_squares(r, np.r_[0, 0, 0, m, z0], method="lm").fun)))
+        return float(np.mean(res))
+
+    f_true = view.K[0, 0]
+    f_default = camera.intrinsics(w, h)[0, 0]
+    fovs = np.arange(20.0, 121.0, 10.0)
+    focals = 0.5 * w / np.tan(np.radians(fovs) / 2)
+    rows, crit = [], {"size": [], "rigid": [], "fit": []}
+    for fov, f in zip(fovs, focals):
+        K = np.repeat(camera.intrinsics(w, h, fx=f)[None], len(det), 0)
+        w_mp, _, target, _, _ = pose._targets(layer, px, tr.world, det, K, True, tr.landmarks_z, w, FitConfig(), refiner)
+        lengths = shape.pair_lengths(target[:, MANO21_FROM_MP]).numpy()
+        size = (lengths * shape.PAIR_WEIGHTS).sum(1) / shape.PAIR_WEIGHTS.sum()
+        crit["size"].append(abs(np.polyfit(np.log(target[:, 9, 2].numpy()), np.log(size), 1)[0]))
+        crit["rigid"].append(rigid(tr.world[det].astype(np.float64), px[det], f))
+        with torch.no_grad():
+            fit = pose.fit_hand(layer, px, tr.world, det, K, landmarks_z=tr.landmarks_z, image_width=w, refiner=refiner)
+        crit["fit"].append(reproj.reprojection(fit.joints[det].astype(np.float64), K[det], px[det]).median)
+        rows.append((fov, f, rigid(truth[det], true_px[det], f)))
+    lines = ["| fov deg | focal px | size criterion | rigid criterion | fit criterion | rigid, true 3D on true 2D |",
+             "|---|---|---|---|---|---|"]
+    for k, (fov, f, ideal) in enumerate(rows):
+        lines.append(f"| {fov:.0f} | {f:.0f} | {crit['size'][k]:.3f} | {crit['rigid'][k]:.4f} | {crit['fit'][k]:.4f} | "
+                     f"{ideal:.4f} |")
+    picks = {name: focals[int(np.argmin(v))] for name, v in crit.items()}
+
+    def score(f):  # the whole capture's fit (video: clean-up and alignment) with focal f
+        K = np.repeat(camera.intrinsics(w, h, fx=f)[None], len(det), 0)
+        fit = pose.fit_hand(layer, px, tr.world, det, K, landmarks_z=tr.landmarks_z, image_width=w, fps=FPS,
+                            refiner=refiner)
+        v = fit.valid & det
+        j = fit.joints[v].astype(np.float64)
+        return reproj.camera_error_mm(j, truth[v]).mean(), 1000 * np.median(j[:, 9, 2] - truth[v][:, 9, 2])
+
+    lines += ["", "| focal | px | focal error | camera mm | depth error mm (median) |", "|---|---|---|---|---|"]
+    for name, f in [("true K", f_true), ("default 69 deg", f_default)] + [(f"picked by {k}", v) for k, v in picks.items()]:
+        cam, dz = score(f)
+        lines.append(f"| {name} | {f:.0f} | {100 * (f / f_true - 1):+.1f} % | {cam:.1f} | {dz:+.0f} |")
+    return lines
+
+
 def _f(v, spec=".3f"):
     return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, spec)
 
@@ -298,19 +434,30 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--fps", type=float, default=FPS, help="frame rate written into the clips' mp4")
     ap.add_argument("--only", default="", help="comma-separated view names (default: all)")
     ap.add_argument("--no-videos", action="store_true", help="skip the shared videos")
+    ap.add_argument("--focal-study", action="store_true",
+                    help="only the focal self-calibration study on the depth_change view (`focal_study`)")
     args = ap.parse_args(argv)
     from core.hand.gen import ensure_open_model
 
     ensure_open_model()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.focal_study:
+        t0 = time.perf_counter()
+        print("\n".join(focal_study(out, args.frames)))
+        print(f"total {time.perf_counter() - t0:.0f} s")
+        return
     views = [v for v in VIEWS if not args.only or v.name in args.only.split(",")]
     t_all = time.perf_counter()
     rows, secs = [], {}
+    ablation = []
     for v in views:
-        truth, clip, s = render_and_capture(v, out, args.frames, args.fps)
+        truth, clip, s, alone = render_and_capture(v, out, args.frames, args.fps)
         secs[v.name] = s
         rows += score_view(v, truth, clip)
+        if alone is not None:
+            ablation += [r | {"sized": "shared" if clip.shared_size else "alone"} for r in score_view(v, truth, clip)]
+            ablation += [r | {"sized": "alone (ablation)"} for r in score_view(v, truth, alone)]
     print(f"Hard views: {args.frames} frames each at {args.fps:g} fps, known K, tracking mode; reprojection in hand sizes "
           "(median / p95 of every joint of every detected frame); vs truth = K @ true joints; vs detector = "
           "its landmarks_px; detector = its landmarks_px vs the true 2D")
@@ -329,16 +476,25 @@ def main(argv: list[str] | None = None) -> None:
     if low:
         print("true joints outside the image on some frames: " + ", ".join(
             f"{k} ({100 * (1 - secs[k]['inside']):.1f} % of joints)" for k in low))
+    if ablation:
+        print("\nOne size per person (two-hand views; `CaptureOptions.shared_size` on vs off, same video): 3D hand "
+              "size (wrist -> middle MCP, median), its error, the middle MCP's depth error (median), camera mm")
+        print("| view | hand | sized | hand size mm | hand size % | depth error mm | camera mm | vs truth 2D med / p95 |")
+        print("|---" * 8 + "|")
+        for r in ablation:
+            print(f"| {r['view']} | {r['hand']} | {r['sized']} | {_f(r.get('size_mm'), '.1f')} | "
+                  f"{_f(r.get('size_pct'), '+.1f')} | {_f(r.get('depth_err_mm'), '+.0f')} | {_f(r.get('cam_mm'), '.1f')} | "
+                  f"{_f(r.get('gt_med'))} / {_f(r.get('gt_p95'))} |")
     print(f"sheet: {sheet(views, out, args.frames)}")
     if not args.no_videos:
         vrows = shared_videos(out)
         print("\nShared videos: reprojection vs the detector's own 2D (no truth), guessed K (default field of view)")
-        print("| video | frames | hand | detected | hand size px | vs detector 2D med / p95 |")
-        print("|---|---|---|---|---|---|")
+        print("| video | frames | hand | sized | detected | hand size px | vs detector 2D med / p95 | hand size mm | depth m |")
+        print("|---|---|---|---|---|---|---|---|---|")
         for r in vrows:
-            print(f"| {r['video']} | {r['range']} | {r['hand']} | {r['detected']} / {r['frames']} | "
-                  f"{r['size_px']:.0f} | {_f(r['det_med'])} / {_f(r['det_p95'])} |")
-        print("seconds per video (capture): " + ", ".join(f"{r['video']} {r['seconds']:.1f}" for r in vrows
+            print(f"| {r['video']} | {r['range']} | {r['hand']} | {r['sized']} | {r['detected']} / {r['frames']} | "
+                  f"{r['size_px']:.0f} | {_f(r['det_med'])} / {_f(r['det_p95'])} | {r['size_mm']:.1f} | {r['depth_m']:.3f} |")
+        print("seconds per video (capture): " + ", ".join(f"{r['video']} ({r['sized']}) {r['seconds']:.1f}" for r in vrows
                                                          if r['hand'] == 'right'))
         r = dev_crops(out)
         print("\nReal dev crops (real_world_testset_dev, 292 crops 256x256, static mode, known K; python -m core eval's "
