@@ -8,7 +8,9 @@ Batched over the clip's frames (T). Steps:
    aligned onto it (`core.solve.fit.backproject`, `core.solve.fit.fuse`), then translated to where its projection
    best meets the 2D landmarks (`core.solve.camera.solve_translation`). Without it: the metric landmarks rotated
    by each frame's viewing-ray rotation (the detector sees an off-centre hand as if it were centred);
-2. one shape per clip: betas fitted to the median bone lengths of the target;
+2. one shape per clip: betas fitted to the median bone lengths of the target, or to distances given by the
+   caller (one size for a person's two hands: `size_evidence`, `shared_lengths`; the target then slides along
+   its viewing rays to the depth of that size);
 3. twist-swing IK of the target (twice: the second pass gives straight fingers the twist of the
    nearest earlier bent frame); without relative depth the translation then comes from the 2D landmarks;
 4. Gauss-Newton refinement of pose and translation (`core.solve.fit.refine`): projected joints on the 2D
