@@ -42,6 +42,22 @@ def points_world_to_cam(points_world: np.ndarray, units: float = 1.0) -> np.ndar
     return np.asarray(points_world, np.float64) @ CAM_TO_WORLD / units
 
 
+def matrices_world_to_cam(matrices: np.ndarray, hand_frame: np.ndarray | None = None, units: float = 1.0) -> np.ndarray:
+    """Object-to-world matrices (..., 4, 4) -> object-to-camera affine matrices (..., 4, 4): camera frame, metres.
+
+    hand_frame (..., 4, 4): world matrix of the hand armature (None: the world origin). The clip's camera frame
+    is the armature's own space (the rig is built at the origin with ``CAM_TO_WORLD``), so an object is
+    expressed relative to the armature first: what the animator sees next to the hand is what the core gets,
+    also after moving, scaling or parenting the rig. The result keeps the object's scale (not rigid).
+    """
+    m = np.asarray(matrices, np.float64)
+    if hand_frame is not None:
+        m = np.linalg.inv(np.asarray(hand_frame, np.float64)) @ m
+    g = np.eye(4)
+    g[:3, :3] = CAM_TO_WORLD.T / units
+    return g @ m
+
+
 def rotmats_cam_to_world(rotmats_cam: np.ndarray) -> np.ndarray:
     """Rotations (..., 3, 3) acting on camera-frame vectors -> the same rotations on world vectors.
 

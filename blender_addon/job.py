@@ -23,7 +23,7 @@ from ..core.io.clip import load_clip
 from ..core.errors import CaptureError
 from ..core.hand.load import load_model
 from .progress import Progress
-from .scene import AppliedScene, SceneOptions, apply_plan, clip_name, plan_scene
+from .scene import AppliedScene, SceneOptions, apply_plan, clip_name, plan_scene, record_clip_file
 from .worker import Worker, WorkerError, child_env
 
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".m4v", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".mts", ".m2ts", ".wmv")
@@ -284,6 +284,7 @@ def _import_steps(clip_path: str, target: SceneTarget, options: SceneOptions, un
     yield Progress("scene", message="writing the rig, mesh and keys", fraction=0.97)
     scene, view_layer = target.resolve()  # looked up again: the user may have changed anything meanwhile
     applied = apply_plan(plan, scene, view_layer)
+    record_clip_file(applied, clip.sides, clip_path)  # contact refinement reads the clip again
     keyed = {hp.key: (hp.keys.n_keys, hp.n_frames) for hp in plan.hands}  # "right2": a second right hand
     hands = ", ".join(f"{applied.armatures[s]} keyed on {n} of {t} frames" for s, (n, t) in keyed.items())
     return CaptureOutcome(applied=applied, clip_path=str(clip_path), keyed=keyed,

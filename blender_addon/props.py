@@ -1,11 +1,13 @@
-"""Capture settings: one PropertyGroup behind ``Scene.hand_capture`` (what the panel shows) and the same
-properties on the capture operator (what a script or the panel passes to it), defined once here."""
+"""Capture and contact settings: one PropertyGroup behind ``Scene.hand_capture`` (what the panel shows) and the
+same properties on the capture and refine operators (what a script or the panel passes to them), defined once
+here (the group's contact settings carry a ``contact_`` prefix)."""
 from __future__ import annotations
 
 import math
 
 import bpy
 
+from .contact import REGIONS, ContactSettings
 from .job import VIDEO_EXTENSIONS, CaptureSettings
 from .scene import SceneOptions
 
@@ -95,12 +97,49 @@ def copy_settings(src, dst, keys=CAPTURE_KEYS) -> None:
         setattr(dst, k, getattr(src, k))
 
 
+REGION_ITEMS = tuple((r.upper(), r.capitalize(), f"The {r}" + ("" if r == "palm" else "'s last segment"))
+                     for r in REGIONS)
+
+
+def contact_properties() -> dict:
+    """Property definitions of the refine operator (fresh each call); `HandCaptureSettings` holds them as
+    ``contact_<name>``."""
+    p = bpy.props
+    return {
+        "selected_only": p.BoolProperty(name="Selected Only", default=False,
+                                        description="Refine against the selected mesh objects only (else every "
+                                                    "visible mesh object near the hands)"),
+        "pin": p.EnumProperty(name="Pin", items=REGION_ITEMS, options={"ENUM_FLAG"}, default=set(),
+                              description="Regions always pulled onto the nearest surface"),
+        "exclude": p.EnumProperty(name="Exclude", items=REGION_ITEMS, options={"ENUM_FLAG"}, default=set(),
+                                  description="Regions never pulled onto a surface (still kept out of objects)"),
+        "hand_hand": p.BoolProperty(name="Hands Apart", default=True,
+                                    description="Keep two hands from passing through each other"),
+    }
+
+
+CONTACT_KEYS = tuple(contact_properties())
+
+
+def contact_settings_from(props) -> ContactSettings:
+    """ContactSettings from the refine operator's properties."""
+    return ContactSettings(selected_only=props.selected_only, pin=tuple(r for r in REGIONS if r.upper() in props.pin),
+                           exclude=tuple(r for r in REGIONS if r.upper() in props.exclude), hand_hand=props.hand_hand)
+
+
+def copy_contact_settings(group, op) -> None:
+    """The panel group's ``contact_*`` settings onto the refine operator's properties."""
+    for k in CONTACT_KEYS:
+        setattr(op, k, getattr(group, f"contact_{k}"))
+
+
 class HandCaptureSettings(bpy.types.PropertyGroup):
-    """Scene.hand_capture: the panel's capture settings."""
+    """Scene.hand_capture: the panel's capture and contact settings."""
 
     # The panel's own browse button filters for videos, so the path field has none of its own.
     __annotations__ = {**capture_properties(),
-                       "filepath": bpy.props.StringProperty(name="Video", description="Video file to capture")}
+                       "filepath": bpy.props.StringProperty(name="Video", description="Video file to capture"),
+                       **{f"contact_{k}": v for k, v in contact_properties().items()}}
 
 
 classes = (HandCaptureSettings,)

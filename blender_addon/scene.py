@@ -36,6 +36,10 @@ from . import carry, convert, keying, rig, skin
 
 TAG = "hand_capture_clip"
 TAG_NAME = "hand_capture_name"
+# On each hand armature: the clip file it was built from and the hand's index in that clip (contact
+# refinement sends that clip to the worker).
+CLIP_FILE = "hand_capture_clip_file"
+CLIP_HAND = "hand_capture_hand"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -197,6 +201,25 @@ def plan_scene(clip: ClipResult, models: dict, scene_fps: float, units: float = 
 
 
 # ---------------------------------------------------------------------------------------------- bpy
+
+
+def hand_slot_key(sides, h: int) -> str:
+    """Key of clip hand ``h`` in `AppliedScene`'s dicts (see `HandPlan.key`): its side, ``"right2"`` for the
+    second hand of one side."""
+    side = sides[h]
+    ordinal = list(sides[:h + 1]).count(side)
+    return side if ordinal == 1 else f"{side}{ordinal}"
+
+
+def record_clip_file(applied: AppliedScene, sides, clip_path: str) -> None:
+    """Write the clip file and each hand's index in it onto the armatures ``applied`` made (bpy)."""
+    import bpy
+
+    for h in range(len(sides)):
+        arm = bpy.data.objects.get(applied.armatures.get(hand_slot_key(sides, h), ""))
+        if arm is not None:
+            arm[CLIP_FILE] = os.path.abspath(clip_path)
+            arm[CLIP_HAND] = h
 
 
 def is_owned(idb, key: str) -> bool:

@@ -1,4 +1,5 @@
-"""3D Viewport > Sidebar > Hand Capture: video, frames, hands, camera, options, runtime, and the Capture button."""
+"""3D Viewport > Sidebar > Hand Capture: video, frames, hands, camera, options, runtime, the Capture button, and
+contact refinement."""
 from __future__ import annotations
 
 import bpy
@@ -78,4 +79,23 @@ class HANDCAP_PT_options(_Sidebar, bpy.types.Panel):
         layout.prop(s, "with_vertices")
 
 
-classes = (HANDCAP_PT_main, HANDCAP_PT_camera, HANDCAP_PT_options)
+class HANDCAP_PT_contact(_Sidebar, bpy.types.Panel):
+    bl_label = "Contact"
+    bl_parent_id = "HANDCAP_PT_main"
+
+    def draw(self, context):
+        s = context.scene.hand_capture
+        layout = self.split_layout()
+        layout.prop(s, "contact_selected_only")
+        layout.prop(s, "contact_hand_hand")
+        col = layout.column(heading="Pin")
+        col.prop(s, "contact_pin")
+        col = layout.column(heading="Exclude")
+        col.prop(s, "contact_exclude")
+        big = layout.row()
+        big.scale_y = 1.5
+        op = big.operator("hand_capture.refine_contact", icon="MOD_PHYSICS")
+        props.copy_contact_settings(s, op)
+
+
+classes = (HANDCAP_PT_main, HANDCAP_PT_camera, HANDCAP_PT_options, HANDCAP_PT_contact)
