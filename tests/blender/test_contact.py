@@ -381,6 +381,48 @@ def test_failing_write_changes_nothing(refined, monkeypatch):
     assert_same(before, fingerprint())
 
 
+def test_rerun_replaces_its_contact_action(refined, fake_runtime, tmp_path):
+    """A second refinement (the fake runtime answering with a given clip: 1 cm nearer, penetration 0.5 mm, every
+    region touching) replaces the first contact action under the same name, still keeps the captured one, and
+    sends the clip file and both objects; undo brings the first result back."""
+    stem, captured = refined["stem"], refined["captured"]
+    clip = load_clip(bpy.data.objects[stem]["hand_capture_clip_file"])
+    fake = dataclasses.replace(clip, transl=clip.transl + np.float32([0.0, 0.0, -0.01]),
+                               contact=np.ones((1, T, 6), bool), penetration_mm=np.full((1, T), 0.5, np.float32))
+    argv_file = fake_runtime("ok", save_clip(fake, tmp_path / "fake_refined.npz"))
+    bpy.ops.ed.undo_push(message="before the re-run")
+    before = fingerprint()
+    assert bpy.ops.hand_capture.refine_contact("EXEC_DEFAULT", True) == {"FINISHED"}
+    assert sorted(a.name for a in bpy.data.actions if a.name != "BlockAction") == [captured, f"{captured} contact"]
+    arm = bpy.data.objects[stem]
+    assert arm.animation_data.action.name == f"{captured} contact"
+    assert action_curves(bpy.data.actions[captured]) == refined["curves"]
+    bpy.context.scene.frame_set(3)
+    assert arm["contact_penetration_mm"] == pytest.approx(0.5) and all(arm[f"contact_{r}"] == 1.0 for r in REGIONS)
+    convert = ext_module("blender_addon.convert")
+    wrist = arm.pose.bones["hand_R.wrist"]
+    head = np.array(arm.matrix_world @ wrist.head)  # the wrist joint, world
+    np.testing.assert_allclose(convert.points_world_to_cam(head), clip.joints[0, 2, 0] + [0.0, 0.0, -0.01], atol=1e-5)
+    bpy.context.scene.frame_set(1)
+    import json
+
+    argv = json.loads(argv_file.read_text())
+    assert argv[:4] == ["-m", "core", "refine", str(arm["hand_capture_clip_file"])]
+    assert argv.count("--object") == 2 and "--json-progress" in argv and "--no-hand-hand" not in argv
+    assert bpy.ops.ed.undo() == {"FINISHED"}
+    assert_same(before, fingerprint())
+
+
+@pytest.mark.parametrize("mode,why", [("error", "No readable frames"), ("crash", "stopped without finishing")])
+def test_worker_failure_changes_nothing(refined, fake_runtime, tmp_path, mode, why):
+    """The worker reports an error or crashes: one clear report, the file exactly as before."""
+    fake_runtime(mode, tmp_path / "unused.npz")
+    before = fingerprint()
+    with pytest.raises(RuntimeError, match=why):
+        bpy.ops.hand_capture.refine_contact()
+    assert_same(before, fingerprint())
+
+
 def test_no_capture_and_bad_settings_are_clear(ext, tmp_path, monkeypatch):
     """Without a captured hand, or with a region both pinned and excluded: one sentence, nothing started."""
     contact = ext_module("blender_addon.contact")
