@@ -10,12 +10,9 @@ refine``; the refined hands come back as a new action on each hand armature.
    hand armature and converted to the camera frame by `convert`; objects far from the hands are left out;
 2. the worker: ``python -m core refine CLIP --object MESH.npz:TRANSFORMS.npy ... --json-progress`` with its
    inputs and output in a temporary folder, removed afterwards;
-3. plan (numpy, `plan_refined`): keys of the refined pose, per-frame penetration and contact flags;
-4. write (`write_refined`, one bpy step, all or nothing): per hand a new Action "<captured action> contact"
-   made active (the captured action is kept, with a fake user, to compare or blend in the NLA), holding the
-   pose keys, the channels of the captured action that refinement does not write, and the custom properties
-   ``contact_penetration_mm`` and ``contact_<region>`` (0/1) of the armature object, keyed per frame so they
-   show as curves in the Graph Editor. A re-run replaces its earlier contact action.
+3. plan (numpy, `contact_keys.plan_refined`): keys of the refined pose, per-frame penetration and contact;
+4. write (`contact_keys.write_refined`, one bpy step, all or nothing): per hand a new, active action with
+   the refined keys and keyed contact custom properties; the captured action is kept.
 
 Closing the generator (Esc) stops the worker and removes the temporary folder; nothing is written before the
 last step. The refinement starts from the clip file, not from keys edited in Blender.
@@ -32,27 +29,15 @@ import tempfile
 import numpy as np
 
 from ..core.errors import CaptureError
-from ..core.hand.load import load_model
 from ..core.io.clip import ClipResult, load_clip
-from . import carry, convert, keying, rig
+from . import convert
 from . import scene as scene_mod
+from .contact_keys import REGIONS, plan_refined, write_refined
 from .progress import Progress
 from .worker import Worker, WorkerError, child_env
 
-# The clip's contact regions, in its order (core.contact.refine.REGIONS, docs/clip_format.md).
-REGIONS = ("thumb", "index", "middle", "ring", "pinky", "palm")
-PROP_PENETRATION = "contact_penetration_mm"
-GROUP = "Contact"  # action group of the custom-property curves
-CONTACT_TAG = "hand_capture_contact"  # on a contact action: the capture's key
-CONTACT_OF = "hand_capture_contact_of"  # on a contact action: the name of the captured action it came from
-CONTACT_ARMATURE = "hand_capture_armature"  # on a contact action: the armature it was made for
 NEAR_M = 0.05  # an object whose box stays farther than this from every hand's joints on every frame is left out
 RIGID_TOL = 1e-4  # scale or shear changing by more than this over the clip is refused
-
-
-def region_prop(region: str) -> str:
-    """Custom property of a region's contact flag: ``contact_thumb``."""
-    return f"contact_{region}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -174,25 +159,6 @@ def clip_scene_frames(clip: ClipResult, scene_fps: float) -> np.ndarray:
 
 
 @dataclasses.dataclass(frozen=True)
-class HandResult:
-    """Keys of one refined hand: armature (object name), hand (clip index), keys (`keying.HandKeys`),
-    penetration_mm (N,) and contact (N, 6) on the keys' frames."""
-
-    armature: str
-    hand: int
-    keys: keying.HandKeys
-    penetration_mm: np.ndarray
-    contact: np.ndarray
-
-    def prop_channels(self) -> tuple:
-        """(penetration channel, [contact channels]) for `keying.write_channels`."""
-        pen = keying.Channel(f'["{PROP_PENETRATION}"]', 0, GROUP, self.penetration_mm.astype(np.float64))
-        flags = [keying.Channel(f'["{region_prop(r)}"]', 0, GROUP, self.contact[:, k].astype(np.float64))
-                 for k, r in enumerate(REGIONS)]
-        return pen, flags
-
-
-@dataclasses.dataclass(frozen=True)
 class Capture:
     """The capture to refine: key (ownership tag), clip_file, armatures {clip hand index: object name}
     (`find_capture` gives {object name: recorded index or None}; `resolve_hands` checks them against the clip)."""
@@ -200,26 +166,6 @@ class Capture:
     key: str
     clip_file: str
     armatures: dict
-
-
-def plan_refined(clip: ClipResult, capture: Capture, frames: np.ndarray, units: float) -> tuple:
-    """HandResult per armature of ``capture`` from the worker's refined ``clip`` (numpy; loads the hand models)."""
-    if clip.contact is None or clip.penetration_mm is None:
-        raise CaptureError("the refined clip has no contact results (contact, penetration_mm): the capture runtime "
-                           "is older than the add-on; set it up again in Preferences > Add-ons > Hand Capture")
-    out = []
-    for h, name in sorted(capture.armatures.items()):
-        side = clip.sides[h]
-        model = load_model(side, clip.model_path(h))
-        betas = np.asarray(clip.betas[h], np.float32)
-        layout = rig.rig_layout(model.rest_joints(betas), model.shaped_vertices(betas)[model.tip_vertex_ids],
-                                side, units)
-        valid = np.asarray(clip.valid[h], bool)
-        keys = keying.hand_keys(clip.global_orient[h], clip.hand_pose[h], clip.transl[h], valid, frames, layout,
-                                units, cuts=clip.cuts)
-        out.append(HandResult(name, h, keys, np.asarray(clip.penetration_mm[h], np.float64)[valid],
-                              np.asarray(clip.contact[h], bool)[valid]))
-    return tuple(out)
 
 
 # ---------------------------------------------------------------------------------------------- bpy reads
@@ -413,107 +359,6 @@ def write_inputs(inputs: list, folder: str) -> list:
     return out
 
 
-# ---------------------------------------------------------------------------------------------- bpy write
-
-
-def _captured_action(arm, key: str):
-    """(action, slot) the capture keyed on ``arm``: the action it made (named like the armature), else the
-    active one when it is not a contact action; (None, None) when there is neither."""
-    import bpy
-
-    act = bpy.data.actions.get(arm.name)
-    if act is None or not scene_mod.is_owned(act, key):
-        ad = arm.animation_data
-        act = ad.action if ad is not None and ad.action is not None and CONTACT_TAG not in ad.action else None
-    if act is None:
-        return None, None
-    ad = arm.animation_data
-    if ad is not None and ad.action is act and ad.action_slot is not None:
-        return act, ad.action_slot
-    return act, (act.slots[0] if len(act.slots) else None)
-
-
-def _contact_actions(arm, key: str) -> list:
-    """Earlier contact actions of ``arm`` (made by this module for the capture ``key``, names unchanged)."""
-    import bpy
-
-    return [a for a in bpy.data.actions
-            if a.get(CONTACT_TAG) == key and a.get(scene_mod.TAG_NAME) == a.name and a.get(CONTACT_ARMATURE) == arm.name]
-
-
-def write_refined(hands: tuple, key: str) -> dict:
-    """Write the refined hands (HandResult per armature) as new, active actions (the one bpy step).
-
-    All or nothing: the actions are made first and removed again on any error; then the commit, which cannot
-    fail, adds the custom properties, assigns the actions, gives the captured ones a fake user and removes the
-    earlier contact actions nothing else uses. Returns {armature: (new action name, captured action name or None)}.
-    """
-    import bpy
-
-    made, todo = [], []
-    try:
-        for hr in hands:
-            arm = bpy.data.objects.get(hr.armature)
-            if arm is None or arm.type != "ARMATURE" or not scene_mod.is_owned(arm, key):
-                raise CaptureError(f"the hand armature {hr.armature!r} was deleted or renamed while the refinement ran; "
-                                   f"nothing was written")
-            ad = arm.animation_data
-            if ad is not None and ad.use_tweak_mode:
-                raise CaptureError(f"{arm.name} is in NLA tweak mode: leave it (Tab in the NLA editor) and refine again")
-            captured, cslot = _captured_action(arm, key)
-            name = f"{captured.name if captured is not None else arm.name} contact"
-            act = bpy.data.actions.new(name)
-            made.append(act)
-            slot = act.slots.new(id_type="OBJECT", name=arm.name)
-            keying.write_channels(act, slot, hr.keys.frames, hr.keys.channels(), hold=hr.keys.hold)
-            pen, flags = hr.prop_channels()
-            keying.write_channels(act, slot, hr.keys.frames, [pen], interpolation="LINEAR")
-            keying.write_channels(act, slot, hr.keys.frames, flags, interpolation="CONSTANT")
-            if captured is not None and cslot is not None:
-                ours = {(c.data_path, c.index) for c in (*hr.keys.channels(), pen, *flags)}
-                carry.channels(captured, cslot, act, slot, ours)
-            todo.append((arm, act, slot, captured, name, hr))
-    except BaseException:
-        if made:
-            bpy.data.batch_remove(made)
-        raise
-    out = {}
-    for arm, act, slot, captured, name, hr in todo:
-        old = _contact_actions(arm, key)
-        _add_props(arm)
-        ad = arm.animation_data_create()
-        ad.action = act
-        ad.action_slot = slot
-        if captured is not None and not captured.use_fake_user:
-            captured.use_fake_user = True  # no user once the contact action is active: kept for the NLA
-        gone = [a for a in old if a.users == 0]
-        if gone:
-            bpy.data.batch_remove(gone)
-        act.name = name
-        act[CONTACT_TAG] = key
-        act[scene_mod.TAG_NAME] = act.name
-        act[CONTACT_ARMATURE] = arm.name
-        if captured is not None:
-            act[CONTACT_OF] = captured.name
-        out[arm.name] = (act.name, captured.name if captured is not None else None)
-    return out
-
-
-def _add_props(arm) -> None:
-    """The armature object's contact custom properties (animatable floats), where missing."""
-    if PROP_PENETRATION not in arm:
-        arm[PROP_PENETRATION] = 0.0
-        arm.id_properties_ui(PROP_PENETRATION).update(
-            min=0.0, soft_max=20.0, description="Deepest hand vertex inside an object or the other hand (mm), "
-                                                "after contact refinement")
-    for r in REGIONS:
-        p = region_prop(r)
-        if p not in arm:
-            arm[p] = 0.0
-            arm.id_properties_ui(p).update(min=0.0, max=1.0, description=f"1 where the {r} is within 2 mm of a "
-                                                                         f"surface after contact refinement")
-
-
 # ---------------------------------------------------------------------------------------------- the job
 
 
@@ -593,7 +438,7 @@ def refine_steps(settings: ContactSettings, python: str, core_root: str, scene, 
     if refined.n_hands != clip.n_hands or tuple(refined.sides) != tuple(clip.sides):
         raise CaptureError(f"the refined clip has hands {refined.sides}, the capture {clip.sides}; nothing was written")
     yield Progress("plan", message="planning the keys", fraction=0.93)
-    hands = plan_refined(refined, capture, clip_scene_frames(refined, fps), units)
+    hands = plan_refined(refined, capture.armatures, clip_scene_frames(refined, fps), units)
     yield Progress("write", message="writing the contact actions", fraction=0.97)
     target.resolve()  # the scene must still exist
     actions = write_refined(hands, capture.key)

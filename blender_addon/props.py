@@ -7,7 +7,8 @@ import math
 
 import bpy
 
-from .contact import REGIONS, ContactSettings
+from .contact import ContactSettings
+from .contact_keys import REGIONS
 from .job import VIDEO_EXTENSIONS, CaptureSettings
 from .scene import SceneOptions
 

@@ -358,14 +358,14 @@ def test_object_without_faces_fails_clearly(refined, monkeypatch):
 
 def test_failing_write_changes_nothing(refined, monkeypatch):
     """An error inside the one writing step (here: the third F-curve batch) removes everything it made."""
-    contact = ext_module("blender_addon.contact")
+    contact, keys = ext_module("blender_addon.contact"), ext_module("blender_addon.contact_keys")
     scene = bpy.context.scene
     cap = contact.find_capture(scene, None)
     clip = load_clip(cap.clip_file)
     cap = contact.resolve_hands(cap, clip)
     fake = dataclasses.replace(clip, contact=np.zeros((1, T, 6), bool), penetration_mm=np.zeros((1, T), np.float32))
-    hands = contact.plan_refined(fake, cap, contact.clip_scene_frames(fake, 30.0), 1.0)
-    real = contact.keying.write_channels
+    hands = keys.plan_refined(fake, cap.armatures, contact.clip_scene_frames(fake, 30.0), 1.0)
+    real = keys.keying.write_channels
     calls = []
 
     def failing(*args, **kwargs):
@@ -374,10 +374,10 @@ def test_failing_write_changes_nothing(refined, monkeypatch):
             raise RuntimeError("disk full")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(contact.keying, "write_channels", failing)
+    monkeypatch.setattr(keys.keying, "write_channels", failing)
     before = fingerprint()
     with pytest.raises(RuntimeError, match="disk full"):
-        contact.write_refined(hands, cap.key)
+        keys.write_refined(hands, cap.key)
     assert_same(before, fingerprint())
 
 
