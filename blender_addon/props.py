@@ -140,7 +140,13 @@ class HandCaptureSettings(bpy.types.PropertyGroup):
     # The panel's own browse button filters for videos, so the path field has none of its own.
     __annotations__ = {**capture_properties(),
                        "filepath": bpy.props.StringProperty(name="Video", description="Video file to capture"),
-                       **{f"contact_{k}": v for k, v in contact_properties().items()}}
+                       **{f"contact_{k}": v for k, v in contact_properties().items()},
+                       "grasp_first": bpy.props.IntProperty(name="Lock Frames", default=0, min=0,
+                                                            description="First frame the held object follows the "
+                                                                        "hand (0 = the scene's start)"),
+                       "grasp_last": bpy.props.IntProperty(name="Last", default=0, min=0,
+                                                           description="Last frame the held object follows the hand "
+                                                                       "(0 = the scene's end)")}
 
 
 classes = (HandCaptureSettings,)

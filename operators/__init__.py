@@ -1,9 +1,10 @@
 """Operators (``hand_capture.*``), one per file; the work happens in `blender_addon`."""
 import bpy
 
-from . import capture, import_clip, pick, refine_contact, runtime
+from . import capture, grasp_lock, import_clip, pick, refine_contact, runtime
 
-classes = (*capture.classes, *import_clip.classes, *pick.classes, *refine_contact.classes, *runtime.classes)
+classes = (*capture.classes, *import_clip.classes, *pick.classes, *refine_contact.classes, *grasp_lock.classes,
+           *runtime.classes)
 
 
 # Registered in order, unregistered in reverse.

@@ -96,6 +96,12 @@ class HANDCAP_PT_contact(_Sidebar, bpy.types.Panel):
         big.scale_y = 1.5
         op = big.operator("hand_capture.refine_contact", icon="MOD_PHYSICS")
         props.copy_contact_settings(s, op)
+        layout.separator()
+        col = layout.column(align=True)
+        col.prop(s, "grasp_first")
+        col.prop(s, "grasp_last")
+        op = layout.operator("hand_capture.grasp_lock", icon="LOCKED")
+        op.frame_first, op.frame_last = s.grasp_first, s.grasp_last
 
 
 classes = (HANDCAP_PT_main, HANDCAP_PT_camera, HANDCAP_PT_options, HANDCAP_PT_contact)
