@@ -151,11 +151,12 @@ def _overlay_nodes(tree, clip):
     return over
 
 
-def render_overlay(scene, frame: int, path: Path, composite: bool = True) -> np.ndarray:
+def render_overlay(scene, frame: int, path: Path, composite: bool = True, color_type: str = "SINGLE") -> np.ndarray:
     """Render ``frame`` through the scene camera with Workbench; returns the image (H, W, 4) float.
 
     composite: lay the render over the camera's background movie clip with the compositor (Workbench
     does not draw background images); else return the transparent render (alpha = the hand's silhouette).
+    color_type: Workbench's colour source ("SINGLE": everything light blue; "OBJECT": each object's colour).
     """
     cam = scene.camera
     r = scene.render
@@ -167,7 +168,7 @@ def render_overlay(scene, frame: int, path: Path, composite: bool = True) -> np.
     scene.view_settings.view_transform = "Standard"  # keep the footage's colours
     shading = scene.display.shading
     shading.light = "STUDIO"
-    shading.color_type = "SINGLE"
+    shading.color_type = color_type
     shading.single_color = (0.25, 0.65, 1.0)
     scene.frame_set(frame)
     r.filepath = str(path)
