@@ -96,6 +96,26 @@ def _path(text: str) -> str:
 FOV_RANGE = (0.01, 179.99)  # degrees; a pinhole camera's field of view is above 0 and below 180
 
 
+def _object_spec(text: str) -> tuple:
+    """MESH[:TRANSFORMS] -> (mesh path, transforms path or None); a Windows drive colon is not a separator."""
+    import re
+
+    m = re.match(r"^(.+?\.(?:obj|npz))(?::(.+))?$", text, re.IGNORECASE)
+    if not m:
+        raise argparse.ArgumentTypeError(f"expected MESH.obj or MESH.obj:TRANSFORMS.npy (or .npz meshes); got {text!r}")
+    return _path(m.group(1)), (_path(m.group(2)) if m.group(2) else None)
+
+
+def _regions(text: str) -> tuple:
+    from .contact.refine import REGIONS
+
+    names = tuple(x.strip() for x in text.split(",") if x.strip())
+    bad = [x for x in names if x not in REGIONS]
+    if bad:
+        raise argparse.ArgumentTypeError(f"unknown region {bad[0]!r}; use {', '.join(REGIONS)}")
+    return names
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog=PROG, description="Hand Capture: video of hands -> MANO hand animation.")
     p.add_argument("--cache-dir", type=_path,
@@ -156,6 +176,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="clip's hand to score (default: --gt-hand, else the most detected)")
     e.add_argument("--json", type=_path, help="also write the figures as JSON here")
     e.add_argument("--plot", type=_path, help="also write a PNG of per-frame errors, raw detector vs ours")
+
+    r = sub.add_parser("refine", help="contact refinement: hands touch objects and each other without passing through")
+    r.add_argument("clip", type=_path, help="clip file from capture")
+    r.add_argument("--object", action="append", default=[], type=_object_spec, metavar="MESH[:TRANSFORMS]",
+                   help="object mesh (.obj or .npz with vertices/faces, metres) and optionally a .npy of (T,4,4) "
+                        "mesh-to-camera transforms, one per clip frame (OpenCV camera frame; none = static in the "
+                        "camera frame); repeat for several objects")
+    r.add_argument("--out", required=True, type=_path, help="output clip file (.npz)")
+    r.add_argument("--with-vertices", action="store_true", help="store mesh vertices per frame")
+    r.add_argument("--pin", default="", type=_regions, help="regions always pulled onto the nearest surface, "
+                   "comma-separated: thumb,index,middle,ring,pinky,palm")
+    r.add_argument("--exclude", default="", type=_regions, help="regions never pulled onto a surface")
+    r.add_argument("--no-hand-hand", action="store_true", help="do not separate two hands that pass through each other")
+    r.add_argument("--json-progress", action="store_true", help="worker protocol: JSON events on stdout")
+    r.add_argument("--quiet", action="store_true", help="no progress bar")
 
     m = sub.add_parser("model", help="write the project's open hand model files (npz + MANO-format pkl)")
     m.add_argument("--out", default=None, type=_path, help="folder (default: the open model's folder in the cache)")
@@ -286,6 +321,15 @@ def _run(args, rep) -> int:
                                                    "n_detected": report.n_detected, "side": report.side,
                                                    "intrinsics_guessed": report.k_guessed,
                                                    "rows": report.rows}, indent=1))
+        elif args.command == "refine":
+            from .contact.run import refine_from_args
+
+            out, report = refine_from_args(args, rep)
+            rep.done(out=str(out))
+            if rep.mode != "json":
+                for line in report.lines():
+                    print(line)
+                _print_path(out)
         elif args.command == "model":
             from .hand.gen import ensure_open_model
             from .hand.gen.arrays import write_assets

@@ -86,6 +86,7 @@ class ManoLayer(torch.nn.Module):
         transl: torch.Tensor | None = None,
         with_vertices: bool = True,
         rotmats: torch.Tensor | None = None,
+        vertex_ids: torch.Tensor | None = None,
     ) -> MANOOutput:
         """Pose the hand.
 
@@ -93,6 +94,8 @@ class ManoLayer(torch.nn.Module):
             betas (B, NB); global_orient (B, 3) axis-angle; hand_pose (B, 15, 3) or (B, 45) axis-angle;
             transl (B, 3) metres or None; with_vertices: skin every vertex (else only the 5 tips);
             rotmats (B, 16, 3, 3): local rotations to use instead of the axis-angles (may be None).
+            vertex_ids (K,) long: with with_vertices, skin only these vertices (``vertices`` is then
+                (B, K, 3), in this order; the tips are skinned as usual) - for losses on a vertex subset.
         Returns:
             MANOOutput.
         """
@@ -114,7 +117,20 @@ class ManoLayer(torch.nn.Module):
         a_t = joints - (g_rot @ j_rest[..., None])[..., 0]  # (B, 16, 3)
         a_mat = torch.cat([g_rot, a_t[..., None]], -1).reshape(bsz, 16, 12)
         eye = torch.eye(3, dtype=rotmats.dtype, device=rotmats.device)
-        if with_vertices:
+        if with_vertices and vertex_ids is not None:
+            b = betas[:, : self.n_betas]
+            v = self.v_template[vertex_ids] + torch.einsum("bl,vcl->bvc", b, self.shapedirs[vertex_ids, :, : b.shape[1]])
+            if self.has_posedirs:
+                feat = (rotmats[:, 1:] - eye).reshape(bsz, 135)
+                pd = self.posedirs.reshape(135, -1, 3)[:, vertex_ids].reshape(135, -1)
+                v = v + (feat @ pd).reshape(bsz, -1, 3)
+            verts = self._skin(v, self.weights[vertex_ids], a_mat)
+            vt = self.rest_tips(betas)
+            if self.has_posedirs:
+                pd = self.posedirs.reshape(135, -1, 3)[:, self.tip_ids].reshape(135, -1)
+                vt = vt + (feat @ pd).reshape(bsz, -1, 3)
+            tips = self._skin(vt, self.weights[self.tip_ids], a_mat)
+        elif with_vertices:
             v = self.shaped(betas)[0]
             if self.has_posedirs:
                 feat = (rotmats[:, 1:] - eye).reshape(bsz, 135)

@@ -1,0 +1,530 @@
+"""Contact refinement (the paper's interaction refinement): hands that touch objects and each other
+without passing through them, by changing only the MANO pose and a small translation.
+
+For every valid frame of every hand, all frames at once, the optimiser (Adam, then a few exact
+rounds) moves the finger joints' angles (flexion, abduction, twist in `core.solve.limits`' frames),
+the global orientation and the translation, minimising (per frame, summed over the clip):
+
+* penetration: squared depth (mm) of every hand vertex inside an object (the object's SDF grid,
+  `core.contact.sdf.Field`, in the inner loop; the exact query in the final rounds) and inside the
+  other hand (`core.contact.hands.hand_in_hand_torch`, exact, on frames whose boxes overlap);
+* contact: the regions already near a surface when refinement starts (a fingertip's distal
+  phalanx or the palm within ``contact_mm``; ``pin`` adds regions, ``exclude`` removes them) are
+  pulled onto it: the squared distance (mm) of the region's nearest vertex;
+* staying close to the capture: joint angles (degrees), global rotation (degrees), translation (mm);
+* 2D evidence: where the clip has the detector's landmarks, a joint's reprojection error may not
+  grow by more than ``reproj_slack_px`` (a hinge: the capture's own error is the reference);
+* the joint limits (`core.solve.limits.soft_limit_loss`) and temporal smoothness of the correction
+  (second differences of the joints' displacement, mm, across consecutive valid frames).
+
+Deterministic (fixed iteration count, no randomness); runs on the device of the given tensors.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import torch
+
+from ..errors import CaptureError
+from ..hand.mano import ManoLayer
+from ..hand.model import FINGERS, MP_FROM_MANO21
+from ..rot import aa_to_rotmat
+from ..solve import limits
+
+REGIONS = ("thumb", "index", "middle", "ring", "pinky", "palm")
+
+
+@dataclasses.dataclass(frozen=True)
+class ContactConfig:
+    """Weights and schedule of `refine_contact` (frozen; losses are in mm and degrees)."""
+
+    iters: int = 60  # Adam steps on the SDF grid
+    vertex_stride: int = 4  # the inner loop uses every 4th vertex plus the contact regions
+    exact_iters: int = 40  # then Adam steps on the exact distances, linearised (point to tangent plane)
+    relinearize_every: int = 5  # ... around the closest points found every this many steps
+    lr_angle: float = 0.01  # rad per Adam step (cosine-decayed to 10 %)
+    lr_transl: float = 0.3  # mm per Adam step
+    contact_mm: float = 5.0  # a region this near a surface at the start is pulled onto it
+    clearance_mm: float = 0.5  # penetration is pushed out to this far outside
+    w_pen: float = 5.0
+    w_contact: float = 0.3
+    w_angle: float = 0.02  # per deg^2 of finger-joint angle change
+    w_orient: float = 0.05  # per deg^2 of global rotation change
+    w_transl: float = 0.05  # per mm^2 of translation change
+    w_2d: float = 0.05  # per px^2 of reprojection error growth beyond the slack
+    reproj_slack_px: float = 1.0
+    w_limits: float = 1.0  # per deg^2 outside the joint ranges
+    w_smooth: float = 0.5  # per mm^2 of second difference of the joints' displacement
+    pin: tuple = ()  # regions always pulled onto the nearest surface
+    exclude: tuple = ()  # regions never pulled (still kept out of objects)
+    hand_hand: bool = True
+
+    def __post_init__(self):
+        bad = [r for r in tuple(self.pin) + tuple(self.exclude) if r not in REGIONS]
+        if bad:
+            raise CaptureError(f"unknown hand region {bad[0]!r}: use {', '.join(REGIONS)}")
+        both = set(self.pin) & set(self.exclude)
+        if both:
+            raise CaptureError(f"region {sorted(both)[0]!r} is both pinned and excluded; choose one")
+
+
+@dataclasses.dataclass
+class HandTrack:
+    """One hand of a clip (T frames) to refine.
+
+    layer: its model; betas (1, NB); rotmats (T, 16, 3, 3) local rotations; transl (T, 3) metres,
+    camera frame; valid (T,) bool frames that hold a pose; kp_px (T, 21, 2) the detector's 2D in
+    MediaPipe order or None; detected (T,) bool frames whose kp_px are real.
+    """
+
+    layer: ManoLayer
+    betas: torch.Tensor
+    rotmats: torch.Tensor
+    transl: torch.Tensor
+    valid: np.ndarray
+    kp_px: torch.Tensor | None = None
+    detected: np.ndarray | None = None
+
+
+@dataclasses.dataclass
+class RefinedHand:
+    """The refined pose of one hand: rotmats (T, 16, 3, 3), transl (T, 3) (invalid frames unchanged),
+    contact (T, 6) bool per region of REGIONS within 2 mm of a surface, penetration_mm (T,) deepest
+    vertex inside an object or the other hand (exact), before_mm (T,) the same before refinement."""
+
+    rotmats: torch.Tensor
+    transl: torch.Tensor
+    contact: np.ndarray
+    penetration_mm: np.ndarray
+    before_mm: np.ndarray
+
+
+def region_vertices(layer: ManoLayer) -> list[np.ndarray]:
+    """Vertex ids of each region of REGIONS on ``layer``'s mesh: a finger's distal phalanx (vertices
+    skinned mostly to its last joint) and the palm (skinned mostly to the wrist, on the palm side)."""
+    w = layer.weights.detach().cpu().numpy()
+    dominant = w.argmax(1)
+    out = []
+    for name in REGIONS[:5]:
+        last = FINGERS[name][0][2]
+        out.append(np.nonzero(dominant == last)[0])
+    v = layer.v_template.detach().cpu().numpy().astype(np.float64)
+    f = layer.faces.detach().cpu().numpy() if torch.is_tensor(layer.faces) else np.asarray(layer.faces)
+    normals = np.zeros_like(v)
+    tri = v[f]
+    fn = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    for k in range(3):
+        np.add.at(normals, f[:, k], fn)
+    normals /= np.linalg.norm(normals, axis=1, keepdims=True) + 1e-12
+    out.append(np.nonzero((dominant == 0) & (normals @ palm_normal(layer) > 0.5))[0])
+    return out
+
+
+def palm_normal(layer: ManoLayer) -> np.ndarray:
+    """Unit (3,) normal of the rest palm pointing out of the palm side (where flexed fingers go)."""
+    betas = torch.zeros(1, layer.n_betas, dtype=layer.v_template.dtype)
+    j = layer.rest_joints(betas)[0].detach().cpu().numpy().astype(np.float64)
+    idx, pinky, mid = FINGERS["index"][0][0], FINGERS["pinky"][0][0], FINGERS["middle"][0][0]
+    n = np.cross(j[idx] - j[0], j[pinky] - j[0])
+    n /= np.linalg.norm(n)
+    # Flex the middle finger's first joint: its tip moves to the palm side.
+    ang = torch.zeros(1, 15, 3, dtype=betas.dtype)
+    ang[0, mid - 1, 0] = math.radians(60)
+    rot = torch.cat([torch.eye(3, dtype=betas.dtype)[None, None], limits.angles_to_rotmats(layer, ang, betas)], 1)
+    rest = layer(betas, None, None, None, with_vertices=False, rotmats=torch.eye(3, dtype=betas.dtype).repeat(1, 16, 1, 1))
+    bent = layer(betas, None, None, None, with_vertices=False, rotmats=rot)
+    move = (bent.joints21[0, 18] - rest.joints21[0, 18]).detach().cpu().numpy()
+    return n if move @ n > 0 else -n
+
+
+def _angle_deg(r: torch.Tensor) -> torch.Tensor:
+    """Rotation angle (...,) degrees of rotation matrices (..., 3, 3), smooth near 0 (via the chord)."""
+    eye = torch.eye(3, dtype=r.dtype, device=r.device)
+    chord = (r - eye).square().sum((-2, -1))  # = 8 sin^2(theta / 2)
+    return torch.rad2deg(2 * torch.asin((chord / 8).clamp(0, 1 - 1e-7).sqrt()))
+
+
+def _body_distance(body, verts: torch.Tensor, exact: bool) -> torch.Tensor:
+    """Signed distance (N, V) metres of points (N, V, 3), camera frame, to ``body``: its SDF grid, and
+    with ``exact`` the exact query (libigl) for the points the grid puts within a band of the surface
+    (3 mm or two voxels: farther points cannot be inside, the grid's error being under a voxel)."""
+    from .sdf import Field
+
+    if body.field is None:
+        body.field = Field.build(body.mesh)
+    p = body._to_mesh(verts)
+    d = body.field.lookup(p)
+    if not exact:
+        return d
+    band = max(0.003, 2 * body.field.pitch)
+    near = d.detach() < band
+    if not bool(near.any()):
+        return d
+    pts = p[near]
+    dd, c = body.exact.query(pts.detach().cpu().numpy().astype(np.float64))
+    sign = torch.as_tensor(np.where(dd < 0, -1.0, 1.0), dtype=p.dtype, device=p.device)
+    c = torch.as_tensor(c, dtype=p.dtype, device=p.device)
+    d_exact = sign * ((pts - c).square().sum(-1) + 1e-18).sqrt()
+    return d.masked_scatter(near, d_exact)
+
+
+def _object_in_hand(oih, verts: torch.Tensor, clearance_mm: float, n_rows: int) -> torch.Tensor:
+    """Per row (N,): squared depth (mm, beyond the clearance) of the objects' surface samples inside the
+    hand. oih = (rows (M,), tri (M, 3), w (M, 3), q (M, 3)) from `_Problem.linearize`: each sample q
+    (camera frame), the hand face closest to it and the barycentric point on it; the distance is to
+    that face's plane on the current vertices verts (N, V, 3) (positive outside the hand)."""
+    rows, tri, w, q = oih
+    corners = verts[rows[:, None], tri]  # (M, 3, 3)
+    c = (w[..., None] * corners).sum(1)
+    n = torch.linalg.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
+    n = n / n.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    d_mm = ((q - c) * n).sum(-1) * 1000.0
+    pen = torch.relu(clearance_mm - d_mm).square()
+    return verts.new_zeros(n_rows).index_add(0, rows, pen)
+
+
+def _project(j: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
+    """Pixels (T, N, 2) of camera-frame points j (T, N, 3) with K (T, 3, 3)."""
+    p = j @ K.transpose(1, 2)
+    return p[..., :2] / p[..., 2:].clamp_min(1e-4)
+
+
+class _Problem:
+    """The optimisation variables and the loss of one clip's hands against its bodies."""
+
+    def __init__(self, hands, bodies, K, cfg: ContactConfig):
+        self.hands, self.bodies, self.cfg = hands, bodies, cfg
+        self.K = K
+        self.state = []
+        for h in hands:
+            ok = torch.as_tensor(np.asarray(h.valid, bool))
+            idx = torch.nonzero(ok)[:, 0]
+            rot = h.rotmats[idx]
+            bb = h.betas
+            ang0 = limits.joint_angles(h.layer, rot, bb).detach()
+            st = dict(idx=idx, rot0=rot.detach(), ang0=ang0, tr0=h.transl[idx].detach(),
+                      ang=ang0.clone().requires_grad_(True),
+                      dorient=torch.zeros(len(idx), 3, dtype=rot.dtype, device=rot.device, requires_grad=True),
+                      dtr_mm=torch.zeros(len(idx), 3, dtype=rot.dtype, device=rot.device, requires_grad=True),
+                      regions=[torch.as_tensor(r, device=rot.device) for r in region_vertices(h.layer)])
+            regions = region_vertices(h.layer)
+            sub = np.union1d(np.arange(0, h.layer.v_template.shape[0], cfg.vertex_stride), np.concatenate(regions))
+            st["sub"] = torch.as_tensor(sub, device=rot.device)
+            st["regions_sub"] = [torch.as_tensor(np.searchsorted(sub, r), device=rot.device) for r in regions]
+            # consecutive-frame mask over the valid rows (row k and k+1 are neighbouring frames)
+            fr = idx.cpu().numpy()
+            st["consec"] = torch.as_tensor(np.r_[True, np.diff(fr) == 1], device=rot.device)
+            with torch.no_grad():
+                out = self.pose(h, st)
+                st["j0"] = out.joints21.detach()
+                if h.kp_px is not None:
+                    det = np.asarray(h.detected if h.detected is not None else h.valid, bool)[fr]
+                    st["det"] = torch.as_tensor(det, device=rot.device)
+                    kp = h.kp_px[idx][:, MANO_FROM_MP_KP]
+                    st["kp"] = kp
+                    st["err0"] = (_project(st["j0"], K[idx]) - kp).norm(dim=-1)
+            self.state.append(st)
+        self.active = None  # per hand (Nv,) regions to pull: filled by `choose_contacts`
+        self._rows = {}
+        self.lin = None  # per hand: the exact round's linearization (`linearize`)
+
+    @staticmethod
+    def pose(h: HandTrack, st: dict, rows=None, full: bool = True):
+        """The hand's MANO output at its valid rows (``rows`` of them); ``full``: every vertex, else the
+        subset ``st["sub"]`` (the inner loop's)."""
+        sl = slice(None) if rows is None else rows
+        rot0 = st["rot0"][sl]
+        bb = h.betas.expand(rot0.shape[0], -1)
+        fingers = limits.angles_to_rotmats(h.layer, st["ang"][sl], h.betas)
+        orient = aa_to_rotmat(st["dorient"][sl]) @ rot0[:, 0]
+        rot = torch.cat([orient[:, None], fingers], 1)
+        tr = st["tr0"][sl] + st["dtr_mm"][sl] * 1e-3
+        return h.layer(bb, None, None, tr, with_vertices=True, rotmats=rot, vertex_ids=None if full else st["sub"])
+
+    def distances(self, verts: torch.Tensor, frames: torch.Tensor, exact: bool, lin: list | None = None) -> torch.Tensor:
+        """Signed distance (N, V) metres of hand vertices (N, V, 3) at clip frames (N,) to the nearest body:
+        the SDF grid; ``exact``: the exact distance for the points near a surface; ``lin`` (from
+        `linearize`): those points' distance to the tangent plane at their closest surface point found
+        at the start of the round (point-to-plane, cheap and exact to first order)."""
+        best = None
+        for bi, b in enumerate(self._bodies_at(frames)):
+            if lin is None:
+                d = _body_distance(b, verts, exact)
+            else:
+                near, c, n = lin[bi]
+                p = b._to_mesh(verts)
+                d = b.field.lookup(p)
+                if near is not None:
+                    d = d.masked_scatter(near, ((p[near] - c) * n).sum(-1))
+            best = d if best is None else torch.minimum(best, d)
+        return best
+
+    def linearize(self) -> None:
+        """Start of an exact round: for each hand, the exact closest surface point and normal of every
+        vertex near an object, and the objects' surface samples near or inside the hand with their
+        closest hand face and barycentric point (`_object_in_hand`)."""
+        from .hands import _outward, _signed, barycentric
+
+        self.lin = []
+        for h, st in zip(self.hands, self.state):
+            if len(st["idx"]) == 0 or not self.bodies:
+                self.lin.append(None)
+                continue
+            with torch.no_grad():
+                v = self.pose(h, st).vertices
+            per_body = []
+            for b in self._bodies_at(st["idx"]):
+                p = b._to_mesh(v)
+                d = b.field.lookup(p)
+                near = d < max(0.003, 2 * b.field.pitch)
+                if not bool(near.any()):
+                    per_body.append((None, None, None))
+                    continue
+                q = p[near]
+                dd, c = b.exact.query(q.cpu().numpy().astype(np.float64))
+                c = torch.as_tensor(c, dtype=q.dtype, device=q.device)
+                diff = q - c
+                n = diff / diff.norm(dim=-1, keepdim=True).clamp_min(1e-9)
+                n = n * torch.as_tensor(np.where(dd < 0, -1.0, 1.0), dtype=q.dtype, device=q.device)[:, None]
+                per_body.append((near, c, n))
+            # the objects' surface samples against this hand
+            vn = v.cpu().numpy().astype(np.float64)
+            faces = _outward(vn[0], h.layer.faces.cpu().numpy())
+            lo, hi = vn.min(1) - 0.005, vn.max(1) + 0.005
+            rows_np = st["idx"].cpu().numpy()
+            rows, tris, ws, qs = [], [], [], []
+            for b in self.bodies:
+                m = b.mesh
+                samples = np.concatenate([m.vertices, m.vertices[m.faces].mean(1)])
+                tr = np.asarray(torch.as_tensor(b.transforms).detach().cpu(), np.float64)
+                tr = tr if tr.shape[0] == 1 else tr[rows_np]
+                for k in range(len(vn)):
+                    t = tr[0] if tr.shape[0] == 1 else tr[k]
+                    pts = samples @ t[:3, :3].T + t[:3, 3]
+                    pts = pts[((pts >= lo[k]) & (pts <= hi[k])).all(1)]
+                    if not len(pts):
+                        continue
+                    dd, face, closest = _signed(pts, vn[k], faces)
+                    keep = dd < 0.002
+                    if not keep.any():
+                        continue
+                    rows.append(np.full(int(keep.sum()), k))
+                    tris.append(faces[face[keep]])
+                    ws.append(barycentric(closest[keep], vn[k][faces[face[keep]]]))
+                    qs.append(pts[keep])
+            dev, dt = v.device, v.dtype
+            oih = None
+            if rows:
+                oih = (torch.as_tensor(np.concatenate(rows), device=dev), torch.as_tensor(np.concatenate(tris), device=dev),
+                       torch.as_tensor(np.concatenate(ws), dtype=dt, device=dev), torch.as_tensor(np.concatenate(qs), dtype=dt, device=dev))
+            self.lin.append((per_body, oih))
+
+    def _bodies_at(self, frames: torch.Tensor) -> list:
+        """The bodies with their transforms of clip frames ``frames`` (N,) (cached per frame set)."""
+        from .sdf import Body
+
+        key = tuple(frames.cpu().numpy().tolist())
+        if key not in self._rows:
+            rows = frames.cpu().numpy()
+            self._rows[key] = [b if b.n_frames == 1 else Body(b.mesh, b.transforms[rows], b.field) for b in self.bodies]
+        return self._rows[key]
+
+    def choose_contacts(self):
+        """Which regions each frame pulls onto a surface (fixed for the whole solve)."""
+        cfg = self.cfg
+        self.active = []
+        for h, st in zip(self.hands, self.state):
+            n = len(st["idx"])
+            act = torch.zeros(n, len(REGIONS), dtype=torch.bool)
+            if self.bodies and n:
+                with torch.no_grad():
+                    v = self.pose(h, st, full=False).vertices
+                    d = self.distances(v, st["idx"], exact=True)
+                for r, ids in enumerate(st["regions_sub"]):
+                    name = REGIONS[r]
+                    if name in cfg.exclude or len(ids) == 0:
+                        continue
+                    near = d[:, ids].min(1).values * 1000.0 <= cfg.contact_mm
+                    act[:, r] = True if name in cfg.pin else near.cpu()
+            self.active.append(act.to(st["idx"].device))
+
+    def loss(self, exact: bool, rows_of=None) -> tuple[torch.Tensor, list]:
+        cfg = self.cfg
+        total = 0.0
+        verts_all = []
+        for hi, (h, st) in enumerate(zip(self.hands, self.state)):
+            if len(st["idx"]) == 0:
+                verts_all.append(None)
+                continue
+            out = self.pose(h, st, full=exact)  # the exact rounds see every vertex
+            v, j = out.vertices, out.joints21
+            verts_all.append(out)
+            e = 0.0
+            if self.bodies:
+                lin = self.lin[hi] if exact and self.lin is not None else None
+                d_mm = self.distances(v, st["idx"], exact, None if lin is None else lin[0]) * 1000.0  # (N, V)
+                e = e + cfg.w_pen * torch.relu(cfg.clearance_mm - d_mm).square().sum(1)
+                act = self.active[hi]
+                for r, ids in enumerate(st["regions"] if exact else st["regions_sub"]):
+                    if len(ids) == 0 or not bool(act[:, r].any()):
+                        continue
+                    dmin = d_mm[:, ids].min(1).values
+                    e = e + cfg.w_contact * torch.relu(dmin).square() * act[:, r]
+                if lin is not None and lin[1] is not None:  # the objects' surface inside the hand (edges, corners)
+                    e = e + cfg.w_pen * _object_in_hand(lin[1], v, cfg.clearance_mm, len(e) if torch.is_tensor(e) else len(v))
+            e = e + cfg.w_angle * torch.rad2deg(st["ang"] - st["ang0"]).square().sum((1, 2))
+            e = e + cfg.w_orient * torch.rad2deg(st["dorient"]).square().sum(1)
+            e = e + cfg.w_transl * st["dtr_mm"].square().sum(1)
+            e = e + cfg.w_limits * limits.soft_limit_loss(st["ang"]) * (180 / math.pi) ** 2
+            if "kp" in st:
+                err = (_project(j, self.K[st["idx"]]) - st["kp"]).norm(dim=-1)
+                grow = torch.relu(err - st["err0"] - cfg.reproj_slack_px).square().sum(1)
+                e = e + cfg.w_2d * grow * st["det"]
+            total = total + e.sum()
+            if len(st["idx"]) >= 3:  # smooth correction: second differences over consecutive frames
+                disp = (j - st["j0"]) * 1000.0
+                d2 = disp[2:] - 2 * disp[1:-1] + disp[:-2]
+                ok = st["consec"][1:-1] & st["consec"][2:]
+                total = total + cfg.w_smooth * (d2.square().sum((1, 2)) * ok).sum()
+        if self.cfg.hand_hand and len(self.hands) == 2 and all(x is not None for x in verts_all):
+            total = total + self._hand_hand(verts_all)
+        return total, verts_all
+
+    def _hand_hand(self, outs) -> torch.Tensor:
+        """Penetration between the two hands on the frames where their (subset) boxes come within 1 cm:
+        the full meshes of those rows, exact (`core.contact.hands.hand_in_hand_torch`)."""
+        from .hands import hand_in_hand_torch
+
+        (ha, sa), (hb, sb) = zip(self.hands, self.state)
+        fa, fb = sa["idx"].cpu().numpy(), sb["idx"].cpu().numpy()
+        common, ia, ib = np.intersect1d(fa, fb, return_indices=True)
+        zero = outs[0].vertices.new_zeros(())
+        if common.size == 0:
+            return zero
+        with torch.no_grad():
+            va, vb = outs[0].vertices[ia], outs[1].vertices[ib]
+            lo_a, hi_a = va.min(1).values, va.max(1).values
+            lo_b, hi_b = vb.min(1).values, vb.max(1).values
+            overlap = ((lo_a <= hi_b + 0.01) & (lo_b <= hi_a + 0.01)).all(1).cpu().numpy()
+        if not overlap.any():
+            return zero
+        ra = torch.as_tensor(ia[overlap], device=sa["idx"].device)
+        rb = torch.as_tensor(ib[overlap], device=sb["idx"].device)
+        full_a = self.pose(ha, sa, rows=ra).vertices
+        full_b = self.pose(hb, sb, rows=rb).vertices
+        d_a, d_b = hand_in_hand_torch(full_a, full_b, ha.layer.faces.cpu().numpy(), faces_b=hb.layer.faces.cpu().numpy())
+        c = self.cfg
+        pen = torch.relu(c.clearance_mm - d_a * 1000.0).square().sum() + torch.relu(c.clearance_mm - d_b * 1000.0).square().sum()
+        return c.w_pen * pen
+
+    def params(self):
+        return [p for st in self.state for p in (st["ang"], st["dorient"], st["dtr_mm"])]
+
+
+# MediaPipe-order landmarks -> MANO-21 order (the layer's joints21 order).
+MANO_FROM_MP_KP = np.argsort(MP_FROM_MANO21)
+
+
+def _run_adam(prob: _Problem, iters: int, exact: bool) -> None:
+    cfg = prob.cfg
+    groups = []
+    for st in prob.state:
+        groups.append({"params": [st["ang"], st["dorient"]], "lr": cfg.lr_angle})
+        groups.append({"params": [st["dtr_mm"]], "lr": cfg.lr_transl})
+    opt = torch.optim.Adam(groups)
+    base = [g["lr"] for g in opt.param_groups]
+    for it in range(iters):
+        scale = 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * it / max(iters, 1)))
+        for g, b in zip(opt.param_groups, base):
+            g["lr"] = b * scale
+        if exact and it % prob.cfg.relinearize_every == 0:
+            prob.linearize()
+        opt.zero_grad(set_to_none=True)
+        loss, _ = prob.loss(exact)
+        if not torch.is_tensor(loss) or not loss.requires_grad:
+            return
+        loss.backward()
+        opt.step()
+
+
+def _penetration_mm(prob: _Problem) -> list[np.ndarray]:
+    """Exact deepest penetration (N,) mm of each hand's valid rows into any body or the other hand."""
+    out = []
+    verts = []
+    with torch.no_grad():
+        for h, st in zip(prob.hands, prob.state):
+            v = prob.pose(h, st).vertices if len(st["idx"]) else None  # every vertex
+            verts.append(v)
+            if v is None or not prob.bodies:
+                out.append(np.zeros(len(st["idx"])))
+                continue
+            d = prob.distances(v, st["idx"], exact=True)
+            out.append(np.maximum(-d.min(1).values.cpu().numpy() * 1000.0, 0.0))
+    if prob.cfg.hand_hand and len(prob.hands) == 2 and all(v is not None for v in verts):
+        from .hands import hand_in_hand
+
+        fa, fb = prob.state[0]["idx"].cpu().numpy(), prob.state[1]["idx"].cpu().numpy()
+        common, ia, ib = np.intersect1d(fa, fb, return_indices=True)
+        if common.size:
+            depth, _, _ = hand_in_hand(verts[0][ia].cpu().numpy(), verts[1][ib].cpu().numpy(),
+                                       prob.hands[0].layer.faces.cpu().numpy(),
+                                       faces_b=prob.hands[1].layer.faces.cpu().numpy())
+            out[0][ia] = np.maximum(out[0][ia], depth)
+            out[1][ib] = np.maximum(out[1][ib], depth)
+    return out
+
+
+def refine_contact(hands: list[HandTrack], bodies: list, K: torch.Tensor,
+                   config: ContactConfig | None = None, progress=None) -> list[RefinedHand]:
+    """Refine ``hands`` against ``bodies`` (`core.contact.sdf.Body`, may be empty) and each other.
+
+    Args:
+        hands: one or two `HandTrack` over the same T clip frames.
+        bodies: objects with per-frame transforms (their ``distance_at`` gives signed distances).
+        K (T, 3, 3): intrinsics per frame (for the 2D term).
+        config: `ContactConfig`; progress: optional callable(fraction 0..1, message).
+    Returns:
+        one `RefinedHand` per hand, in order.
+    """
+    cfg = config or ContactConfig()
+    if not hands:
+        raise CaptureError("nothing to refine: the clip has no hands")
+    prob = _Problem(hands, bodies, K, cfg)
+    before = _penetration_mm(prob)
+    prob.choose_contacts()
+    if progress:
+        progress(0.05, "refining contact")
+    _run_adam(prob, cfg.iters, exact=False)
+    if progress:
+        progress(0.6, "exact contact steps")
+    _run_adam(prob, cfg.exact_iters, exact=True)
+    after = _penetration_mm(prob)
+    results = []
+    with torch.no_grad():
+        for hi, (h, st) in enumerate(zip(hands, prob.state)):
+            rot = h.rotmats.detach().clone()
+            tr = h.transl.detach().clone()
+            T = rot.shape[0]
+            contact = np.zeros((T, len(REGIONS)), bool)
+            pen_full = np.zeros(T)
+            bef_full = np.zeros(T)
+            if len(st["idx"]):
+                out = prob.pose(h, st)
+                fingers = limits.angles_to_rotmats(h.layer, st["ang"], h.betas)
+                orient = aa_to_rotmat(st["dorient"]) @ st["rot0"][:, 0]
+                rot[st["idx"]] = torch.cat([orient[:, None], fingers], 1).to(rot.dtype)
+                tr[st["idx"]] = (st["tr0"] + st["dtr_mm"] * 1e-3).to(tr.dtype)
+                idx = st["idx"].cpu().numpy()
+                pen_full[idx] = after[hi]
+                bef_full[idx] = before[hi]
+                if bodies:
+                    d = prob.distances(out.vertices, st["idx"], exact=True).cpu().numpy()
+                    for r, ids in enumerate(st["regions"]):
+                        if len(ids):
+                            contact[idx, r] = np.abs(d[:, ids.cpu().numpy()]).min(1) <= 0.002
+            results.append(RefinedHand(rot, tr, contact, pen_full, bef_full))
+    if progress:
+        progress(1.0, "contact refined")
+    return results
