@@ -1,13 +1,19 @@
 """Contact refinement (the paper's interaction refinement): hands that touch objects and each other
 without passing through them, by changing only the MANO pose and a small translation.
 
-For every valid frame of every hand, all frames at once, the optimiser (Adam, then a few exact
-rounds) moves the finger joints' angles (flexion, abduction, twist in `core.solve.limits`' frames),
-the global orientation and the translation, minimising (per frame, summed over the clip):
+For every valid frame of every hand, all frames at once, Adam moves the finger joints' angles (flexion,
+abduction, twist in `core.solve.limits`' frames), the global rotation and the translation (these two
+with smaller steps: Adam steps every parameter alike, and a hand that may turn as fast as its fingers
+bend turns away from the object instead of un-flexing), minimising (per frame, summed over the clip):
 
-* penetration: squared depth (mm) of every hand vertex inside an object (the object's SDF grid,
-  `core.contact.sdf.Field`, in the inner loop; the exact query in the final rounds) and inside the
-  other hand (`core.contact.hands.hand_in_hand_torch`, exact, on frames whose boxes overlap);
+* penetration: squared depth (mm, to ``clearance_mm`` outside) of hand vertices inside an object. The
+  first ``iters`` steps read the object's SDF grid (`core.contact.sdf.Field`) at a vertex subset; the
+  last ``exact_iters`` steps use every vertex and the exact distance, linearised around the closest
+  surface point and normal found (libigl) every ``relinearize_every`` steps (point to tangent plane),
+  plus the objects' own surface samples (vertices and face centres) inside the hand, against the
+  hand's closest face (edges and corners of an object poke between hand vertices);
+* hand-hand: each hand's vertices inside the other (`core.contact.hands.hand_in_hand_torch`, exact,
+  on frames whose boxes come within 1 cm);
 * contact: the regions already near a surface when refinement starts (a fingertip's distal
   phalanx or the palm within ``contact_mm``; ``pin`` adds regions, ``exclude`` removes them) are
   pulled onto it: the squared distance (mm) of the region's nearest vertex;
@@ -17,7 +23,8 @@ the global orientation and the translation, minimising (per frame, summed over t
 * the joint limits (`core.solve.limits.soft_limit_loss`) and temporal smoothness of the correction
   (second differences of the joints' displacement, mm, across consecutive valid frames).
 
-Deterministic (fixed iteration count, no randomness); runs on the device of the given tensors.
+Deterministic (fixed iteration counts, no randomness); runs on the device of the given tensors.
+The weights were set looking at the synthetic grasp scenes that BENCHMARKS.md reports (named there).
 """
 from __future__ import annotations
 
@@ -45,14 +52,17 @@ class ContactConfig:
     exact_iters: int = 40  # then Adam steps on the exact distances, linearised (point to tangent plane)
     relinearize_every: int = 5  # ... around the closest points found every this many steps
     lr_angle: float = 0.01  # rad per Adam step (cosine-decayed to 10 %)
-    lr_transl: float = 0.3  # mm per Adam step
+    lr_orient: float = 0.002  # rad per Adam step of the global rotation (Adam steps every parameter alike:
+    # the whole hand must move more slowly than its fingers, or it rotates away instead of un-flexing)
+    lr_transl: float = 0.1  # mm per Adam step
     contact_mm: float = 5.0  # a region this near a surface at the start is pulled onto it
     clearance_mm: float = 0.5  # penetration is pushed out to this far outside
     w_pen: float = 5.0
+    w_object: float = 5.0  # the objects' surface samples inside the hand (exact steps)
     w_contact: float = 0.3
     w_angle: float = 0.02  # per deg^2 of finger-joint angle change
-    w_orient: float = 0.05  # per deg^2 of global rotation change
-    w_transl: float = 0.05  # per mm^2 of translation change
+    w_orient: float = 0.5  # per deg^2 of global rotation change
+    w_transl: float = 0.5  # per mm^2 of translation change
     w_2d: float = 0.05  # per px^2 of reprojection error growth beyond the slack
     reproj_slack_px: float = 1.0
     w_limits: float = 1.0  # per deg^2 outside the joint ranges
@@ -373,7 +383,7 @@ class _Problem:
                     dmin = d_mm[:, ids].min(1).values
                     e = e + cfg.w_contact * torch.relu(dmin).square() * act[:, r]
                 if lin is not None and lin[1] is not None:  # the objects' surface inside the hand (edges, corners)
-                    e = e + cfg.w_pen * _object_in_hand(lin[1], v, cfg.clearance_mm, len(e) if torch.is_tensor(e) else len(v))
+                    e = e + cfg.w_object * _object_in_hand(lin[1], v, cfg.clearance_mm, len(v))
             e = e + cfg.w_angle * torch.rad2deg(st["ang"] - st["ang0"]).square().sum((1, 2))
             e = e + cfg.w_orient * torch.rad2deg(st["dorient"]).square().sum(1)
             e = e + cfg.w_transl * st["dtr_mm"].square().sum(1)
@@ -431,7 +441,8 @@ def _run_adam(prob: _Problem, iters: int, exact: bool) -> None:
     cfg = prob.cfg
     groups = []
     for st in prob.state:
-        groups.append({"params": [st["ang"], st["dorient"]], "lr": cfg.lr_angle})
+        groups.append({"params": [st["ang"]], "lr": cfg.lr_angle})
+        groups.append({"params": [st["dorient"]], "lr": cfg.lr_orient})
         groups.append({"params": [st["dtr_mm"]], "lr": cfg.lr_transl})
     opt = torch.optim.Adam(groups)
     base = [g["lr"] for g in opt.param_groups]

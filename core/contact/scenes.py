@@ -225,7 +225,7 @@ def carry(layer: ManoLayer, rot: torch.Tensor, transl: torch.Tensor, transforms:
     return rots, tr
 
 
-def grasp_scene(layer: ManoLayer, mesh: TriMesh, n_frames: int = 300, pen_mm: float | None = None, push_mm: float = 4.0,
+def grasp_scene(layer: ManoLayer, mesh: TriMesh, n_frames: int = 300, pen_mm: float | None = 4.0, push_mm: float = 4.0,
                 flex_deg: float = 8.0, jitter_mm: float = 0.5, jitter_deg: float = 0.4, seed: int = 0) -> GraspScene:
     """A `GraspScene`: the grasp of ``mesh`` carried over ``n_frames``. The capture pushes the hand into
     the object along the palm normal by ``push_mm`` and flexes every touching finger ``flex_deg``
