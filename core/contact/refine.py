@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import weakref
 
 import numpy as np
 import torch
@@ -180,6 +181,23 @@ def _body_distance(body, verts: torch.Tensor, exact: bool) -> torch.Tensor:
     return d.masked_scatter(near, d_exact)
 
 
+MAX_SURFACE_SAMPLES = 4000
+
+
+def _surface_samples(mesh) -> np.ndarray:
+    """The object's surface samples (S, 3) tested against the hand: its vertices and face centres, every
+    k-th of them when there are more than MAX_SURFACE_SAMPLES (a fixed cost whatever the face count)."""
+    cached = _SAMPLES.get(mesh)
+    if cached is None:
+        pts = np.concatenate([mesh.vertices, mesh.vertices[mesh.faces].mean(1)])
+        step = int(np.ceil(len(pts) / MAX_SURFACE_SAMPLES))
+        cached = _SAMPLES[mesh] = np.ascontiguousarray(pts[::step])
+    return cached
+
+
+_SAMPLES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
 def _object_in_hand(oih, verts: torch.Tensor, clearance_mm: float, n_rows: int) -> torch.Tensor:
     """Per row (N,): squared depth (mm, beyond the clearance) of the objects' surface samples inside the
     hand. oih = (rows (M,), tri (M, 3), w (M, 3), q (M, 3)) from `_Problem.linearize`: each sample q
@@ -306,8 +324,7 @@ class _Problem:
             rows_np = st["idx"].cpu().numpy()
             rows, tris, ws, qs = [], [], [], []
             for b in self.bodies:
-                m = b.mesh
-                samples = np.concatenate([m.vertices, m.vertices[m.faces].mean(1)])
+                samples = _surface_samples(b.mesh)
                 tr = np.asarray(torch.as_tensor(b.transforms).detach().cpu(), np.float64)
                 tr = tr if tr.shape[0] == 1 else tr[rows_np]
                 for k in range(len(vn)):
