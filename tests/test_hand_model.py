@@ -512,3 +512,27 @@ def test_wrong_side_is_refused(assets, tmp_path):
         load.load_model("left", liar)
     with pytest.raises(CaptureError, match="MANO_LEFT.pkl"):
         load.load_model("right", liar)
+
+
+def test_forward_vertex_subset_matches_full_skinning():
+    """ManoLayer(vertex_ids=...) skins only those vertices, equal to the full mesh's rows, with and without
+    pose correctives; the joints and tips are those of the full forward."""
+    import torch
+
+    from core.hand.load import load_model
+    from core.hand.mano import ManoLayer
+
+    layer = ManoLayer(load_model("right"), dtype=torch.float64)
+    g = torch.Generator().manual_seed(0)
+    b, aa, t = torch.randn(3, 10, generator=g, dtype=torch.float64) * 0.5, \
+        torch.randn(3, 16, 3, generator=g, dtype=torch.float64) * 0.3, torch.randn(3, 3, generator=g, dtype=torch.float64)
+    ids = torch.tensor([5, 100, 2000, 7])
+    for posedirs in (False, True):
+        if posedirs:
+            layer.has_posedirs = True
+            layer.posedirs = torch.randn(layer.posedirs.shape, generator=g, dtype=torch.float64) * 1e-3
+        full = layer(b, aa[:, 0], aa[:, 1:], t)
+        sub = layer(b, aa[:, 0], aa[:, 1:], t, vertex_ids=ids)
+        assert torch.allclose(sub.vertices, full.vertices[:, ids], atol=1e-12)
+        assert torch.allclose(sub.joints21, full.joints21, atol=1e-12)
+        assert torch.allclose(layer(b, aa[:, 0], aa[:, 1:], t, with_vertices=False).joints21, full.joints21, atol=1e-12)

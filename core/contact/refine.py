@@ -37,9 +37,9 @@ import torch
 
 from ..errors import CaptureError
 from ..hand.mano import ManoLayer
-from ..hand.model import FINGERS, MP_FROM_MANO21
+from ..hand.model import FINGERS, MANO21_FROM_MP
 from ..rot import aa_to_rotmat
-from ..solve import limits
+from ..solve import camera, limits
 
 REGIONS = ("thumb", "index", "middle", "ring", "pinky", "palm")
 
@@ -150,13 +150,6 @@ def palm_normal(layer: ManoLayer) -> np.ndarray:
     return n if move @ n > 0 else -n
 
 
-def _angle_deg(r: torch.Tensor) -> torch.Tensor:
-    """Rotation angle (...,) degrees of rotation matrices (..., 3, 3), smooth near 0 (via the chord)."""
-    eye = torch.eye(3, dtype=r.dtype, device=r.device)
-    chord = (r - eye).square().sum((-2, -1))  # = 8 sin^2(theta / 2)
-    return torch.rad2deg(2 * torch.asin((chord / 8).clamp(0, 1 - 1e-7).sqrt()))
-
-
 def _body_distance(body, verts: torch.Tensor, exact: bool) -> torch.Tensor:
     """Signed distance (N, V) metres of points (N, V, 3), camera frame, to ``body``: its SDF grid, and
     with ``exact`` the exact query (libigl) for the points the grid puts within a band of the surface
@@ -213,12 +206,6 @@ def _object_in_hand(oih, verts: torch.Tensor, clearance_mm: float, n_rows: int) 
     return verts.new_zeros(n_rows).index_add(0, rows, pen)
 
 
-def _project(j: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
-    """Pixels (T, N, 2) of camera-frame points j (T, N, 3) with K (T, 3, 3)."""
-    p = j @ K.transpose(1, 2)
-    return p[..., :2] / p[..., 2:].clamp_min(1e-4)
-
-
 class _Problem:
     """The optimisation variables and the loss of one clip's hands against its bodies."""
 
@@ -235,9 +222,9 @@ class _Problem:
             st = dict(idx=idx, rot0=rot.detach(), ang0=ang0, tr0=h.transl[idx].detach(),
                       ang=ang0.clone().requires_grad_(True),
                       dorient=torch.zeros(len(idx), 3, dtype=rot.dtype, device=rot.device, requires_grad=True),
-                      dtr_mm=torch.zeros(len(idx), 3, dtype=rot.dtype, device=rot.device, requires_grad=True),
-                      regions=[torch.as_tensor(r, device=rot.device) for r in region_vertices(h.layer)])
+                      dtr_mm=torch.zeros(len(idx), 3, dtype=rot.dtype, device=rot.device, requires_grad=True))
             regions = region_vertices(h.layer)
+            st["regions"] = [torch.as_tensor(r, device=rot.device) for r in regions]
             sub = np.union1d(np.arange(0, h.layer.v_template.shape[0], cfg.vertex_stride), np.concatenate(regions))
             st["sub"] = torch.as_tensor(sub, device=rot.device)
             st["regions_sub"] = [torch.as_tensor(np.searchsorted(sub, r), device=rot.device) for r in regions]
@@ -250,25 +237,28 @@ class _Problem:
                 if h.kp_px is not None:
                     det = np.asarray(h.detected if h.detected is not None else h.valid, bool)[fr]
                     st["det"] = torch.as_tensor(det, device=rot.device)
-                    kp = h.kp_px[idx][:, MANO_FROM_MP_KP]
+                    kp = h.kp_px[idx][:, MANO21_FROM_MP]
                     st["kp"] = kp
-                    st["err0"] = (_project(st["j0"], K[idx]) - kp).norm(dim=-1)
+                    st["err0"] = (camera.project(st["j0"], K[idx]) - kp).norm(dim=-1)
             self.state.append(st)
         self.active = None  # per hand (Nv,) regions to pull: filled by `choose_contacts`
         self._rows = {}
         self.lin = None  # per hand: the exact round's linearization (`linearize`)
 
     @staticmethod
+    def rotmats_transl(h: HandTrack, st: dict, rows=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The current local rotations (N, 16, 3, 3) and translation (N, 3) of the valid rows (``rows`` of them)."""
+        sl = slice(None) if rows is None else rows
+        fingers = limits.angles_to_rotmats(h.layer, st["ang"][sl], h.betas)
+        orient = aa_to_rotmat(st["dorient"][sl]) @ st["rot0"][sl][:, 0]
+        return torch.cat([orient[:, None], fingers], 1), st["tr0"][sl] + st["dtr_mm"][sl] * 1e-3
+
+    @staticmethod
     def pose(h: HandTrack, st: dict, rows=None, full: bool = True):
         """The hand's MANO output at its valid rows (``rows`` of them); ``full``: every vertex, else the
         subset ``st["sub"]`` (the inner loop's)."""
-        sl = slice(None) if rows is None else rows
-        rot0 = st["rot0"][sl]
-        bb = h.betas.expand(rot0.shape[0], -1)
-        fingers = limits.angles_to_rotmats(h.layer, st["ang"][sl], h.betas)
-        orient = aa_to_rotmat(st["dorient"][sl]) @ rot0[:, 0]
-        rot = torch.cat([orient[:, None], fingers], 1)
-        tr = st["tr0"][sl] + st["dtr_mm"][sl] * 1e-3
+        rot, tr = _Problem.rotmats_transl(h, st, rows)
+        bb = h.betas.expand(rot.shape[0], -1)
         return h.layer(bb, None, None, tr, with_vertices=True, rotmats=rot, vertex_ids=None if full else st["sub"])
 
     def distances(self, verts: torch.Tensor, frames: torch.Tensor, exact: bool, lin: list | None = None) -> torch.Tensor:
@@ -377,7 +367,7 @@ class _Problem:
                     act[:, r] = True if name in cfg.pin else near.cpu()
             self.active.append(act.to(st["idx"].device))
 
-    def loss(self, exact: bool, rows_of=None) -> tuple[torch.Tensor, list]:
+    def loss(self, exact: bool) -> tuple[torch.Tensor, list]:
         cfg = self.cfg
         total = 0.0
         verts_all = []
@@ -406,7 +396,7 @@ class _Problem:
             e = e + cfg.w_transl * st["dtr_mm"].square().sum(1)
             e = e + cfg.w_limits * limits.soft_limit_loss(st["ang"]) * (180 / math.pi) ** 2
             if "kp" in st:
-                err = (_project(j, self.K[st["idx"]]) - st["kp"]).norm(dim=-1)
+                err = (camera.project(j, self.K[st["idx"]]) - st["kp"]).norm(dim=-1)
                 grow = torch.relu(err - st["err0"] - cfg.reproj_slack_px).square().sum(1)
                 e = e + cfg.w_2d * grow * st["det"]
             total = total + e.sum()
@@ -446,12 +436,7 @@ class _Problem:
         pen = torch.relu(c.clearance_mm - d_a * 1000.0).square().sum() + torch.relu(c.clearance_mm - d_b * 1000.0).square().sum()
         return c.w_pen * pen
 
-    def params(self):
-        return [p for st in self.state for p in (st["ang"], st["dorient"], st["dtr_mm"])]
 
-
-# MediaPipe-order landmarks -> MANO-21 order (the layer's joints21 order).
-MANO_FROM_MP_KP = np.argsort(MP_FROM_MANO21)
 
 
 def _run_adam(prob: _Problem, iters: int, exact: bool) -> None:
@@ -540,10 +525,9 @@ def refine_contact(hands: list[HandTrack], bodies: list, K: torch.Tensor,
             bef_full = np.zeros(T)
             if len(st["idx"]):
                 out = prob.pose(h, st)
-                fingers = limits.angles_to_rotmats(h.layer, st["ang"], h.betas)
-                orient = aa_to_rotmat(st["dorient"]) @ st["rot0"][:, 0]
-                rot[st["idx"]] = torch.cat([orient[:, None], fingers], 1).to(rot.dtype)
-                tr[st["idx"]] = (st["tr0"] + st["dtr_mm"] * 1e-3).to(tr.dtype)
+                rot_v, tr_v = prob.rotmats_transl(h, st)
+                rot[st["idx"]] = rot_v.to(rot.dtype)
+                tr[st["idx"]] = tr_v.to(tr.dtype)
                 idx = st["idx"].cpu().numpy()
                 pen_full[idx] = after[hi]
                 bef_full[idx] = before[hi]

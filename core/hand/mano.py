@@ -117,20 +117,7 @@ class ManoLayer(torch.nn.Module):
         a_t = joints - (g_rot @ j_rest[..., None])[..., 0]  # (B, 16, 3)
         a_mat = torch.cat([g_rot, a_t[..., None]], -1).reshape(bsz, 16, 12)
         eye = torch.eye(3, dtype=rotmats.dtype, device=rotmats.device)
-        if with_vertices and vertex_ids is not None:
-            b = betas[:, : self.n_betas]
-            v = self.v_template[vertex_ids] + torch.einsum("bl,vcl->bvc", b, self.shapedirs[vertex_ids, :, : b.shape[1]])
-            if self.has_posedirs:
-                feat = (rotmats[:, 1:] - eye).reshape(bsz, 135)
-                pd = self.posedirs.reshape(135, -1, 3)[:, vertex_ids].reshape(135, -1)
-                v = v + (feat @ pd).reshape(bsz, -1, 3)
-            verts = self._skin(v, self.weights[vertex_ids], a_mat)
-            vt = self.rest_tips(betas)
-            if self.has_posedirs:
-                pd = self.posedirs.reshape(135, -1, 3)[:, self.tip_ids].reshape(135, -1)
-                vt = vt + (feat @ pd).reshape(bsz, -1, 3)
-            tips = self._skin(vt, self.weights[self.tip_ids], a_mat)
-        elif with_vertices:
+        if with_vertices and vertex_ids is None:
             v = self.shaped(betas)[0]
             if self.has_posedirs:
                 feat = (rotmats[:, 1:] - eye).reshape(bsz, 135)
@@ -138,13 +125,12 @@ class ManoLayer(torch.nn.Module):
             verts = self._skin(v, self.weights, a_mat)
             tips = verts[:, self.tip_ids]
         else:
+            tips = self._posed_subset(self.tip_ids, self.rest_tips(betas), rotmats, a_mat)
             verts = None
-            vt = self.rest_tips(betas)
-            if self.has_posedirs:
-                feat = (rotmats[:, 1:] - eye).reshape(bsz, 135)
-                pd = self.posedirs.reshape(135, -1, 3)[:, self.tip_ids].reshape(135, -1)
-                vt = vt + (feat @ pd).reshape(bsz, -1, 3)
-            tips = self._skin(vt, self.weights[self.tip_ids], a_mat)
+            if with_vertices:
+                b = betas[:, : self.n_betas]
+                rest = self.v_template[vertex_ids] + torch.einsum("bl,vcl->bvc", b, self.shapedirs[vertex_ids, :, : b.shape[1]])
+                verts = self._posed_subset(vertex_ids, rest, rotmats, a_mat)
         joints21 = torch.cat([joints, tips], 1)
         if transl is not None:
             tr = transl[:, None, :]
@@ -154,6 +140,15 @@ class ManoLayer(torch.nn.Module):
                 verts = verts + tr
         return MANOOutput(vertices=verts, joints=joints, joints21=joints21, rest_joints=j_rest, rotmats=rotmats)
 
+
+    def _posed_subset(self, ids: torch.Tensor, rest: torch.Tensor, rotmats: torch.Tensor, a_mat: torch.Tensor) -> torch.Tensor:
+        """Posed vertices (B, K, 3) of vertex ids (K,) from their shaped rest positions rest (B, K, 3):
+        pose correctives, then skinning with the transforms a_mat (B, 16, 12)."""
+        if self.has_posedirs:
+            eye = torch.eye(3, dtype=rotmats.dtype, device=rotmats.device)
+            feat = (rotmats[:, 1:] - eye).reshape(rotmats.shape[0], 135)
+            rest = rest + (feat @ self.posedirs.reshape(135, -1, 3)[:, ids].reshape(135, -1)).reshape(rest.shape)
+        return self._skin(rest, self.weights[ids], a_mat)
 
     @staticmethod
     def _skin(v: torch.Tensor, w: torch.Tensor, a_mat: torch.Tensor) -> torch.Tensor:
