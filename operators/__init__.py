@@ -1,10 +1,10 @@
 """Operators (``hand_capture.*``), one per file; the work happens in `blender_addon`."""
 import bpy
 
-from . import capture, grasp_lock, import_clip, pick, refine_contact, runtime
+from . import capture, export, grasp_lock, import_clip, pick, refine_contact, runtime
 
 classes = (*capture.classes, *import_clip.classes, *pick.classes, *refine_contact.classes, *grasp_lock.classes,
-           *runtime.classes)
+           *runtime.classes, *export.classes)
 
 
 # Registered in order, unregistered in reverse.

@@ -104,4 +104,23 @@ class HANDCAP_PT_contact(_Sidebar, bpy.types.Panel):
         op.frame_first, op.frame_last = s.grasp_first, s.grasp_last
 
 
-classes = (HANDCAP_PT_main, HANDCAP_PT_camera, HANDCAP_PT_options, HANDCAP_PT_contact)
+class HANDCAP_PT_export(_Sidebar, bpy.types.Panel):
+    bl_label = "Export"
+    bl_parent_id = "HANDCAP_PT_main"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    def draw(self, context):
+        layout = self.layout
+        obj = context.active_object
+        arm = obj if obj is not None and obj.type == "ARMATURE" else None
+        layout.label(text=f"Armature: {arm.name}" if arm else "Select the armature to export",
+                     icon="ARMATURE_DATA" if arm else "INFO")
+        row = layout.row(align=True)
+        row.enabled = arm is not None
+        for fmt, text in (("FBX", "FBX"), ("BVH", "BVH"), ("GLTF", "glTF")):
+            op = row.operator("hand_capture.export", text=text, icon="EXPORT")
+            op.format = fmt
+            op.target = arm.name if arm else ""
+
+
+classes = (HANDCAP_PT_main, HANDCAP_PT_camera, HANDCAP_PT_options, HANDCAP_PT_contact, HANDCAP_PT_export)
