@@ -131,11 +131,28 @@ def fingerprint() -> dict:
         fp[("MA", m.name)] = (m.users, m.use_fake_user)
     sc = bpy.context.scene
     hc = sc.hand_capture
-    fp["settings"] = {k: getattr(hc, k) for k in hc.bl_rna.properties.keys() if k != "rna_type"}
+    fp["settings"] = _group(hc)
     fp["scene"] = (sc.name, [s.name for s in bpy.data.scenes], sc.render.resolution_percentage,
                    sc.render.pixel_aspect_x, sc.render.pixel_aspect_y, sorted(c.name for c in sc.collection.children))
     fp["context"] = (vl.objects.active.name if vl.objects.active else None, bpy.context.mode)
     return fp
+
+
+def _group(g) -> dict:
+    """A PropertyGroup's values by name; nested groups and collections as their values, IDs by name."""
+    out = {}
+    for k in g.bl_rna.properties.keys():
+        if k == "rna_type":
+            continue
+        v = getattr(g, k)
+        if isinstance(v, bpy.types.PropertyGroup):
+            v = _group(v)
+        elif isinstance(v, bpy.types.bpy_prop_collection):
+            v = [_group(x) for x in v]
+        elif isinstance(v, bpy.types.ID):
+            v = v.name
+        out[k] = v
+    return out
 
 
 def _short(v) -> str:
