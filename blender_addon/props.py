@@ -10,6 +10,8 @@ import bpy
 from .contact import ContactSettings
 from .contact_keys import REGIONS
 from .job import VIDEO_EXTENSIONS, CaptureSettings
+from .retarget_props import HandCaptureRetargetSettings
+from .retarget_props import classes as retarget_classes
 from .scene import SceneOptions
 
 CAMERA_ITEMS = (
@@ -146,10 +148,11 @@ class HandCaptureSettings(bpy.types.PropertyGroup):
                                                                         "hand (0 = the scene's start)"),
                        "grasp_last": bpy.props.IntProperty(name="Last", default=0, min=0,
                                                            description="Last frame the held object follows the hand "
-                                                                       "(0 = the scene's end)")}
+                                                                       "(0 = the scene's end)"),
+                       "retarget": bpy.props.PointerProperty(type=HandCaptureRetargetSettings)}
 
 
-classes = (HandCaptureSettings,)
+classes = (*retarget_classes, HandCaptureSettings)
 
 
 def register():

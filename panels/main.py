@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import bpy
 
-from ..blender_addon import prefs, props
+from ..blender_addon import prefs, props, retarget, retarget_props
 
 
 class _Sidebar:
@@ -104,6 +104,48 @@ class HANDCAP_PT_contact(_Sidebar, bpy.types.Panel):
         op.frame_first, op.frame_last = s.grasp_first, s.grasp_last
 
 
+class HANDCAP_PT_retarget(_Sidebar, bpy.types.Panel):
+    bl_label = "Retarget"
+    bl_parent_id = "HANDCAP_PT_main"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    def draw(self, context):
+        r = context.scene.hand_capture.retarget
+        layout = self.split_layout()
+        layout.prop(r, "target")
+        layout.prop(r, "mapping")
+        if r.target is not None and r.mapping == "AUTO":
+            found = retarget.detected_label(r.target)
+            layout.label(text=f"Detected: {found}" if found else "No preset fits: use Custom",
+                         icon="CHECKMARK" if found else "ERROR")
+        row = layout.row(align=True)
+        row.operator("hand_capture.retarget_fill", icon="PRESET")
+        row.operator("hand_capture.retarget_load", text="", icon="FILEBROWSER")
+        row.operator("hand_capture.retarget_save", text="", icon="FILE_TICK")
+        if r.mapping == "CUSTOM":
+            box = layout.box()
+            box.use_property_split = False
+            for item in r.bones:
+                row = box.row(align=True)
+                row.label(text=f"{item.side.lower()} {item.slot}")
+                if r.target is not None and r.target.type == "ARMATURE":
+                    row.prop_search(item, "bone", r.target.data, "bones", text="")
+                else:
+                    row.prop(item, "bone", text="")
+        layout.row().prop(r, "fingers", expand=True)
+        layout.prop(r, "strength")
+        layout.prop(r, "wrist")
+        if r.wrist == "WRIST":
+            layout.prop(r, "orientation")
+        big = layout.row()
+        big.scale_y = 1.5
+        big.enabled = r.target is not None
+        op = big.operator("hand_capture.retarget", icon="ARMATURE_DATA")
+        op.target = r.target.name if r.target is not None else ""
+        op.mapping = r.mapping
+        retarget_props.copy_options(r, op)
+
+
 class HANDCAP_PT_export(_Sidebar, bpy.types.Panel):
     bl_label = "Export"
     bl_parent_id = "HANDCAP_PT_main"
@@ -123,4 +165,5 @@ class HANDCAP_PT_export(_Sidebar, bpy.types.Panel):
             op.target = arm.name if arm else ""
 
 
-classes = (HANDCAP_PT_main, HANDCAP_PT_camera, HANDCAP_PT_options, HANDCAP_PT_contact, HANDCAP_PT_export)
+classes = (HANDCAP_PT_main, HANDCAP_PT_camera, HANDCAP_PT_options, HANDCAP_PT_contact, HANDCAP_PT_retarget,
+           HANDCAP_PT_export)
