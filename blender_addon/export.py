@@ -87,9 +87,9 @@ def operator_options(fmt: str, props: dict, required: dict, optional: dict) -> d
         if p is None:
             return False
         if p.type == "ENUM":
-            items = {i.identifier for i in p.enum_items}
+            items = {i.identifier for i in p.enum_items}  # empty for an enum whose items a function gives
             values = value if isinstance(value, (set, frozenset)) else {value}
-            return values <= items
+            return not items or values <= items
         return True
 
     out = {}
@@ -167,10 +167,10 @@ def frame_range(action) -> tuple:
     return start, max(end, start)
 
 
-def skinned_meshes(obj, view_layer) -> list:
-    """Mesh objects in ``view_layer`` that ``obj`` deforms (an Armature modifier on it) or parents."""
+def skinned_meshes(obj, scene) -> list:
+    """Mesh objects in ``scene`` that ``obj`` deforms (an Armature modifier on it) or parents."""
     out = []
-    for o in view_layer.objects:
+    for o in scene.objects:
         if o.type != "MESH":
             continue
         deformed = any(m.type == "ARMATURE" and m.object == obj for m in o.modifiers)
@@ -284,6 +284,7 @@ def export_armature(obj, fmt: str, filepath: str, scene=None, view_layer=None) -
         found = "nothing" if obj is None else f"{obj.name!r}, a {obj.type.lower()}"
         raise CaptureError(f"export needs an armature, found {found}: select the hand rig or your character's "
                            f"armature")
+    view_layer.update()  # objects linked since the last update are not in view_layer.objects before it
     if obj.name not in view_layer.objects:
         raise CaptureError(f"armature {obj.name!r} is not in the view layer {view_layer.name!r}: link it to a "
                            f"collection of scene {scene.name!r} that the view layer includes")
@@ -292,13 +293,13 @@ def export_armature(obj, fmt: str, filepath: str, scene=None, view_layer=None) -
     filepath = bpy.path.abspath(filepath)
     root, ext = os.path.splitext(filepath)
     if ext.lower() != EXTENSIONS[fmt]:  # the exporters would change it anyway (glTF), or write a misnamed file
-        filepath = (root if ext.lower() in EXTENSIONS.values() else filepath) + EXTENSIONS[fmt]
+        filepath = (root if ext.lower() in (*EXTENSIONS.values(), ".gltf") else filepath) + EXTENSIONS[fmt]
     if os.path.isdir(filepath):
         raise CaptureError(f"export path {filepath} is a folder: give a file name")
     os.makedirs(os.path.dirname(os.path.abspath(filepath)) or ".", exist_ok=True)
     deform = [b.name for b in obj.data.bones if b.use_deform]
     deform_only = 0 < len(deform) < len(obj.data.bones)
-    meshes = skinned_meshes(obj, view_layer)
+    meshes = skinned_meshes(obj, scene)
 
     with _kept_state(scene, view_layer, obj), bpy.context.temp_override(scene=scene, view_layer=view_layer):
         ad = obj.animation_data

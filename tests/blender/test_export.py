@@ -1,0 +1,236 @@
+"""Export (issue 11 item 3): FBX, BVH and glTF of a captured hand rig and of a Mixamo-named character re-import,
+in a fresh empty scene, with the same bone rotations (< 1 degree) on sampled frames; the user's scene is unchanged.
+
+Rotations are compared in a form that does not depend on how an importer orients its bones (BVH has no bone roll,
+glTF's importer picks its own bone axes): per bone the world-space rotation from its rest to its pose,
+``D = rot(W_pose) rot(W_rest)^T``, and per joint the same relative to its parent's, ``D_parent^T D`` (the finger's
+own bend). Bone directions: the world direction from each bone's head to its child's head. FBX and glTF keep each
+bone's axes, so there the pose-bone rotations relative to rest (``matrix_basis``) are compared as they are too.
+"""
+from __future__ import annotations
+
+import math
+
+import bpy
+import numpy as np
+import pytest
+from mathutils import Matrix
+
+from helpers import ext_module, make_user_content, scene_snapshot, write_clip
+
+FINGER = ("index", "middle", "ring", "pinky", "thumb")
+FORMATS = ("FBX", "BVH", "GLTF")
+
+
+def _rot(m: np.ndarray) -> np.ndarray:
+    """Nearest rotation (..., 3, 3) of 3x3 blocks with scale (polar decomposition)."""
+    u, _, vt = np.linalg.svd(np.asarray(m, np.float64))
+    r = u @ vt
+    return r
+
+
+def _angle_deg(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Angle (...) in degrees between rotations a and b (..., 3, 3) (atan2: exact near 0, unlike arccos)."""
+    r = np.swapaxes(a, -1, -2) @ b
+    c = (np.trace(r, axis1=-2, axis2=-1) - 1.0) / 2.0
+    axis = np.stack([r[..., 2, 1] - r[..., 1, 2], r[..., 0, 2] - r[..., 2, 0], r[..., 1, 0] - r[..., 0, 1]], -1)
+    return np.degrees(np.arctan2(0.5 * np.linalg.norm(axis, axis=-1), c))
+
+
+def _record(obj, names, frames) -> dict:
+    """World rest rotations (B, 3, 3), pose rotations (F, B, 3, 3) and heads (F, B, 3) of bones ``names``, and
+    their pose-bone rotations relative to their rest (F, B, 3, 3), in each bone's own axes."""
+    scene = bpy.context.scene
+    rest, pose, heads, basis = [], [], [], []
+    mw0 = None
+    for f in frames:
+        scene.frame_set(int(f))
+        mw = np.array(obj.matrix_world)
+        mw0 = mw if mw0 is None else mw0
+        mats = np.array([mw @ np.array(obj.pose.bones[n].matrix) for n in names])
+        pose.append(_rot(mats[:, :3, :3]))
+        basis.append(_rot(np.array([np.array(obj.pose.bones[n].matrix_basis)[:3, :3] for n in names])))
+        heads.append(mats[:, :3, 3])
+    rest = _rot(np.array([mw0[:3, :3] @ np.array(obj.data.bones[n].matrix_local)[:3, :3] for n in names]))
+    return {"rest": rest, "pose": np.array(pose), "heads": np.array(heads), "basis": np.array(basis)}
+
+
+def _deltas(rec) -> np.ndarray:
+    return rec["pose"] @ np.swapaxes(rec["rest"], -1, -2)[None]
+
+
+def compare(orig: dict, got: dict, parents: dict, names: list) -> dict:
+    """Worst angles (degrees): world delta rotation, joint rotation relative to the parent, bone direction."""
+    d0, d1 = _deltas(orig), _deltas(got)
+    world = _angle_deg(d0, d1)
+    idx = {n: i for i, n in enumerate(names)}
+    local, direction = [], []
+    for n in names:
+        p = parents.get(n)
+        if p in idx:
+            l0 = np.swapaxes(d0[:, idx[p]], -1, -2) @ d0[:, idx[n]]
+            l1 = np.swapaxes(d1[:, idx[p]], -1, -2) @ d1[:, idx[n]]
+            local.append(_angle_deg(l0, l1))
+            v0 = orig["heads"][:, idx[n]] - orig["heads"][:, idx[p]]
+            v1 = got["heads"][:, idx[n]] - got["heads"][:, idx[p]]
+            direction.append(np.degrees(np.arctan2(np.linalg.norm(np.cross(v0, v1), axis=-1), np.sum(v0 * v1, -1))))
+    return {"world": float(world.max()), "local": float(np.max(local)), "direction": float(np.max(direction)),
+            "position": float(np.linalg.norm(got["heads"] - orig["heads"], axis=-1).max()),
+            "basis": float(_angle_deg(orig["basis"], got["basis"]).max())}
+
+
+def _import(fmt: str, path, fps: int, start: int):
+    """Import ``path`` into a fresh empty scene at ``fps``; the imported armature object. FBX without the importer's
+    default one-frame offset, BVH (which stores no frame numbers) from frame ``start`` (see docs/export.md)."""
+    bpy.ops.wm.read_homefile(use_empty=True)
+    bpy.context.scene.render.fps = fps
+    if fmt == "FBX":
+        bpy.ops.import_scene.fbx(filepath=str(path), anim_offset=0.0)
+    elif fmt == "BVH":
+        bpy.ops.import_anim.bvh(filepath=str(path), frame_start=start)
+    else:
+        bpy.ops.import_scene.gltf(filepath=str(path), disable_bone_shape=True)  # no Icosphere bone shape
+    arms = [o for o in bpy.context.scene.objects if o.type == "ARMATURE"]
+    assert len(arms) == 1, [o.name for o in bpy.context.scene.objects]
+    return arms[0]
+
+
+def _round_trip(arm, tmp_path, stem: str, frames) -> dict:
+    """Export ``arm`` in every format, re-import each into a fresh scene; {format: compare(...)} on ``frames``."""
+    export = ext_module("blender_addon.export")
+    names = [b.name for b in arm.data.bones if b.use_deform]
+    parents = {b.name: b.parent.name for b in arm.data.bones if b.parent}
+    meshes = sorted(m.name for m in export.skinned_meshes(arm, bpy.context.scene))
+    orig = _record(arm, names, frames)
+    fps = bpy.context.scene.render.fps
+    outs = {fmt: export.export_armature(arm, fmt, str(tmp_path / f"{stem}_{fmt.lower()}")) for fmt in FORMATS}
+    result = {}
+    for fmt, out in outs.items():
+        assert out.filepath.endswith(export.EXTENSIONS[fmt]) and out.meshes == tuple(meshes)
+        assert out.frame_range == (frames[0], frames[-1])
+        got_arm = _import(fmt, out.filepath, fps, out.frame_range[0])
+        got_bones = {b.name for b in got_arm.data.bones}
+        assert set(names) <= got_bones, sorted(set(names) - got_bones)
+        if fmt in ("FBX", "GLTF"):  # deform bones only, no leaf bones added
+            assert got_bones == set(names), sorted(got_bones ^ set(names))
+            got_meshes = sorted(o.name for o in bpy.context.scene.objects if o.type == "MESH")
+            assert got_meshes == meshes
+        lo, hi = got_arm.animation_data.action.frame_range
+        assert (round(lo), round(hi)) == (frames[0], frames[-1]), (fmt, lo, hi)
+        result[fmt] = compare(orig, _record(got_arm, names, frames), parents, names)
+        print(fmt, {k: round(v, 5) for k, v in result[fmt].items()})
+    return result
+
+
+def _assert_same(result: dict):
+    for fmt, r in result.items():
+        assert r["world"] < 1.0 and r["local"] < 1.0, (fmt, r)  # degrees
+        if fmt != "BVH":  # bones keep their axes (roll): the pose-bone rotations themselves are equal
+            assert r["basis"] < 1.0, (fmt, r)
+        assert r["direction"] < 1.0, (fmt, r)
+        assert r["position"] < 1e-4, (fmt, r)  # 0.1 mm
+
+
+START = 1  # the custom rig's keys start at START + 4
+
+
+def test_hand_rig_round_trip(scene, open_models, tmp_path):
+    """The captured MANO rig: FBX, BVH and glTF give back every deform bone's rotation to < 1 degree."""
+    path, clip = write_clip(tmp_path, {"right": open_models["right"]}, n_frames=12)
+    bpy.ops.hand_capture.import_clip(filepath=str(path))
+    arm = bpy.data.objects["synthetic_hand_R"]
+    _assert_same(_round_trip(arm, tmp_path, "hand", list(range(1, 13))))
+
+
+def _mixamo_rig(collection, view_layer):
+    """A Mixamo-named left hand (``mixamorig:LeftHand``, ``...Index1..4``, ``...Thumb1..4``, the ``4`` end bones not
+    deforming) with its own rest pose: bent fingers, random bone rolls, some bones in Euler modes; the object
+    turned 90 degrees about X and scaled 0.01 as a Mixamo FBX lands in Blender, bones in centimetres; a skinned
+    mesh child; keys on frames START + 4 .. START + 19 (Bezier in between: every frame is sampled)."""
+    rng = np.random.default_rng(7)
+    arm = bpy.data.armatures.new("Character")
+    obj = bpy.data.objects.new("Character", arm)
+    collection.objects.link(obj)
+    obj.rotation_euler = (math.pi / 2, 0.0, 0.3)
+    obj.scale = (0.01, 0.01, 0.01)
+    obj.location = (0.4, -0.2, 1.1)
+    view_layer.objects.active = obj
+    bpy.ops.object.mode_set(mode="EDIT")
+    eb = arm.edit_bones
+    hand = eb.new("mixamorig:LeftHand")
+    hand.head, hand.tail = (0, 0, 0), (0, 8, 0)
+    hand.roll = 0.4
+    names = ["mixamorig:LeftHand"]
+    for finger, x, bend in (("Thumb", 3.0, 0.5), ("Index", 2.0, 0.15), ("Middle", 0.0, 0.25), ("Pinky", -2.5, 0.35)):
+        parent, head = hand, np.array([x, 8.0 if finger != "Thumb" else 2.0, 0.0])
+        direction = np.array([0.3 if finger == "Thumb" else 0.05 * x, 1.0, 0.0])
+        for k in range(1, 5):
+            direction = direction / np.linalg.norm(direction)
+            tail = head + (3.5 - 0.5 * k) * direction
+            b = eb.new(f"mixamorig:LeftHand{finger}{k}")
+            b.head, b.tail = head.tolist(), tail.tolist()
+            b.roll = float(rng.uniform(-math.pi, math.pi))
+            b.parent = parent
+            b.use_connect = k > 1
+            b.use_deform = k < 4
+            names.append(b.name)
+            parent, head = b, tail
+            direction = direction + np.array([0.0, 0.0, -bend])  # a bent rest pose
+    bpy.ops.object.mode_set(mode="OBJECT")
+    modes = ("QUATERNION", "XYZ", "ZXY", "YXZ")
+    for i, pb in enumerate(obj.pose.bones):
+        pb.rotation_mode = modes[i % len(modes)]
+    # keys: a curl and a spread that change over time, the hand also moving
+    for f in range(START + 4, START + 20, 5):
+        t = (f - START) / 19.0
+        for i, pb in enumerate(obj.pose.bones):
+            e = (0.9 * t * math.sin(i + 1.0), 0.4 * math.cos(3 * t + i), -1.1 * t + 0.2 * math.sin(i))
+            if pb.rotation_mode == "QUATERNION":
+                from mathutils import Euler
+
+                pb.rotation_quaternion = Euler(e, "XYZ").to_quaternion()
+                pb.keyframe_insert("rotation_quaternion", frame=f)
+            else:
+                pb.rotation_euler = e
+                pb.keyframe_insert("rotation_euler", frame=f)
+        root = obj.pose.bones["mixamorig:LeftHand"]
+        root.location = (2.0 * t, -1.0 * t, 3.0 * t * t)
+        root.keyframe_insert("location", frame=f)
+    # the last key at START + 19
+    f = START + 19
+    for pb in obj.pose.bones:
+        pb.keyframe_insert("rotation_quaternion" if pb.rotation_mode == "QUATERNION" else "rotation_euler", frame=f)
+    # a skinned mesh: a small box around each deform bone, weighted to it
+    verts, faces, groups = [], [], []
+    for b in arm.bones:
+        if not b.use_deform:
+            continue
+        c = (np.array(b.head_local) + np.array(b.tail_local)) / 2
+        base = len(verts)
+        for dx in (-0.5, 0.5):
+            for dy in (-1.0, 1.0):
+                for dz in (-0.5, 0.5):
+                    verts.append((c + [dx, dy, dz]).tolist())
+        faces += [[base + a for a in q] for q in ((0, 1, 3, 2), (4, 6, 7, 5), (0, 4, 5, 1), (2, 3, 7, 6),
+                                                   (0, 2, 6, 4), (1, 5, 7, 3))]
+        groups.append((b.name, range(base, base + 8)))
+    me = bpy.data.meshes.new("CharacterBody")
+    me.from_pydata(verts, [], faces)
+    mesh = bpy.data.objects.new("CharacterBody", me)
+    collection.objects.link(mesh)
+    mesh.parent = obj
+    for name, idx in groups:
+        mesh.vertex_groups.new(name=name).add(list(idx), 1.0, "REPLACE")
+    mod = mesh.modifiers.new("Armature", "ARMATURE")
+    mod.object = obj
+    view_layer.objects.active = None
+    return obj
+
+
+def test_custom_rig_round_trip(scene, tmp_path):
+    """A Mixamo-named character with another rest pose, bone rolls, Euler bones and a scaled, turned object,
+    keyed from frame START + 4: the same < 1 degree after FBX, BVH and glTF."""
+    scene.render.fps = 24
+    obj = _mixamo_rig(scene.collection, bpy.context.view_layer)
+    frames = list(range(START + 4, START + 20))
+    _assert_same(_round_trip(obj, tmp_path, "character", frames))
