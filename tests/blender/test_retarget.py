@@ -140,7 +140,7 @@ def check_fingers(src_objs, char, names, align, frames=range(1, T + 1), deg=1.0,
     our wrist, through ``align`` {side: A} (< deg); fingertip directions in world space (< tip_deg)."""
     rig = ext_module("blender_addon.rig")
     scene = bpy.context.scene
-    worst = worst_tip = 0.0
+    worst = worst_tip = moved = 0.0
     for f in frames:
         scene.frame_set(f)
         for side, src in src_objs.items():
@@ -155,6 +155,7 @@ def check_fingers(src_objs, char, names, align, frames=range(1, T + 1), deg=1.0,
                     d_src = sw0 @ sw.T @ s @ s0.T
                     d_tgt = hp0 @ hp.T @ t @ t0.T
                     worst = max(worst, float(maths.angle_deg(d_tgt, a @ d_src @ a.T)))
+                    moved = max(moved, float(maths.angle_deg(d_src, np.eye(3))))
                 pb = char.pose.bones[names[side][f"{fi}3"]]
                 mw = _m(char.matrix_world)
                 tip = (mw[:3, :3] @ (np.array(pb.tail) - np.array(pb.head)))
@@ -162,6 +163,7 @@ def check_fingers(src_objs, char, names, align, frames=range(1, T + 1), deg=1.0,
                 want = _rot3(char.matrix_world) @ hp @ hp0.T @ a @ d_src @ a.T @ t0dir
                 cos = tip @ want / np.linalg.norm(tip) / np.linalg.norm(want)
                 worst_tip = max(worst_tip, math.degrees(math.acos(min(1.0, cos))))
+    assert moved > 20.0  # the captured fingers really moved
     assert worst < deg, f"a finger bone turns {worst:.3f} deg away from ours"
     assert worst_tip < tip_deg, f"a fingertip points {worst_tip:.3f} deg away from ours"
     return worst, worst_tip
@@ -249,6 +251,11 @@ def test_generated_rigify_rig(hands):
             cos = (align[side] @ s) @ t / np.linalg.norm(s) / np.linalg.norm(t)
             assert math.degrees(math.acos(min(1.0, cos))) < 15, (side, f)
     check_fingers(hands, char, names, align)
+    for f in (1, T):  # the deforming bones point where the FK controls point (their twist is Rigify's own)
+        bpy.context.scene.frame_set(f)
+        for b in ("f_index.02.L", "thumb.01.R", "f_pinky.03.L"):
+            y_ctrl, y_def = _pose(char, b)[0][:, 1], _pose(char, "DEF-" + b)[0][:, 1]
+            assert math.degrees(math.acos(min(1.0, y_ctrl @ y_def))) < 1.0, b
     keyed = {fc.data_path.split('"')[1] for fc in retarget._bag(char).fcurves if "rotation" in fc.data_path}
     assert not any(b.startswith(("DEF-", "ORG-", "MCH-")) or "_master" in b for b in keyed)
 
