@@ -234,3 +234,105 @@ def test_custom_rig_round_trip(scene, tmp_path):
     obj = _mixamo_rig(scene.collection, bpy.context.view_layer)
     frames = list(range(START + 4, START + 20))
     _assert_same(_round_trip(obj, tmp_path, "character", frames))
+
+
+def _full_snapshot(arm) -> dict:
+    """scene_snapshot plus every ID of every type, the selection, active object, mode, current frame, hidden
+    flags, the rig's slot, NLA mutes, pose position and pose."""
+    snap = scene_snapshot()
+    ids = {}
+    for prop in bpy.data.bl_rna.properties:
+        if prop.type == "COLLECTION":
+            ids[prop.identifier] = sorted(i.name for i in getattr(bpy.data, prop.identifier)
+                                          if isinstance(i, bpy.types.ID))
+    vl = bpy.context.view_layer
+    ad = arm.animation_data
+    snap.update(
+        ids=ids,
+        selected=sorted(o.name for o in vl.objects if o.select_get()),
+        active=vl.objects.active.name if vl.objects.active else None,
+        mode=bpy.context.mode,
+        frame=(bpy.context.scene.frame_current, bpy.context.scene.frame_start, bpy.context.scene.frame_end),
+        hidden=sorted((o.name, o.hide_get(), o.hide_viewport) for o in vl.objects),
+        slot=ad.action_slot.identifier if ad.action_slot else None,
+        nla=[(t.name, t.mute) for t in ad.nla_tracks],
+        pose_position=arm.data.pose_position,
+        pose=[tuple(round(x, 6) for row in pb.matrix for x in row) for pb in arm.pose.bones],
+        users={a.name: a.users for a in bpy.data.actions},
+    )
+    return snap
+
+
+def test_scene_unchanged(scene, synth_models, tmp_path):
+    """Exporting leaves the user's scene as it was: selection, active object and its Pose mode, hidden mesh,
+    frame range and frame, NLA track, rest-position display; no new objects, data or actions."""
+    cube = make_user_content()
+    path, _ = write_clip(tmp_path, {"right": synth_models["right"]}, n_frames=6)
+    bpy.ops.hand_capture.import_clip(filepath=str(path))
+    arm = bpy.data.objects["synthetic_hand_R"]
+    mesh = bpy.data.objects["synthetic_hand_R_mesh"]
+    vl = bpy.context.view_layer
+    # the user's state: an NLA track with their own action, the mesh hidden, rest position shown, another
+    # frame range, the cube selected with the rig, the rig active in Pose mode on frame 4
+    wave = bpy.data.actions.new("UserWave")
+    slot = wave.slots.new(id_type="OBJECT", name="Wave")
+    ext_module("blender_addon.keying").ensure_channelbag(wave, slot)
+    track = arm.animation_data.nla_tracks.new()
+    track.name = "UserTrack"
+    track.strips.new("UserWave", 1, wave)
+    mesh.hide_set(True)
+    arm.data.pose_position = "REST"
+    scene.frame_start, scene.frame_end = 2, 40
+    scene.frame_set(4)
+    for o in vl.objects:
+        o.select_set(False)
+    cube.select_set(True)
+    arm.select_set(True)
+    vl.objects.active = arm
+    bpy.ops.object.mode_set(mode="POSE")
+    before = _full_snapshot(arm)
+    assert before["mode"] == "POSE" and before["nla"] == [("UserTrack", False)]
+    export = ext_module("blender_addon.export")
+    for fmt in FORMATS:
+        out = export.export_armature(arm, fmt, str(tmp_path / f"user_{fmt.lower()}"))
+        assert out.meshes == (mesh.name,)  # the hidden mesh is exported all the same
+        assert _full_snapshot(arm) == before, fmt
+    # the operator (what the panel's buttons run), with the rig found from the active mesh
+    bpy.ops.object.mode_set(mode="OBJECT")
+    mesh.hide_set(False)
+    vl.objects.active = mesh
+    before = _full_snapshot(arm)
+    assert bpy.ops.hand_capture.export(format="GLTF", filepath=str(tmp_path / "op.glb")) == {"FINISHED"}
+    assert (tmp_path / "op.glb").stat().st_size > 0
+    assert _full_snapshot(arm) == before
+
+
+def test_refusals_change_nothing(scene, synth_models, tmp_path):
+    """No action, not an armature, a disabled exporter: one clear sentence each, nothing written or changed."""
+    import addon_utils
+
+    CaptureError = ext_module("core.errors").CaptureError
+    export = ext_module("blender_addon.export")
+    arm_data = bpy.data.armatures.new("Bare")
+    bare = bpy.data.objects.new("Bare", arm_data)
+    scene.collection.objects.link(bare)
+    with pytest.raises(CaptureError, match="has no action to export"):
+        export.export_armature(bare, "FBX", str(tmp_path / "bare.fbx"))
+    cube = make_user_content()
+    with pytest.raises(CaptureError, match="needs an armature, found 'UserCube', a mesh"):
+        export.export_armature(cube, "FBX", str(tmp_path / "cube.fbx"))
+    path, _ = write_clip(tmp_path, {"right": synth_models["right"]}, n_frames=4)
+    bpy.ops.hand_capture.import_clip(filepath=str(path))
+    arm = bpy.data.objects["synthetic_hand_R"]
+    before = _full_snapshot(arm)
+    addon_utils.disable("io_anim_bvh")
+    try:
+        with pytest.raises(CaptureError, match=r"BVH exporter .* is not available: enable the bundled add-on "
+                                               r"'io_anim_bvh'"):
+            export.export_armature(arm, "BVH", str(tmp_path / "off.bvh"))
+        with pytest.raises(RuntimeError, match="is not available"):  # the operator reports it as an error
+            bpy.ops.hand_capture.export(format="BVH", filepath=str(tmp_path / "off.bvh"), target=arm.name)
+    finally:
+        addon_utils.enable("io_anim_bvh", default_set=True)
+    assert _full_snapshot(arm) == before
+    assert sorted(p.name for p in tmp_path.iterdir() if p.suffix in (".fbx", ".bvh", ".glb")) == []
