@@ -314,17 +314,15 @@ def export_armature(obj, fmt: str, filepath: str, scene=None, view_layer=None) -
                                f"in the Outliner, then export again")
         meshes = [m for m in meshes if m not in lost]
         if fmt == "BVH":
-            n_bones = _export_bvh(op, props, obj, start_end, filepath, scene, view_layer)
+            _export_bvh(op, props, obj, start_end, filepath, view_layer)
         else:
             _select_only([obj, *meshes], view_layer, obj)
             scene.frame_start, scene.frame_end = start_end  # the FBX take covers the scene's range
             required, optional = (fbx_options if fmt == "FBX" else gltf_options)(deform_only)
-            if fmt == "FBX":
-                optional["bake_anim_step"] = 1.0
             _run(op, fmt, filepath, operator_options(fmt, props, required, optional))
-            n_bones = len(deform) if deform_only else len(obj.data.bones)
+    n_bones = len(deform) if deform_only and fmt != "BVH" else len(obj.data.bones)
     return Exported(filepath=filepath, format=fmt, armature=obj.name, meshes=tuple(m.name for m in meshes),
-                    frame_range=start_end, n_bones=n_bones if fmt != "BVH" else len(obj.data.bones))
+                    frame_range=start_end, n_bones=n_bones)
 
 
 def _run(op, fmt: str, filepath: str, options: dict) -> None:
@@ -340,8 +338,9 @@ def _run(op, fmt: str, filepath: str, options: dict) -> None:
                            f"check that the folder is writable")
 
 
-def _export_bvh(op, props, obj, start_end, filepath, scene, view_layer) -> int:
-    """BVH through a temporary copy whose rest pose is in Y-up axes with the object's placement folded in."""
+def _export_bvh(op, props, obj, start_end, filepath, view_layer) -> None:
+    """BVH through a temporary copy whose rest pose is in Y-up axes with the object's placement folded in (the
+    copy plays the same action and slot; it and its armature data are removed afterwards)."""
     import bpy
     from bpy_extras.io_utils import axis_conversion
     from mathutils import Matrix
@@ -376,4 +375,3 @@ def _export_bvh(op, props, obj, start_end, filepath, scene, view_layer) -> int:
     finally:
         bpy.data.objects.remove(tmp)
         bpy.data.armatures.remove(arm)
-    return len(obj.data.bones)

@@ -336,3 +336,22 @@ def test_refusals_change_nothing(scene, synth_models, tmp_path):
         addon_utils.enable("io_anim_bvh", default_set=True)
     assert _full_snapshot(arm) == before
     assert sorted(p.name for p in tmp_path.iterdir() if p.suffix in (".fbx", ".bvh", ".glb")) == []
+
+
+def test_action_without_slot(scene, synth_models, tmp_path):
+    """An action assigned without a slot (nothing plays) is exported through its one slot, which is taken off
+    again afterwards; the FBX holds the motion."""
+    export = ext_module("blender_addon.export")
+    path, _ = write_clip(tmp_path, {"right": synth_models["right"]}, n_frames=5)
+    bpy.ops.hand_capture.import_clip(filepath=str(path))
+    arm = bpy.data.objects["synthetic_hand_R"]
+    names = [b.name for b in arm.data.bones if b.use_deform]
+    parents = {b.name: b.parent.name for b in arm.data.bones if b.parent}
+    frames = list(range(1, 6))
+    orig = _record(arm, names, frames)
+    arm.animation_data.action_slot = None
+    assert arm.animation_data.action is not None and arm.animation_data.action_slot is None
+    out = export.export_armature(arm, "FBX", str(tmp_path / "noslot.fbx"))
+    assert arm.animation_data.action_slot is None
+    r = compare(orig, _record(_import("FBX", out.filepath, 30, 1), names, frames), parents, names)
+    assert r["world"] < 1.0 and r["local"] < 1.0 and r["basis"] < 1.0, r
