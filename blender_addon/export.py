@@ -16,7 +16,9 @@ options an export cannot do without are required, the others are passed where th
   simplification), no NLA strips and no other actions, start and end keyed; axes ``-Z`` forward, ``Y`` up (FBX's
   Y-up convention, Blender's FBX defaults; Blender's FBX importer with its defaults puts it back exactly), bone
   axes Y primary and X secondary (Blender's own), unit scale applied (``FBX_SCALE_NONE``: scale 1 with the file's
-  unit set to the scene's).
+  unit set to the scene's). FBX writes a bind pose (the rest pose) only for an armature that deforms a mesh:
+  without one, the bones' default transforms are the pose at the action's first frame (the exporter's current
+  frame), which importers take as the rest; `Exported.warnings` says so.
 - BVH: every bone (BVH has no deform flag), the action's frame range, each bone's rotation mode (``NATIVE``:
   Euler bones keep their order, quaternion bones become XYZ Euler); Y up, -Z forward (the BVH convention, and
   what Blender's BVH importer assumes by default): the copy's rest pose is turned from Blender's Z up and the
@@ -49,7 +51,8 @@ _OPERATORS = {
 @dataclasses.dataclass(frozen=True)
 class Exported:
     """What `export_armature` wrote: the file, its format, the armature and mesh names, the frame range (start,
-    end) and how many bones went in (deform bones only for FBX and glTF when the rig flags some)."""
+    end), how many bones went in (deform bones only for FBX and glTF when the rig flags some), and what the user
+    should know about the file (warnings)."""
 
     filepath: str
     format: str
@@ -57,6 +60,7 @@ class Exported:
     meshes: tuple
     frame_range: tuple
     n_bones: int
+    warnings: tuple = ()
 
 
 def exporter(fmt: str):
@@ -318,11 +322,17 @@ def export_armature(obj, fmt: str, filepath: str, scene=None, view_layer=None) -
         else:
             _select_only([obj, *meshes], view_layer, obj)
             scene.frame_start, scene.frame_end = start_end  # the FBX take covers the scene's range
+            scene.frame_set(start_end[0])  # FBX writes the bones' default transforms at the current frame
             required, optional = (fbx_options if fmt == "FBX" else gltf_options)(deform_only)
             _run(op, fmt, filepath, operator_options(fmt, props, required, optional))
     n_bones = len(deform) if deform_only and fmt != "BVH" else len(obj.data.bones)
+    warnings = []
+    if fmt == "FBX" and not meshes:
+        warnings.append(f"armature {obj.name!r} has no skinned mesh, so the FBX has no bind pose: importers take the "
+                        f"pose of frame {start_end[0]} as its rest (the motion itself is exact); export it with the "
+                        f"character's mesh to keep its rest pose")
     return Exported(filepath=filepath, format=fmt, armature=obj.name, meshes=tuple(m.name for m in meshes),
-                    frame_range=start_end, n_bones=n_bones)
+                    frame_range=start_end, n_bones=n_bones, warnings=tuple(warnings))
 
 
 def _run(op, fmt: str, filepath: str, options: dict) -> None:

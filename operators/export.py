@@ -87,6 +87,8 @@ class HANDCAP_OT_export(bpy.types.Operator, ExportHelper):
         except CaptureError as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
+        for w in out.warnings:
+            self.report({"WARNING"}, w)
         meshes = f" and {len(out.meshes)} mesh{'es' if len(out.meshes) != 1 else ''}" if out.meshes else ""
         self.report({"INFO"}, f"Hand Capture: exported {out.armature}{meshes}, frames {out.frame_range[0]}.."
                               f"{out.frame_range[1]}, to {out.filepath}")

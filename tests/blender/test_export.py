@@ -5,7 +5,8 @@ Rotations are compared in a form that does not depend on how an importer orients
 glTF's importer picks its own bone axes): per bone the world-space rotation from its rest to its pose,
 ``D = rot(W_pose) rot(W_rest)^T``, and per joint the same relative to its parent's, ``D_parent^T D`` (the finger's
 own bend). Bone directions: the world direction from each bone's head to its child's head. FBX and glTF keep each
-bone's axes, so there the pose-bone rotations relative to rest (``matrix_basis``) are compared as they are too.
+bone's axes (roll), so there each bone's evaluated rotation relative to its rest in its own axes (what
+``matrix_basis`` holds for a bone without constraints) is compared too: ``B^T D_parent^T D B`` with B its rest.
 """
 from __future__ import annotations
 
@@ -38,10 +39,9 @@ def _angle_deg(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def _record(obj, names, frames) -> dict:
-    """World rest rotations (B, 3, 3), pose rotations (F, B, 3, 3) and heads (F, B, 3) of bones ``names``, and
-    their pose-bone rotations relative to their rest (F, B, 3, 3), in each bone's own axes."""
+    """World rest rotations (B, 3, 3), pose rotations (F, B, 3, 3) and heads (F, B, 3) of bones ``names``."""
     scene = bpy.context.scene
-    rest, pose, heads, basis = [], [], [], []
+    rest, pose, heads = [], [], []
     mw0 = None
     for f in frames:
         scene.frame_set(int(f))
@@ -49,10 +49,9 @@ def _record(obj, names, frames) -> dict:
         mw0 = mw if mw0 is None else mw0
         mats = np.array([mw @ np.array(obj.pose.bones[n].matrix) for n in names])
         pose.append(_rot(mats[:, :3, :3]))
-        basis.append(_rot(np.array([np.array(obj.pose.bones[n].matrix_basis)[:3, :3] for n in names])))
         heads.append(mats[:, :3, 3])
     rest = _rot(np.array([mw0[:3, :3] @ np.array(obj.data.bones[n].matrix_local)[:3, :3] for n in names]))
-    return {"rest": rest, "pose": np.array(pose), "heads": np.array(heads), "basis": np.array(basis)}
+    return {"rest": rest, "pose": np.array(pose), "heads": np.array(heads)}
 
 
 def _deltas(rec) -> np.ndarray:
@@ -60,23 +59,30 @@ def _deltas(rec) -> np.ndarray:
 
 
 def compare(orig: dict, got: dict, parents: dict, names: list) -> dict:
-    """Worst angles (degrees): world delta rotation, joint rotation relative to the parent, bone direction."""
+    """Worst differences over frames and bones: angles (degrees) of the world rotation from rest ("world"), the
+    joint rotation relative to the parent's ("local"), the same in the bone's own rest axes ("bone_axes"), the
+    direction from the parent's head ("direction"); head positions ("position", world units)."""
     d0, d1 = _deltas(orig), _deltas(got)
     world = _angle_deg(d0, d1)
     idx = {n: i for i, n in enumerate(names)}
-    local, direction = [], []
+    local, direction, own = [], [], []
     for n in names:
         p = parents.get(n)
+        i = idx[n]
+        l0, l1 = d0[:, i], d1[:, i]
         if p in idx:
-            l0 = np.swapaxes(d0[:, idx[p]], -1, -2) @ d0[:, idx[n]]
-            l1 = np.swapaxes(d1[:, idx[p]], -1, -2) @ d1[:, idx[n]]
+            l0 = np.swapaxes(d0[:, idx[p]], -1, -2) @ l0
+            l1 = np.swapaxes(d1[:, idx[p]], -1, -2) @ l1
             local.append(_angle_deg(l0, l1))
+        b0, b1 = orig["rest"][i], got["rest"][i]  # in the bone's own rest axes
+        own.append(_angle_deg(b0.T @ l0 @ b0, b1.T @ l1 @ b1))
+        if p in idx:
             v0 = orig["heads"][:, idx[n]] - orig["heads"][:, idx[p]]
             v1 = got["heads"][:, idx[n]] - got["heads"][:, idx[p]]
             direction.append(np.degrees(np.arctan2(np.linalg.norm(np.cross(v0, v1), axis=-1), np.sum(v0 * v1, -1))))
     return {"world": float(world.max()), "local": float(np.max(local)), "direction": float(np.max(direction)),
             "position": float(np.linalg.norm(got["heads"] - orig["heads"], axis=-1).max()),
-            "basis": float(_angle_deg(orig["basis"], got["basis"]).max())}
+            "bone_axes": float(np.max(own))}
 
 
 def _import(fmt: str, path, fps: int, start: int):
@@ -95,10 +101,13 @@ def _import(fmt: str, path, fps: int, start: int):
     return arms[0]
 
 
-def _round_trip(arm, tmp_path, stem: str, frames) -> dict:
-    """Export ``arm`` in every format, re-import each into a fresh scene; {format: compare(...)} on ``frames``."""
+def _round_trip(arm, tmp_path, stem: str, frames, names=None) -> dict:
+    """Export ``arm`` in every format, re-import each into a fresh scene; {format: compare(...)} on ``frames`` for
+    bones ``names`` (default every deform bone)."""
     export = ext_module("blender_addon.export")
-    names = [b.name for b in arm.data.bones if b.use_deform]
+    deform = [b.name for b in arm.data.bones if b.use_deform]
+    names = names or deform
+    keep = set(deform) | {p.name for n in deform for p in arm.data.bones[n].parent_recursive}
     parents = {b.name: b.parent.name for b in arm.data.bones if b.parent}
     meshes = sorted(m.name for m in export.skinned_meshes(arm, bpy.context.scene))
     orig = _record(arm, names, frames)
@@ -111,22 +120,22 @@ def _round_trip(arm, tmp_path, stem: str, frames) -> dict:
         got_arm = _import(fmt, out.filepath, fps, out.frame_range[0])
         got_bones = {b.name for b in got_arm.data.bones}
         assert set(names) <= got_bones, sorted(set(names) - got_bones)
-        if fmt in ("FBX", "GLTF"):  # deform bones only, no leaf bones added
-            assert got_bones == set(names), sorted(got_bones ^ set(names))
+        if fmt in ("FBX", "GLTF"):  # deform bones (and the parents they need) only, no leaf bones added
+            assert set(deform) <= got_bones <= keep, (fmt, sorted(got_bones - keep), sorted(set(deform) - got_bones))
             got_meshes = sorted(o.name for o in bpy.context.scene.objects if o.type == "MESH")
             assert got_meshes == meshes
         lo, hi = got_arm.animation_data.action.frame_range
         assert (round(lo), round(hi)) == (frames[0], frames[-1]), (fmt, lo, hi)
         result[fmt] = compare(orig, _record(got_arm, names, frames), parents, names)
-        print(fmt, {k: round(v, 5) for k, v in result[fmt].items()})
+        print(fmt, {k: round(float(v), 5) for k, v in result[fmt].items()})
     return result
 
 
 def _assert_same(result: dict):
     for fmt, r in result.items():
         assert r["world"] < 1.0 and r["local"] < 1.0, (fmt, r)  # degrees
-        if fmt != "BVH":  # bones keep their axes (roll): the pose-bone rotations themselves are equal
-            assert r["basis"] < 1.0, (fmt, r)
+        if fmt != "BVH":  # bones keep their axes (roll): their rotations relative to rest, in their own axes
+            assert r["bone_axes"] < 1.0, (fmt, r)
         assert r["direction"] < 1.0, (fmt, r)
         assert r["position"] < 1e-4, (fmt, r)  # 0.1 mm
 
@@ -200,31 +209,36 @@ def _mixamo_rig(collection, view_layer):
     f = START + 19
     for pb in obj.pose.bones:
         pb.keyframe_insert("rotation_quaternion" if pb.rotation_mode == "QUATERNION" else "rotation_euler", frame=f)
-    # a skinned mesh: a small box around each deform bone, weighted to it
+    _skin_boxes(obj, [b.name for b in arm.bones if b.use_deform], collection, size=0.5)
+    view_layer.objects.active = None
+    return obj
+
+
+def _skin_boxes(obj, names, collection, size: float):
+    """A mesh child of armature ``obj`` deformed by it: a box (``size`` armature units) at the middle of each bone
+    in ``names``, weighted to it."""
     verts, faces, groups = [], [], []
-    for b in arm.bones:
-        if not b.use_deform:
-            continue
+    for n in names:
+        b = obj.data.bones[n]
         c = (np.array(b.head_local) + np.array(b.tail_local)) / 2
         base = len(verts)
-        for dx in (-0.5, 0.5):
-            for dy in (-1.0, 1.0):
-                for dz in (-0.5, 0.5):
+        for dx in (-size, size):
+            for dy in (-2 * size, 2 * size):
+                for dz in (-size, size):
                     verts.append((c + [dx, dy, dz]).tolist())
         faces += [[base + a for a in q] for q in ((0, 1, 3, 2), (4, 6, 7, 5), (0, 4, 5, 1), (2, 3, 7, 6),
                                                    (0, 2, 6, 4), (1, 5, 7, 3))]
-        groups.append((b.name, range(base, base + 8)))
-    me = bpy.data.meshes.new("CharacterBody")
+        groups.append((n, range(base, base + 8)))
+    me = bpy.data.meshes.new(f"{obj.name}Body")
     me.from_pydata(verts, [], faces)
-    mesh = bpy.data.objects.new("CharacterBody", me)
+    mesh = bpy.data.objects.new(f"{obj.name}Body", me)
     collection.objects.link(mesh)
     mesh.parent = obj
-    for name, idx in groups:
-        mesh.vertex_groups.new(name=name).add(list(idx), 1.0, "REPLACE")
+    for n, idx in groups:
+        mesh.vertex_groups.new(name=n).add(list(idx), 1.0, "REPLACE")
     mod = mesh.modifiers.new("Armature", "ARMATURE")
     mod.object = obj
-    view_layer.objects.active = None
-    return obj
+    return mesh
 
 
 def test_custom_rig_round_trip(scene, tmp_path):
@@ -354,4 +368,47 @@ def test_action_without_slot(scene, synth_models, tmp_path):
     out = export.export_armature(arm, "FBX", str(tmp_path / "noslot.fbx"))
     assert arm.animation_data.action_slot is None
     r = compare(orig, _record(_import("FBX", out.filepath, 30, 1), names, frames), parents, names)
-    assert r["world"] < 1.0 and r["local"] < 1.0 and r["basis"] < 1.0, r
+    assert r["world"] < 1.0 and r["local"] < 1.0 and r["bone_axes"] < 1.0, r
+
+
+def test_retargeted_rigify_round_trip(ext, open_models, tmp_path):
+    """A generated Rigify rig that received the captured fingers (hand_capture.retarget): its deforming finger
+    and hand bones (``DEF-``, driven by the FK controls through constraints) come back the same."""
+    import addon_utils
+
+    bpy.ops.wm.read_homefile(use_empty=True)
+    path, _ = write_clip(tmp_path, {"left": open_models["left"]}, n_frames=8, seed=3)
+    assert bpy.ops.hand_capture.import_clip(filepath=str(path)) == {"FINISHED"}
+    addon_utils.enable("rigify", default_set=True)
+    bpy.ops.object.armature_human_metarig_add()
+    bpy.ops.pose.rigify_generate()
+    char = bpy.context.active_object
+    assert "DEF-f_index.01.L" in char.data.bones
+    assert bpy.ops.hand_capture.retarget(target=char.name) == {"FINISHED"}
+    names = [b.name for b in char.data.bones if b.use_deform and b.name.endswith(".L")
+             and b.name.startswith(("DEF-f_", "DEF-thumb", "DEF-palm", "DEF-hand"))]
+    assert len(names) >= 16, names
+    _skin_boxes(char, names, bpy.context.scene.collection, size=0.004)
+    result = _round_trip(char, tmp_path, "rigify", list(range(1, 9)), names)
+    _assert_same(result)
+
+
+def test_fbx_without_mesh_warns(scene, tmp_path):
+    """An armature that deforms no mesh: FBX has no bind pose for it, so importers take the first frame's pose as
+    its rest. The world motion still comes back (< 1 degree), the re-imported rest is the pose of the first frame,
+    and the export says so."""
+    scene.render.fps = 24
+    obj = _mixamo_rig(scene.collection, bpy.context.view_layer)
+    bpy.data.objects.remove(bpy.data.objects["CharacterBody"])
+    names = [b.name for b in obj.data.bones if b.use_deform]
+    parents = {b.name: b.parent.name for b in obj.data.bones if b.parent}
+    frames = list(range(START + 4, START + 20))
+    orig = _record(obj, names, frames)
+    first_pose = orig["pose"][0]
+    out = ext_module("blender_addon.export").export_armature(obj, "FBX", str(tmp_path / "bare.fbx"))
+    assert out.meshes == () and len(out.warnings) == 1 and "no bind pose" in out.warnings[0]
+    assert f"pose of frame {frames[0]}" in out.warnings[0]
+    got = _record(_import("FBX", out.filepath, 24, frames[0]), names, frames)
+    r = compare(orig, {**got, "rest": orig["rest"]}, parents, names)  # the same world poses, frame by frame
+    assert r["world"] < 1.0 and r["direction"] < 1.0 and r["position"] < 1e-4, r
+    assert _angle_deg(got["rest"], first_pose).max() < 1.0  # the file's rest is the first frame's pose
