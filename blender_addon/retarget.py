@@ -216,9 +216,10 @@ def write(p: RetargetPlan):
     old = ad.action if ad is not None else None
     old_slot = ad.action_slot if ad is not None else None
     act = old.copy() if old is not None else bpy.data.actions.new(f"{obj.name} hands")
+    origin = (old.get(RETARGET_OF) or old.name) if old is not None else ""  # a re-run: the user's action
     try:
         if old is not None:
-            act.name = f"{old.name} hands"
+            act.name = f"{origin} hands"
             slot = act.slots.get(old_slot.identifier) if old_slot is not None else None
         else:
             slot = None
@@ -230,7 +231,7 @@ def write(p: RetargetPlan):
             bag.fcurves.remove(fc)
         for _, frames, channels in p.hands:
             keying.write_channels(act, slot, frames, channels)
-        act[RETARGET_OF] = old.name if old is not None else ""
+        act[RETARGET_OF] = origin
     except BaseException:
         bpy.data.actions.remove(act)
         raise
