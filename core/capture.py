@@ -16,7 +16,7 @@ import numpy as np
 
 from .solve import camera
 from .io.clip import ClipResult, save_clip
-from .errors import CaptureError
+from .errors import CaptureError, NoHandError
 from .progress import Progress, Rate
 
 
@@ -262,8 +262,8 @@ def run_capture(opts: CaptureOptions) -> Generator[Progress, None, tuple]:
     if opts.hands == 1 and tracks:
         tracks = tracks.pick(opts.side)
     if not tracks or not any(tr.detected.any() for tr in tracks.values()):
-        raise CaptureError(f"no hand found in any of the {t} frames of {src.path.name}: "
-                           "film the hand larger, better lit, or palm towards the camera")
+        raise NoHandError(f"no hand found in any of the {t} frames of {src.path.name}: "
+                          "film the hand larger, better lit, or palm towards the camera")
     sizes = np.asarray(sizes, np.int64).reshape(t, 2)
     exif_fov = None
     if src.is_folder:  # photos: their EXIF focal length, where they have one, before the default field of view

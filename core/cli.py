@@ -246,8 +246,8 @@ class _OneLineReporter(Reporter):
     def warning(self, message: str) -> None:
         super().warning(_one_line(message))
 
-    def error(self, message: str) -> None:
-        super().error(_one_line(message))
+    def error(self, message: str, **fields) -> None:
+        super().error(_one_line(message), **fields)
 
 
 class _LogToReporter(logging.Handler):
@@ -350,7 +350,7 @@ def _run(args, rep) -> int:
             run_demo(Path(args.out), args.frames, rep)
         return 0
     except CaptureError as exc:
-        rep.error(str(exc))
+        rep.error(str(exc), reason=getattr(exc, "reason", None))
         return 2
     except KeyboardInterrupt:
         rep.error("interrupted")

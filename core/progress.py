@@ -80,9 +80,10 @@ class Reporter:
         else:
             sys.stderr.write(f"warning: {message}\n")
 
-    def error(self, message: str) -> None:
+    def error(self, message: str, **fields) -> None:
+        """``fields`` go into the JSON event only (e.g. ``reason="no_hand"``, `core.errors.NoHandError`)."""
         if self.mode == "json":
-            emit_json("error", message=message)
+            emit_json("error", message=message, **{k: v for k, v in fields.items() if v is not None})
         sys.stderr.write(f"error: {message}\n")
 
     def done(self, **fields) -> None:
