@@ -1,0 +1,131 @@
+"""`TorchHands`: the legacy MediaPipe Hands graph on the torch networks, behind the `Detector` interface.
+
+Same outputs and conventions as `core.detect.mp_hands.MediaPipeHands` (sides swapped from MediaPipe's
+mirrored-selfie labels, landmarks in image pixels with the corner origin, z and world landmarks as
+MediaPipe gives them), same tracking behaviour (see `pipeline`). On the CPU the crops are cut with
+OpenCV exactly as MediaPipe cuts them; on a GPU with ``grid_sample`` from the frame uploaded once, and
+all hands of a frame go through the landmark network in one batch.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import torch
+
+from ..base import Detector, DetectorConfig, HandDet, as_bgr, merge_new, square_crops
+from ..mp_hands import SIDE_FROM_MP_LABEL
+from . import pipeline as P
+from .net import load_net
+
+
+def resolve_device(device: str) -> torch.device:
+    """"auto" -> cuda where torch sees a GPU, else cpu; other names as torch reads them."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+class TorchHands(Detector):
+    """`Detector` on the torch ports of palm_detection_full and hand_landmark_full (model_complexity 1)."""
+
+    def __init__(self, config: DetectorConfig, device: str | torch.device | None = None):
+        super().__init__(config)
+        if int(config.model_complexity) != 1:
+            from ...errors import CaptureError
+
+            raise CaptureError("the torch hand detector has the full models only (model_complexity 1)")
+        self.device = resolve_device(str(device or getattr(config, "device", "cpu") or "cpu"))
+        self.palm = load_net("palm", self.device)
+        self.landmark = load_net("landmark", self.device)
+        self._prev: list[np.ndarray] = []
+        self._open = True
+
+    # ------------------------------------------------------------------ one image through the graph
+    def _frame_tensor(self, bgr: np.ndarray) -> torch.Tensor | None:
+        if self.device.type == "cpu":
+            return None
+        rgb = torch.from_numpy(np.ascontiguousarray(bgr[:, :, ::-1])).to(self.device, non_blocking=True)
+        return rgb.permute(2, 0, 1).float()
+
+    def _crops(self, bgr: np.ndarray, frame: torch.Tensor | None, rois: list[np.ndarray], size: int,
+               border_zero: bool) -> torch.Tensor:
+        """(N, 3, size, size) float RGB crops scaled to 0..1 on the device."""
+        if frame is None:
+            crops = np.stack([P.crop_cv2(bgr, r, size, border_zero)[:, :, ::-1] for r in rois])
+            x = torch.from_numpy(np.ascontiguousarray(crops)).permute(0, 3, 1, 2).float()
+        else:
+            x = P.crop_torch(frame, rois, size, border_zero)
+        return x * (1.0 / 255.0)
+
+    @torch.inference_mode()
+    def palms(self, bgr: np.ndarray, frame: torch.Tensor | None = None) -> list[P.PalmDetection]:
+        """Palm detections of a frame (normalised image coordinates), NMS'd, best first."""
+        h, w = bgr.shape[:2]
+        roi, pad = P.letterbox(w, h)
+        x = self._crops(bgr, frame, [roi], P.PALM_SIZE, border_zero=True)
+        boxes, scores = self.palm(x)
+        dets = P.decode_palms(boxes[0].float().cpu().numpy(), scores[0].float().cpu().numpy(),
+                              float(self.config.min_detection_confidence))
+        return [P.remove_letterbox(d, pad) for d in P.weighted_nms(dets)]
+
+    @torch.inference_mode()
+    def hands_in(self, bgr: np.ndarray, rects: list[np.ndarray], frame: torch.Tensor | None = None) -> list[P.HandResult]:
+        """The landmark network on normalised ROIs of a frame (one batch), every ROI's result."""
+        if not rects:
+            return []
+        h, w = bgr.shape[:2]
+        rois, pads = zip(*(P.pad_roi(P.roi_pixels(r, w, h)) for r in rects))
+        x = self._crops(bgr, frame, list(rois), P.LANDMARK_SIZE, border_zero=False)
+        lm, presence, handed, world = (t.float().cpu().numpy() for t in self.landmark(x))
+        out = []
+        for i, rect in enumerate(rects):
+            landmarks, wl = P.project_landmarks(lm[i], world[i], rect, pads[i])
+            out.append(P.HandResult(landmarks, wl, float(presence[i].reshape(())), float(handed[i].reshape(())), rect))
+        return out
+
+    def process(self, bgr: np.ndarray) -> list[P.HandResult]:
+        """One frame through the tracking graph (static mode: detection on every frame)."""
+        cfg = self.config
+        h, w = bgr.shape[:2]
+        frame = self._frame_tensor(bgr)
+        prev = [] if cfg.static else self._prev
+        palm_rects = []
+        if len(prev) < cfg.max_hands:
+            palm_rects = [P.palm_to_rect(d, w, h) for d in self.palms(bgr, frame)[: cfg.max_hands]]
+        rects = P.associate(palm_rects, prev)
+        kept = [r for r in self.hands_in(bgr, rects, frame) if r.presence > float(cfg.min_tracking_confidence)]
+        self._prev = [P.landmarks_to_rect(r.landmarks, w, h) for r in kept]
+        return kept
+
+    # ------------------------------------------------------------------------------ Detector API
+    def detect(self, frame_bgr: np.ndarray, timestamp: float | None = None) -> list[HandDet]:
+        if not self._open:
+            raise RuntimeError("TorchHands.detect called after close()")
+        bgr = as_bgr(frame_bgr)
+        h, w = bgr.shape[:2]
+        out = [to_handdet(r, w, h) for r in self.process(bgr)]
+        cfg = self.config
+        if cfg.static and cfg.square_crops and h != w and not out:
+            for x0, y0, side in square_crops(w, h):  # as MediaPipeHands does for tall / wide photos
+                sub = np.ascontiguousarray(bgr[y0:y0 + side, x0:x0 + side])
+                extra = [dataclasses.replace(d, landmarks_px=d.landmarks_px + np.array([x0, y0], np.float32),
+                                             landmarks_z=d.landmarks_z * np.float32(side / w))
+                         for d in (to_handdet(r, side, side) for r in self.process(sub))]
+                out = merge_new(out, extra, cfg.max_hands)
+                if len(out) >= cfg.max_hands:
+                    break
+        return out
+
+    def close(self) -> None:
+        self._open = False
+        self._prev = []
+
+
+def to_handdet(r: P.HandResult, width: int, height: int) -> HandDet:
+    """A `HandDet` (anatomical side, image pixels) of one raw result."""
+    label = "Left" if r.p_left > 0.5 else "Right"
+    return HandDet(side=SIDE_FROM_MP_LABEL[label], score=float(max(r.p_left, 1.0 - r.p_left)),
+                   landmarks_px=(r.landmarks[:, :2] * np.array([width, height], np.float32)).astype(np.float32),
+                   landmarks_z=np.ascontiguousarray(r.landmarks[:, 2], dtype=np.float32),
+                   world=np.ascontiguousarray(r.world, dtype=np.float32))
