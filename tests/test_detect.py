@@ -42,11 +42,13 @@ def test_config_lists_every_problem():
 
 
 def test_create_detector_errors():
-    with pytest.raises(CaptureError, match="unknown hand detector 'openpose' \\(available: mediapipe\\)"):
+    with pytest.raises(CaptureError, match="unknown hand detector 'openpose' \\(available: auto, mediapipe, torch\\)"):
         create_detector("openpose")
     with pytest.raises(CaptureError, match="unknown detector option 'treshold'"):
         create_detector(treshold=0.2)
-    assert set(BACKENDS) == {"mediapipe"}
+    assert set(BACKENDS) == {"mediapipe", "torch"}
+    with pytest.raises(CaptureError, match="device must be 'cpu', 'cuda', 'cuda:N' or 'auto'"):
+        create_detector("torch", device="gpu")
 
 
 def test_handdet_contract():

@@ -15,18 +15,35 @@ import numpy as np
 from ..errors import CaptureError
 from .base import SIDES, Detections, Detector, DetectorConfig, HandDet, make_config
 
-__all__ = ["SIDES", "BACKENDS", "Detections", "Detector", "DetectorConfig", "HandDet", "make_config",
-           "create_detector", "detect_frames"]
+__all__ = ["SIDES", "BACKENDS", "CHOICES", "resolve_backend", "Detections", "Detector", "DetectorConfig", "HandDet",
+           "make_config", "create_detector", "detect_frames"]
 
 # backend name -> (module in this package, class); imported only when chosen
-BACKENDS = {"mediapipe": ("mp_hands", "MediaPipeHands")}
+BACKENDS = {"mediapipe": ("mp_hands", "MediaPipeHands"), "torch": ("torch_hands.detector", "TorchHands")}
+CHOICES = ("auto", *BACKENDS)
+
+
+def resolve_backend(name: str, device: str = "auto") -> str:
+    """The backend that "auto" stands for: "torch" where a GPU is used (``device`` cuda, or auto with a GPU
+    torch can see), else "mediapipe" (faster than the torch port on the CPU today, see BENCHMARKS.md);
+    other names unchanged."""
+    if name != "auto":
+        return name
+    if device == "cpu":
+        return "mediapipe"
+    if device.startswith("cuda"):
+        return "torch"
+    import torch
+
+    return "torch" if torch.cuda.is_available() else "mediapipe"
 
 
 def create_detector(name: str = "mediapipe", *, config: DetectorConfig | None = None, **options) -> Detector:
     """A hand detector backend.
 
     Args:
-        name: backend name (a key of ``BACKENDS``); ignored when ``config`` is given.
+        name: backend name (a key of ``BACKENDS``, or "auto": `resolve_backend`); ignored when ``config``
+            is given.
         config: a full `DetectorConfig`; ``options`` then override its fields.
         **options: `DetectorConfig` fields (static, max_hands, min_detection_confidence,
             min_tracking_confidence, model_complexity); an unknown key is a CaptureError.
@@ -37,8 +54,10 @@ def create_detector(name: str = "mediapipe", *, config: DetectorConfig | None = 
     """
     base = dataclasses.asdict(config) if config is not None else {"name": name}
     cfg = make_config(**{**base, **options})
+    if cfg.name == "auto":
+        cfg = dataclasses.replace(cfg, name=resolve_backend("auto", cfg.device))
     if cfg.name not in BACKENDS:
-        raise CaptureError(f"unknown hand detector {cfg.name!r} (available: {', '.join(BACKENDS)})")
+        raise CaptureError(f"unknown hand detector {cfg.name!r} (available: {', '.join(CHOICES)})")
     module, cls = BACKENDS[cfg.name]
     return getattr(importlib.import_module(f".{module}", __name__), cls)(cfg)
 

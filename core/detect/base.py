@@ -79,7 +79,8 @@ class DetectorConfig:
     """Settings of a detector backend (frozen; build with `make_config`, unknown keys are errors).
 
     Fields:
-        name: backend name, a key of `core.detect.BACKENDS` ("mediapipe").
+        name: backend name, a key of `core.detect.BACKENDS` ("mediapipe", "torch"), or "auto"
+            (`core.detect.resolve_backend`: torch where a GPU is used, else MediaPipe).
         static: True treats every frame as an unrelated image (image folders); False tracks hands
             from frame to frame (video: faster and steadier).
         max_hands: 1 or 2.
@@ -89,6 +90,7 @@ class DetectorConfig:
         square_crops: static mode only: where a non-square image yields no hand, look again in square
             crops along its long side (start, middle, end; see `square_crops`), up to ``max_hands``.
             The palm detector sees a letterboxed square, so a hand in a tall photo is small to it.
+        device: torch backend only: "cpu", "cuda", "cuda:N" or "auto" (a GPU where torch sees one).
     """
 
     name: str = "mediapipe"
@@ -98,6 +100,7 @@ class DetectorConfig:
     min_tracking_confidence: float = 0.5
     model_complexity: int = 1
     square_crops: bool = True
+    device: str = "cpu"
 
 
 def square_crops(width: int, height: int) -> list[tuple[int, int, int]]:
@@ -140,6 +143,9 @@ def _check(cfg: DetectorConfig) -> list[str]:
         v = getattr(cfg, key)
         if not is_number(v) or not 0.0 <= v <= 1.0:
             problems.append(f"{key} must be a number in [0, 1]; got {v!r}")
+    if not isinstance(cfg.device, str) or not (cfg.device in ("cpu", "cuda", "auto") or
+                                               (cfg.device.startswith("cuda:") and cfg.device[5:].isdigit())):
+        problems.append(f"device must be 'cpu', 'cuda', 'cuda:N' or 'auto'; got {cfg.device!r}")
     if cfg.model_complexity not in (0, 1) or isinstance(cfg.model_complexity, bool):
         problems.append(f"model_complexity must be 0 or 1; got {cfg.model_complexity!r}")
     return problems

@@ -29,13 +29,17 @@ def resolve_device(device: str) -> torch.device:
 class TorchHands(Detector):
     """`Detector` on the torch ports of palm_detection_full and hand_landmark_full (model_complexity 1)."""
 
-    def __init__(self, config: DetectorConfig, device: str | torch.device | None = None):
+    def __init__(self, config: DetectorConfig, device: str | torch.device | None = None,
+                 grid_sample: bool | None = None):
+        """``device``: torch device (default: the config's ``device``); ``grid_sample``: cut crops with
+        ``grid_sample`` on the device (default: on GPUs; the CPU default is OpenCV, MediaPipe's own warp)."""
         super().__init__(config)
         if int(config.model_complexity) != 1:
             from ...errors import CaptureError
 
             raise CaptureError("the torch hand detector has the full models only (model_complexity 1)")
-        self.device = resolve_device(str(device or getattr(config, "device", "cpu") or "cpu"))
+        self.device = resolve_device(str(device or config.device))
+        self.grid_sample = self.device.type != "cpu" if grid_sample is None else bool(grid_sample)
         self.palm = load_net("palm", self.device)
         self.landmark = load_net("landmark", self.device)
         self._prev: list[np.ndarray] = []
@@ -43,7 +47,7 @@ class TorchHands(Detector):
 
     # ------------------------------------------------------------------ one image through the graph
     def _frame_tensor(self, bgr: np.ndarray) -> torch.Tensor | None:
-        if self.device.type == "cpu":
+        if not self.grid_sample:
             return None
         rgb = torch.from_numpy(np.ascontiguousarray(bgr[:, :, ::-1])).to(self.device, non_blocking=True)
         return rgb.permute(2, 0, 1).float()

@@ -202,8 +202,18 @@ class TFLiteNet(torch.nn.Module):
         self._free = [[i for i in s["in"] if last[i] == n and i not in self.output_indices]
                       for n, s in enumerate(self.steps)]
 
+    def _apply(self, fn, *args, **kwargs):
+        self._plan = None  # parameters moved or cast: resolve them again
+        return super()._apply(fn, *args, **kwargs)
+
+    def _resolved(self) -> dict:
+        """{key: tensor} of the parameters, looked up once (ParameterDict access is slow per call)."""
+        if getattr(self, "_plan", None) is None:
+            self._plan = {k: v for k, v in self.params.items()}
+        return self._plan
+
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        p = self.params
+        p = self._resolved()
         env = {self.input_index: x}
         for s, free in zip(self.steps, self._free):
             k = s["kind"]
