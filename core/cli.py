@@ -192,6 +192,33 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--json-progress", action="store_true", help="worker protocol: JSON events on stdout")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
 
+    b = sub.add_parser("batch", help="capture the clips a manifest lists, one output folder each; resumable")
+    b.add_argument("manifest", type=_path,
+                   help='JSON, TOML or CSV manifest: {"clips": [{"path": "a.mp4", "hands": 1, ...}, ...]} (paths '
+                        "relative to its folder, or to --root / its \"root\" key)")
+    b.add_argument("--out", required=True, type=_path, help="output folder: <name>/clip.npz, clip.json, capture.log "
+                   "per clip; summary.jsonl")
+    b.add_argument("--root", type=_path, help="folder the manifest's paths are relative to (shared storage)")
+    b.add_argument("--engine", choices=("local", "ray"), default=None,
+                   help="local (default): clips one after another here; ray: one Ray task per clip")
+    b.add_argument("--address", default=None, help="Ray cluster to use (auto, ray://head:10001; implies --engine "
+                   "ray); default: a Ray started on this machine")
+    b.add_argument("--gpus-per-clip", type=_float_in(0.0, 64.0, "a GPU count"), default=0.0,
+                   help="GPUs each Ray task asks for (Ray runs at most as many clips at once as GPUs allow)")
+    b.add_argument("--num-cpus", type=_int_at_least(1, "a CPU count"), default=None,
+                   help="CPUs of a Ray started on this machine (default: all)")
+    b.add_argument("--num-gpus", type=_float_in(0.0, 64.0, "a GPU count"), default=None,
+                   help="GPUs of a Ray started on this machine (default: the ones Ray finds)")
+    b.add_argument("--only", action="append", default=None, metavar="NAME",
+                   help="run only this clip of the manifest (repeatable; a farm task's command)")
+    b.add_argument("--blend", action="store_true",
+                   help="then key each captured clip into <name>/clip.blend in headless Blender")
+    b.add_argument("--fbx", action="store_true", help="with --blend: also write <name>/clip.fbx")
+    b.add_argument("--blender", type=_path, default=None,
+                   help="Blender executable, or a Python with bpy, for --blend (default: $HANDCAP_BLENDER, else blender)")
+    b.add_argument("--list", action="store_true", help="print the clips' output names as JSON and stop")
+    b.add_argument("--quiet", action="store_true", help="no progress bar")
+
     m = sub.add_parser("model", help="write the project's open hand model files (npz + MANO-format pkl)")
     m.add_argument("--out", default=None, type=_path, help="folder (default: the open model's folder in the cache)")
 
@@ -330,6 +357,10 @@ def _run(args, rep) -> int:
                 for line in report.lines():
                     print(line)
                 _print_path(out)
+        elif args.command == "batch":
+            from .batch.run import batch_from_args
+
+            return batch_from_args(args, _print_path)
         elif args.command == "model":
             from .hand.gen import ensure_open_model
             from .hand.gen.arrays import write_assets

@@ -64,7 +64,7 @@ def test_core_is_grouped_by_capability():
     root_modules = {p.stem for p in CORE.glob("*.py")}
     assert root_modules == {"__init__", "__main__", "capture", "cli", "demo", "errors", "progress", "settings", "rot"}
     assert {p.name for p in CORE.iterdir() if (p / "__init__.py").is_file()} == {
-        "io", "hand", "solve", "eval", "detect", "net", "contact", "retarget"}
+        "io", "hand", "solve", "eval", "detect", "net", "contact", "retarget", "batch"}
     assert (CORE / "hand" / "gen" / "__init__.py").is_file()
 
 

@@ -1,0 +1,75 @@
+"""The Ray engine: one Ray task per clip, each running `core.batch.job.run_clip` with the capture CLI as a child
+process (``python -m core capture ... --json-progress``), asking for ``num_gpus`` when the batch does.
+
+The only module of the core that imports Ray (an optional extra: ``pip install -r requirements-ray.txt``, plain
+``ray``: the ``ray[default]`` extra pulls a protobuf that MediaPipe's pin refuses). ``address`` None starts a Ray
+on this machine (``num_cpus`` / ``num_gpus`` as given); otherwise ``ray.init(address=...)`` joins a cluster
+(``auto`` on a cluster node, ``ray://head:10001`` through Ray Client), whose nodes must see the manifest's inputs
+and the output folder at the same paths (shared storage). A task whose worker process or node dies is run again
+(``max_retries``); a clip's own failure is a recorded outcome, never retried.
+"""
+from __future__ import annotations
+
+import os
+
+from ..errors import CaptureError
+from .job import CODE_ROOT, capture_subprocess, run_clip
+
+MAX_RETRIES = 3  # runs of a task whose worker died (node lost, process killed), as Ray counts them
+
+
+def _clip_task(spec, out: str, blender: str | None, fbx: bool) -> dict:
+    """Body of one Ray task (runs in a Ray worker process)."""
+    return run_clip(spec, out, capture=capture_subprocess, engine="ray", blender=blender, fbx=fbx)
+
+
+def _lost(spec, exc) -> dict:
+    """The result of a task that Ray gave up on (its worker died more than MAX_RETRIES times, or it was cancelled)."""
+    first = str(exc).strip().splitlines()
+    return {"clip": spec.name, "input": spec.path, "engine": "ray", "outcome": "failed", "reason": "task lost",
+            "message": f"the Ray task failed ({exc.__class__.__name__}: {first[0] if first else ''})",
+            "blend": None, "seconds": 0.0}
+
+
+def run_on_ray(specs, out, settings, finished) -> None:
+    """Run ``specs`` as Ray tasks; ``finished(result)`` in the order they end."""
+    try:
+        import ray
+    except ImportError:
+        raise CaptureError("the ray engine needs Ray: .venv/bin/python -m pip install -r requirements-ray.txt "
+                           "(or use --engine local)") from None
+    started_here = not ray.is_initialized()
+    if started_here:
+        env = {"PYTHONPATH": os.pathsep.join(p for p in (CODE_ROOT, os.environ.get("PYTHONPATH")) if p)}
+        for key in ("HANDCAP_CACHE", "HANDCAP_BLENDER"):
+            if os.environ.get(key):
+                env[key] = os.environ[key]
+        kwargs = dict(include_dashboard=False, log_to_driver=False, runtime_env={"env_vars": env})
+        try:
+            if settings.address:
+                ray.init(address=settings.address, **kwargs)
+            else:
+                ray.init(num_cpus=settings.num_cpus, num_gpus=settings.num_gpus, **kwargs)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            where = settings.address or "this machine"
+            raise CaptureError(f"cannot start or reach Ray at {where}: {str(exc).splitlines()[0]}") from None
+    try:
+        gpus = float(settings.gpus_per_clip or 0)
+        have = ray.cluster_resources().get("GPU", 0.0)
+        if gpus > have:
+            raise CaptureError(f"--gpus-per-clip {gpus:g} but the Ray cluster has {have:g} GPUs: no task could run")
+        task = ray.remote(_clip_task).options(num_cpus=1, num_gpus=gpus, max_retries=MAX_RETRIES,
+                                              retry_exceptions=False)
+        refs = {task.remote(spec, str(out), settings.blender, settings.fbx): spec for spec in specs}
+        pending = list(refs)
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            for ref in done:
+                try:
+                    result = ray.get(ref)
+                except ray.exceptions.RayError as exc:
+                    result = _lost(refs[ref], exc)
+                finished(result)
+    finally:
+        if started_here:
+            ray.shutdown()
