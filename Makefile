@@ -8,10 +8,11 @@ STAMP := $(VENV)/.handcap-setup
 
 setup: $(STAMP)
 
-# One pip resolution for everything (bpy pins numpy<2); mediapipe without its heavy deps.
-$(STAMP): requirements.txt requirements-nodeps.txt
+# One pip resolution for everything (bpy pins numpy<2), with the optional Ray engine (requirements-ray.txt
+# includes requirements.txt; plain ray adds ~15 s); mediapipe without its heavy deps.
+$(STAMP): requirements.txt requirements-ray.txt requirements-nodeps.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements-ray.txt
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps -r requirements-nodeps.txt
 	$(PY) -c "import numpy, torch, cv2, mediapipe, smplx, bpy; assert numpy.__version__ < '2'"
 	@touch $(STAMP)
