@@ -3,7 +3,7 @@ import importlib
 import sys
 
 SECTIONS = ["ik_speed", "capture_speed", "memory", "dev_eval", "samples_eval", "plausibility", "jitter", "identity", "keying",
-            "hard_views", "sdf", "hands", "contact"]
+            "hard_views", "sdf", "hands", "contact", "batch"]
 
 failed = []
 for name in SECTIONS:
