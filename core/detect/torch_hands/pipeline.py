@@ -286,7 +286,8 @@ def crop_cv2(image: np.ndarray, roi: np.ndarray, size: int, border_zero: bool) -
 def crop_torch(image: torch.Tensor, rois: list[np.ndarray] | np.ndarray, size: int, border_zero: bool,
                quantize: bool = True) -> torch.Tensor:
     """(N, C, size, size) float crops (0..255) of pixel rois from ``image`` (C, H, W) float on any device,
-    by bilinear ``grid_sample`` through the inverse of `crop_matrix` (OpenCV's sampling positions);
+    by bilinear ``grid_sample`` through the inverse of `crop_matrix` (OpenCV's sampling positions, rounded to
+    1/32 pixel as OpenCV rounds them);
     ``quantize`` rounds to uint8 levels as OpenCV's uint8 warp does."""
     c, h, w = image.shape
     inv = np.stack([np.linalg.inv(crop_matrix(r, size)) for r in rois])  # crop px -> image px
@@ -294,6 +295,7 @@ def crop_torch(image: torch.Tensor, rois: list[np.ndarray] | np.ndarray, size: i
     pts = np.stack([uu, vv, np.ones_like(uu)], -1).reshape(-1, 3)  # (S*S, 3)
     src = np.einsum("nij,pj->npi", inv, pts)
     src = src[..., :2] / src[..., 2:3]
+    src = np.round(src * 32.0) / 32.0  # OpenCV samples at 1/32-pixel positions (INTER_BITS 5)
     grid = np.empty_like(src)
     grid[..., 0] = src[..., 0] * (2.0 / (w - 1)) - 1.0 if w > 1 else 0.0
     grid[..., 1] = src[..., 1] * (2.0 / (h - 1)) - 1.0 if h > 1 else 0.0
