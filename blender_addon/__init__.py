@@ -7,7 +7,13 @@ Nothing here imports torch. `operators/` and `panels/` reach the core only throu
 """
 import os
 
-from ..core.errors import CaptureError  # noqa: F401  (re-exported for operators/ and panels/)
+try:
+    from ..core.errors import CaptureError  # noqa: F401  (re-exported for operators/ and panels/)
+except ImportError:
+    # Imported as a top-level package by ``python -m blender_addon.apply`` in a checkout: apply.py re-imports
+    # itself inside a parent package (its ``_hosted``); nothing else is used from this one.
+    if "." in __name__:
+        raise
 
 # The extension's own package (``bl_ext.<repo>.hand_capture``): AddonPreferences.bl_idname and
 # bpy.utils.extension_path_user take it.
