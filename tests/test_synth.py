@@ -171,3 +171,16 @@ def test_cli_refuses_bad_arguments(tmp_path):
                            capture_output=True, text=True, cwd=ROOT, env=env)
         assert r.returncode == 2, args
         assert r.stderr.startswith("error: ") and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_roi_is_the_trackers_rect(chunk):
+    """`labels.landmark_roi` is the rect the project's port of the tracker computes (core.detect.torch_hands)."""
+    from core.detect.torch_hands.pipeline import landmarks_to_rect
+
+    _, lab = chunk
+    size = int(lab["image_size"][0])
+    mine = L.landmark_roi(lab["joints2d_mp"][:, 0])
+    for i in range(len(mine)):
+        r = landmarks_to_rect(lab["joints2d_mp"][i, 0] / size, size, size)
+        np.testing.assert_allclose([r[0] * size, r[1] * size, r[2] * size], mine[i, :3], atol=1e-2)
+        assert abs(np.angle(np.exp(1j * (r[4] - mine[i, 3])))) < 1e-5

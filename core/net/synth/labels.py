@@ -8,7 +8,8 @@ landmarks (wrist, thumb CMC/MCP/IP, the four MCPs and PIPs) taken in that rotate
 0.1 of its height towards the fingers, made square on its long side and scaled by ``scale`` (2.0).
 The palm detector's first crop (box scale 2.6, shift 0.5) needs the palm detector's box, which a
 render does not have; the landmark crop is what the tracker feeds the landmark model on every later
-frame. An ROI is (cx, cy, size, angle): centre and side in pixels, angle in radians (the crop's up
+frame (the same rect as the tracker port `core.detect.torch_hands.pipeline.landmarks_to_rect`, tested).
+An ROI is (cx, cy, size, angle): centre and side in pixels, angle in radians (the crop's up
 vector is (sin a, -cos a) in image coordinates, x right, y down).
 """
 from __future__ import annotations
