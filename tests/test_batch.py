@@ -11,6 +11,7 @@ import importlib.util
 import json
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -229,6 +230,27 @@ def test_batch_cli_list_and_flags(clips, tmp_path, capsys):
     assert "has no clip named 'nope'" in capsys.readouterr().err
     assert cli.main(["batch", str(clips / "manifest.json"), "--out", str(tmp_path), "--gpus-per-clip", "1"]) == 2
     assert "are for --engine ray" in capsys.readouterr().err
+
+
+def test_batch_chains_the_blender_step(clips, tmp_path):
+    """``--blend``: each captured clip is keyed into clip.blend by the headless Blender step (here the project's
+    .venv Python, which has bpy); the sidecar records it; a re-run skips both steps; a deleted .blend is made again
+    without capturing again."""
+    m = write_manifest(tmp_path, 0.5, GOOD[:1], root=clips)
+    out = tmp_path / "out"
+    py = sys.executable
+    code, res = run_cli(m, "--out", out, "--blend", "--blender", py)
+    assert code == 0 and (res["c100"]["outcome"], res["c100"]["blend"]) == ("ok", "ok"), res
+    s = sidecar(out, "c100")
+    assert s["blend"]["outcome"] == "ok" and s["blend"]["clip_sha256"] == s["clip_sha256"]
+    assert (out / "c100" / "clip.blend").stat().st_size > 0 and "keyed on" in (out / "c100" / "apply.log").read_text()
+    code, res = run_cli(m, "--out", out, "--blend", "--blender", py)
+    assert (res["c100"]["outcome"], res["c100"]["blend"]) == ("skipped", None)
+    (out / "c100" / "clip.blend").unlink()
+    stamp = (out / "c100" / CLIP).stat().st_mtime_ns
+    code, res = run_cli(m, "--out", out, "--blend", "--blender", py)
+    assert (res["c100"]["outcome"], res["c100"]["blend"]) == ("skipped", "ok") and code == 0
+    assert (out / "c100" / "clip.blend").is_file() and (out / "c100" / CLIP).stat().st_mtime_ns == stamp
 
 
 # -- the Ray engine

@@ -7,7 +7,7 @@ Its output folder ``OUT/<name>/`` holds
   its hash, outcome (``ok`` | ``no_hand`` | ``failed``) with its message, timings, and the Blender step's result;
   written as a temp file renamed over the old one, so it is always whole;
 - ``capture.log``: the capture's warnings and errors (and a bug's traceback); ``clip.blend`` / ``clip.fbx`` when
-  the Blender step runs (``apply.log`` its log).
+  the Blender step runs (``apply.log`` its log; ``clip_right.fbx`` / ``clip_left.fbx`` for two hands).
 
 Skip-if-done: a clip is done when its sidecar says ``ok`` or ``no_hand`` for the same config hash and the same input
 bytes, and (for ``ok``) its clip file is there. Anything else (no sidecar, an earlier failure, a changed config or
@@ -280,7 +280,8 @@ def run_blend(blender: str, folder: Path, fbx: bool) -> dict:
 
 def _blend_done(sidecar: dict, folder: Path, fbx: bool) -> bool:
     b = sidecar.get("blend") or {}
-    return (b.get("outcome") == "ok" and (folder / BLEND).is_file() and (not fbx or (folder / FBX).is_file())
+    fbx_files = list(folder.glob("clip*.fbx"))  # clip.fbx, or clip_right.fbx / clip_left.fbx for two hands
+    return (b.get("outcome") == "ok" and (folder / BLEND).is_file() and (not fbx or fbx_files)
             and b.get("clip_sha256") == sidecar.get("clip_sha256") and (b.get("fbx") or not fbx))
 
 
