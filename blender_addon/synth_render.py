@@ -6,10 +6,10 @@ add-on's numpy-only ``demo_render.py`` / ``convert.py`` for the camera. Everythi
 `core.net.synth.sample` (see there for what each array means); this script only turns arrays into bpy data
 and pixels.
 
-Per image i it writes ``DIR/{i:04d}.png`` (Cycles, CPU, ``samples`` per pixel, no denoising) and
-``DIR/{i:04d}_mask.png`` (Workbench, flat object colours, no anti-aliasing): black background (and the
-background plane), red the right hand, green the left hand, blue the right forearm, yellow the left
-forearm, cyan occluders. Stdout carries one JSON object per line (``{"event": "progress", ...}``, then
+Per image i it writes ``DIR/{i:04d}.png`` (Cycles, ``samples`` per pixel, no denoising; on the CPU, or with
+``--device gpu`` on the first GPU backend that has a device) and ``DIR/{i:04d}_mask.png`` (Workbench,
+flat object colours, no anti-aliasing): black background (and the background plane), red the right hand,
+green the left hand, blue the right forearm, yellow the left forearm, cyan occluders. Stdout carries one JSON object per line (``{"event": "progress", ...}``, then
 ``{"event": "done", ...}``); Blender's own log goes to stderr.
 
 Frames: as in ``demo_render.py``, the camera sits at the origin turned 180 degrees about X, so the world
@@ -202,6 +202,22 @@ def mesh_from_arrays(bpy, name, verts, faces, smooth):
     return mesh
 
 
+def use_gpu(bpy) -> str:
+    """Point Cycles at the first GPU backend that has a device (OptiX, CUDA, HIP, oneAPI, Metal); its name."""
+    prefs = bpy.context.preferences.addons["cycles"].preferences
+    for kind in ("OPTIX", "CUDA", "HIP", "ONEAPI", "METAL"):
+        try:
+            prefs.compute_device_type = kind
+        except (TypeError, ValueError):
+            continue
+        prefs.get_devices()
+        if any(d.type == kind for d in prefs.devices):
+            for d in prefs.devices:
+                d.use = d.type == kind
+            return kind
+    raise SystemExit("Cycles finds no GPU (OptiX, CUDA, HIP, oneAPI, Metal); render with --device cpu")
+
+
 def _matrix(m):
     from mathutils import Matrix
 
@@ -211,7 +227,7 @@ def _matrix(m):
 class Scene:
     """The bpy data of a chunk, built once; `show` sets one image's values."""
 
-    def __init__(self, bpy, a, threads):
+    def __init__(self, bpy, a, threads, device="cpu"):
         self.bpy, self.a = bpy, a
         bpy.ops.wm.read_factory_settings(use_empty=True)
         sc = self.sc = bpy.context.scene
@@ -287,6 +303,10 @@ class Scene:
             r.threads_mode, r.threads = "FIXED", int(threads)
         cy = sc.cycles
         cy.device = "CPU"
+        self.gpu = None
+        if device == "gpu":
+            self.gpu = use_gpu(bpy)
+            cy.device = "GPU"
         cy.samples = int(a["samples"])
         cy.use_denoising = False
         cy.use_adaptive_sampling = False
@@ -372,6 +392,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--in", dest="inp", required=True, help="scene .npz written by core.net.synth")
     ap.add_argument("--out", required=True, help="folder for the PNG images and masks")
     ap.add_argument("--threads", type=int, default=0, help="render threads (0: all)")
+    ap.add_argument("--device", choices=("cpu", "gpu"), default="cpu", help="Cycles device")
     args = ap.parse_args(argv)
     with np.load(args.inp, allow_pickle=False) as z:
         a = {k: z[k] for k in z.files}
@@ -384,13 +405,13 @@ def main(argv: list[str] | None = None) -> int:
     with dr._stdout_to_stderr():
         import bpy
 
-        scene = Scene(bpy, a, args.threads)
+        scene = Scene(bpy, a, args.threads, args.device)
         for i in range(n):
             scene.show(i)
             scene.render(out / f"{i:04d}.png", out / f"{i:04d}_mask.png", i)
             dr._emit(events, "progress", done=i + 1, total=n)
     dr._emit(events, "done", images=n, seconds=round(time.perf_counter() - t0, 3),
-             blender=bpy.app.version_string)
+             blender=bpy.app.version_string, device=scene.gpu or "CPU")
     return 0
 
 

@@ -57,6 +57,8 @@ def main(argv=None) -> int:
     ap.add_argument("--samples", type=int, default=SynthSettings.samples, help="Cycles samples per pixel")
     ap.add_argument("--format", choices=("jpg", "png"), default=SynthSettings.fmt)
     ap.add_argument("--threads", type=int, default=0, help="render threads (0: all cores)")
+    ap.add_argument("--device", choices=("cpu", "gpu"), default="cpu",
+                    help="Cycles device (gpu: OptiX/CUDA/HIP/oneAPI/Metal, whichever has a device)")
     ap.add_argument("--blender-python", help="a Python with bpy to render with (default: this one)")
     ap.add_argument("--no-ycb", action="store_true", help="procedural occluders only")
     ap.add_argument("--set", action="append", metavar="NAME=VALUE", help="override a SynthSettings field")
@@ -76,7 +78,7 @@ def main(argv=None) -> int:
         from .generate import generate
 
         generate(a.out, chunks, a.per_chunk, settings, a.seed, a.blender_python, a.threads, data,
-                 log=lambda s: print(s, flush=True))
+                 log=lambda s: print(s, flush=True), device=a.device)
     except (ValueError, CaptureError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -70,7 +70,8 @@ def _git_commit() -> str | None:
         return None
 
 
-def render(scene: dict, out_dir: Path, python: str | None = None, threads: int = 0, progress=None) -> dict:
+def render(scene: dict, out_dir: Path, python: str | None = None, threads: int = 0, progress=None,
+           device: str = "cpu") -> dict:
     """Render a scene dict with ``blender_addon/synth_render.py`` in a subprocess (``python``: an interpreter
     with bpy, default this one); the done event ({"images", "seconds", "blender"})."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -80,7 +81,7 @@ def render(scene: dict, out_dir: Path, python: str | None = None, threads: int =
         env = dict(os.environ)
         env.setdefault("BLENDER_USER_RESOURCES", str(Path(tmp) / "blender"))
         cmd = [python or sys.executable, str(RENDER_SCRIPT), "--in", str(path), "--out", str(out_dir),
-               "--threads", str(int(threads))]
+               "--threads", str(int(threads)), "--device", device]
         done = None
         with tempfile.TemporaryFile() as err:
             proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True, env=env)
@@ -103,7 +104,7 @@ def render(scene: dict, out_dir: Path, python: str | None = None, threads: int =
 
 
 def make_chunk(out: Path, c: int, per_chunk: int, settings: SynthSettings, seed: int = 0, python: str | None = None,
-               threads: int = 0, ycb: list | None = None, hands=None, log=None) -> Path:
+               threads: int = 0, ycb: list | None = None, hands=None, log=None, device: str = "cpu") -> Path:
     """Write chunk ``c`` (see the module docstring); returns its folder. Replaces an incomplete one."""
     import cv2
 
@@ -122,7 +123,7 @@ def make_chunk(out: Path, c: int, per_chunk: int, settings: SynthSettings, seed:
         t1 = time.perf_counter()
         raw = partial / "raw"
         done = render(scene, raw, python, threads,
-                      (lambda d, t: log(f"chunk {c}: rendered {d}/{t}")) if log else None)
+                      (lambda d, t: log(f"chunk {c}: rendered {d}/{t}")) if log else None, device)
         t2 = time.perf_counter()
         aug = augment.draw(np.random.default_rng(np.random.SeedSequence([cseed, 0xA06])), per_chunk, settings)
         n = per_chunk
@@ -150,7 +151,7 @@ def make_chunk(out: Path, c: int, per_chunk: int, settings: SynthSettings, seed:
         meta = {
             "chunk": c, "seed": seed, "chunk_seed": cseed, "images": n, "settings": dataclasses.asdict(settings),
             "seconds": {"sample": round(t1 - t0, 3), "render": round(t2 - t1, 3), "write": round(t3 - t2, 3)},
-            "render_seconds_per_image": round((t2 - t1) / n, 4), "render_threads": threads or os.cpu_count(),
+            "render_seconds_per_image": round((t2 - t1) / n, 4), "render_threads": threads or os.cpu_count(), "render_device": done.get("device", "CPU"),
             "blender": done.get("blender"), "hand_model": generator_id(), "code": _git_commit(),
             "ycb": [name for name, _, _ in (ycb or [])], "ycb_licence": YCB_LICENCE if ycb else None,
             "mask_classes": ["background", "right_hand", "left_hand", "right_arm", "left_arm", "occluder"],
@@ -169,7 +170,8 @@ def make_chunk(out: Path, c: int, per_chunk: int, settings: SynthSettings, seed:
 
 
 def generate(out: Path, chunks, per_chunk: int, settings: SynthSettings = SynthSettings(), seed: int = 0,
-             python: str | None = None, threads: int = 0, data_dir: Path | None = None, log=print) -> list:
+             python: str | None = None, threads: int = 0, data_dir: Path | None = None, log=print,
+             device: str = "cpu") -> list:
     """Make every chunk in ``chunks`` not yet complete under ``out``; [(chunk, folder, made: bool)]."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -182,7 +184,7 @@ def generate(out: Path, chunks, per_chunk: int, settings: SynthSettings = SynthS
         hands = sample._Hands()
         for c in todo:
             t = time.perf_counter()
-            d = make_chunk(out, c, per_chunk, settings, seed, python, threads, ycb, hands)
+            d = make_chunk(out, c, per_chunk, settings, seed, python, threads, ycb, hands, device=device)
             dt = time.perf_counter() - t
             meta = json.loads((d / "meta.json").read_text())
             log(f"chunk {c}: {per_chunk} images in {dt:.1f} s (render {meta['render_seconds_per_image']:.2f} s/image) "
