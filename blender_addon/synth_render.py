@@ -158,7 +158,7 @@ def set_skin(p, a, i, s):
     p["amount"].inputs[1].default_value = float(a["skin_noise_amount"][i, s])
     p["palm"].inputs[1].default_value = float(a["skin_palm"][i, s])
     p["rough"].inputs[1].default_value = float(a["skin_rough"][i, s])
-    p["wrinkle"].inputs["Scale"].default_value = float(a["skin_noise_scale"][i, s]) * 4.0
+    p["wrinkle"].inputs["Scale"].default_value = float(a["skin_noise_scale"][i, s]) * 2.5
     p["bump"].inputs["Strength"].default_value = float(a["skin_bump"][i, s])
     bsdf = p["bsdf"]
     _set_input(bsdf, "Subsurface Weight", float(a["skin_sss"][i, s]))

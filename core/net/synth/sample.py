@@ -444,9 +444,9 @@ def sample_chunk(seed: int, n: int, settings: SynthSettings = SynthSettings(), y
         "skin_sss": rng.uniform(0.05, 0.35, (n, 2)),
         "skin_sss_scale": rng.uniform(0.002, 0.008, (n, 2)),
         "skin_rough": rng.uniform(0.35, 0.7, (n, 2)),
-        "skin_noise_scale": rng.uniform(150, 600, (n, 2)),
-        "skin_noise_amount": rng.uniform(0.0, 0.25, (n, 2)),
-        "skin_bump": rng.uniform(0.0, 0.35, (n, 2)),
+        "skin_noise_scale": rng.uniform(100, 400, (n, 2)),
+        "skin_noise_amount": rng.uniform(0.0, 0.2, (n, 2)),
+        "skin_bump": rng.uniform(0.0, 0.12, (n, 2)),
         "skin_palm": rng.uniform(0.0, 0.35, (n, 2)) * (fitz >= 3),
         "nail_rgb": np.clip(base * rng.uniform(1.1, 1.5, (n, 2, 1)) + rng.uniform(0.03, 0.12, (n, 2, 1)), 0, 1),
     }
