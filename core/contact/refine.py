@@ -175,6 +175,8 @@ def _body_distance(body, verts: torch.Tensor, exact: bool) -> torch.Tensor:
 
 
 MAX_SURFACE_SAMPLES = 4000
+OIH_REACH = 0.008  # metres: hand vertices this near an object are searched for its samples (`_Problem._samples_in_hand`)
+OIH_KEEP = 0.005  # metres: samples this near the hand at an exact round's start are followed through the round
 
 
 def _surface_samples(mesh) -> np.ndarray:
@@ -244,6 +246,8 @@ class _Problem:
         self.active = None  # per hand (Nv,) regions to pull: filled by `choose_contacts`
         self._rows = {}
         self.lin = None  # per hand: the exact round's linearization (`linearize`)
+        self._rings = {}  # per layer: outward faces and their one-ring table
+        self._oih = {}  # per hand: the exact round's object samples near it (`_samples_in_hand`)
 
     @staticmethod
     def rotmats_transl(h: HandTrack, st: dict, rows=None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -254,12 +258,14 @@ class _Problem:
         return torch.cat([orient[:, None], fingers], 1), st["tr0"][sl] + st["dtr_mm"][sl] * 1e-3
 
     @staticmethod
-    def pose(h: HandTrack, st: dict, rows=None, full: bool = True):
+    def pose(h: HandTrack, st: dict, rows=None, full: bool = True, ids: torch.Tensor | None = None):
         """The hand's MANO output at its valid rows (``rows`` of them); ``full``: every vertex, else the
-        subset ``st["sub"]`` (the inner loop's)."""
+        subset ``st["sub"]`` (the inner loop's); ``ids``: those vertices."""
         rot, tr = _Problem.rotmats_transl(h, st, rows)
         bb = h.betas.expand(rot.shape[0], -1)
-        return h.layer(bb, None, None, tr, with_vertices=True, rotmats=rot, vertex_ids=None if full else st["sub"])
+        if ids is None and not full:
+            ids = st["sub"]
+        return h.layer(bb, None, None, tr, with_vertices=True, rotmats=rot, vertex_ids=ids)
 
     def distances(self, verts: torch.Tensor, frames: torch.Tensor, exact: bool, lin: list | None = None) -> torch.Tensor:
         """Signed distance (N, V) metres of hand vertices (N, V, 3) at clip frames (N,) to the nearest body:
@@ -279,14 +285,13 @@ class _Problem:
             best = d if best is None else torch.minimum(best, d)
         return best
 
-    def linearize(self) -> None:
+    def linearize(self, search: bool = True) -> None:
         """Start of an exact round: for each hand, the exact closest surface point and normal of every
         vertex near an object, and the objects' surface samples near or inside the hand with their
-        closest hand face and barycentric point (`_object_in_hand`)."""
-        from .hands import _outward, _signed, barycentric
-
+        closest hand face and barycentric point (`_object_in_hand`; ``search``: all samples, else those
+        found at the round's first call)."""
         self.lin = []
-        for h, st in zip(self.hands, self.state):
+        for hi, (h, st) in enumerate(zip(self.hands, self.state)):
             if len(st["idx"]) == 0 or not self.bodies:
                 self.lin.append(None)
                 continue
@@ -308,35 +313,77 @@ class _Problem:
                 n = n * torch.as_tensor(np.where(dd < 0, -1.0, 1.0), dtype=q.dtype, device=q.device)[:, None]
                 per_body.append((near, c, n))
             # the objects' surface samples against this hand
-            vn = v.cpu().numpy().astype(np.float64)
-            faces = _outward(vn[0], h.layer.faces.cpu().numpy())
-            lo, hi = vn.min(1) - 0.005, vn.max(1) + 0.005
-            rows_np = st["idx"].cpu().numpy()
-            rows, tris, ws, qs = [], [], [], []
-            for b in self.bodies:
-                samples = _surface_samples(b.mesh)
-                tr = np.asarray(torch.as_tensor(b.transforms).detach().cpu(), np.float64)
-                tr = tr if tr.shape[0] == 1 else tr[rows_np]
-                for k in range(len(vn)):
-                    t = tr[0] if tr.shape[0] == 1 else tr[k]
-                    pts = samples @ t[:3, :3].T + t[:3, 3]
-                    pts = pts[((pts >= lo[k]) & (pts <= hi[k])).all(1)]
-                    if not len(pts):
-                        continue
-                    dd, face, closest = _signed(pts, vn[k], faces)
-                    keep = dd < 0.002
-                    if not keep.any():
-                        continue
-                    rows.append(np.full(int(keep.sum()), k))
-                    tris.append(faces[face[keep]])
-                    ws.append(barycentric(closest[keep], vn[k][faces[face[keep]]]))
-                    qs.append(pts[keep])
-            dev, dt = v.device, v.dtype
-            oih = None
-            if rows:
-                oih = (torch.as_tensor(np.concatenate(rows), device=dev), torch.as_tensor(np.concatenate(tris), device=dev),
-                       torch.as_tensor(np.concatenate(ws), dtype=dt, device=dev), torch.as_tensor(np.concatenate(qs), dtype=dt, device=dev))
-            self.lin.append((per_body, oih))
+            oih = self._samples_in_hand(hi, h, st, v, search)
+            # The round's vertices: those near an object in some frame and the corners of the hand faces
+            # holding an object sample (the others are more than the band from every surface, and move
+            # well under a millimetre in a round).
+            used = torch.zeros(v.shape[1], dtype=torch.bool, device=v.device)
+            for near, _, _ in per_body:
+                if near is not None:
+                    used |= near.any(0)
+            if oih is not None:
+                used[oih[1].reshape(-1)] = True
+            if not bool(used.any()):
+                used[st["sub"]] = True
+            cols = torch.nonzero(used)[:, 0]
+            per_body = [(None if near is None else near[:, cols], c, n) for near, c, n in per_body]
+            if oih is not None:
+                oih = (oih[0], torch.searchsorted(cols, oih[1]), oih[2], oih[3])
+            regions = [torch.searchsorted(cols, r[used[r]]) for r in st["regions"]]
+            self.lin.append((per_body, oih, cols, regions))
+
+    def _samples_in_hand(self, hi: int, h: HandTrack, st: dict, v: torch.Tensor, search: bool):
+        """The objects' surface samples inside hand h or within 2 mm of it, with their closest hand face
+        and barycentric point, for `_object_in_hand`: (rows, tri, w, q) or None. v (N, V, 3): the hand's
+        vertices at its valid rows.
+
+        ``search``: look for them among all samples near the hand (the start of an exact round): a sample
+        within r of the hand's surface has a vertex within r + an edge of it, and that vertex is within
+        that of the object, so only vertices within OIH_REACH of an object (its SDF grid) are searched,
+        and only samples in their box (`core.contact.nearest`). The samples found within OIH_KEEP are
+        kept with their nearest vertex for the rest of the round, whose later calls only re-find their
+        closest face around it (the hand moves well under a millimetre per call there)."""
+        from .hands import _outward
+        from .nearest import faces_around, nearest_vertices, vertex_faces
+
+        key = id(h.layer)
+        if key not in self._rings:
+            faces = _outward(v[0].detach().cpu().numpy().astype(np.float64), h.layer.faces.cpu().numpy())
+            self._rings[key] = (torch.as_tensor(faces, device=v.device),
+                                torch.as_tensor(vertex_faces(faces, v.shape[1]), device=v.device))
+        faces, ring = self._rings[key]
+        if search or hi not in self._oih:
+            rows, qs, nears = [], [], []
+            for b, bf in zip(self.bodies, self._bodies_at(st["idx"])):
+                cand = bf.field.lookup(bf._to_mesh(v)) < OIH_REACH  # (N, V)
+                if not bool(cand.any()):
+                    continue
+                big = torch.finfo(v.dtype).max
+                lo = torch.where(cand[..., None], v, big).amin(1) - 0.003
+                hi_ = torch.where(cand[..., None], v, -big).amax(1) + 0.003
+                samples = torch.as_tensor(_surface_samples(b.mesh), dtype=v.dtype, device=v.device)
+                tr = torch.as_tensor(bf.transforms, dtype=v.dtype, device=v.device)  # (1 or N, 4, 4)
+                pts = (samples @ tr[:, :3, :3].transpose(1, 2) + tr[:, None, :3, 3]).expand(v.shape[0], -1, -1)
+                r, sidx = torch.nonzero(((pts >= lo[:, None]) & (pts <= hi_[:, None])).all(-1), as_tuple=True)
+                if len(r):
+                    rows.append(r)
+                    qs.append(pts[r, sidx])
+                    nears.append(nearest_vertices(qs[-1], r, v, 1, cand))
+            if not rows:
+                self._oih[hi] = None
+            else:
+                r, q, near = torch.cat(rows), torch.cat(qs), torch.cat(nears)
+                signed = faces_around(q, r, v, faces, ring, near)[3]
+                keep = signed < OIH_KEEP
+                self._oih[hi] = (r[keep], q[keep], near[keep])
+        if self._oih[hi] is None:
+            return None
+        r, q, near = self._oih[hi]
+        face, _, bary, signed = faces_around(q, r, v, faces, ring, near)
+        keep = signed < 0.002
+        if not bool(keep.any()):
+            return None
+        return r[keep], faces[face[keep]], bary[keep], q[keep]
 
     def _bodies_at(self, frames: torch.Tensor) -> list:
         """The bodies with their transforms of clip frames ``frames`` (N,) (cached per frame set)."""
@@ -375,16 +422,18 @@ class _Problem:
             if len(st["idx"]) == 0:
                 verts_all.append(None)
                 continue
-            out = self.pose(h, st, full=exact)  # the exact rounds see every vertex
+            lin = self.lin[hi] if exact and self.lin is not None else None
+            # the exact rounds see the vertices near a surface (`linearize`), the grid rounds the subset
+            out = self.pose(h, st, full=exact and lin is None, ids=None if lin is None else lin[2])
             v, j = out.vertices, out.joints21
             verts_all.append(out)
             e = 0.0
             if self.bodies:
-                lin = self.lin[hi] if exact and self.lin is not None else None
                 d_mm = self.distances(v, st["idx"], exact, None if lin is None else lin[0]) * 1000.0  # (N, V)
                 e = e + cfg.w_pen * torch.relu(cfg.clearance_mm - d_mm).square().sum(1)
                 act = self.active[hi]
-                for r, ids in enumerate(st["regions"] if exact else st["regions_sub"]):
+                regions = st["regions_sub"] if not exact else (st["regions"] if lin is None else lin[3])
+                for r, ids in enumerate(regions):
                     if len(ids) == 0 or not bool(act[:, r].any()):
                         continue
                     dmin = d_mm[:, ids].min(1).values
@@ -420,8 +469,9 @@ class _Problem:
         zero = outs[0].vertices.new_zeros(())
         if common.size == 0:
             return zero
-        with torch.no_grad():
-            va, vb = outs[0].vertices[ia], outs[1].vertices[ib]
+        with torch.no_grad():  # the boxes of the subsets (the exact rounds' vertices are only those near objects)
+            va = self.pose(ha, sa, rows=torch.as_tensor(ia, device=sa["idx"].device), full=False).vertices
+            vb = self.pose(hb, sb, rows=torch.as_tensor(ib, device=sb["idx"].device), full=False).vertices
             lo_a, hi_a = va.min(1).values, va.max(1).values
             lo_b, hi_b = vb.min(1).values, vb.max(1).values
             overlap = ((lo_a <= hi_b + 0.01) & (lo_b <= hi_a + 0.01)).all(1).cpu().numpy()
@@ -439,27 +489,42 @@ class _Problem:
 
 
 
+class _Adam:
+    """Adam (Kingma & Ba; torch.optim.Adam's defaults and update) over parameter groups [(tensor, lr)].
+    Our own few lines: torch.optim's first use imports torch._dynamo, 1-3 s of a 10 s budget."""
+
+    def __init__(self, groups: list, betas=(0.9, 0.999), eps: float = 1e-8):
+        self.groups = [[p, lr, torch.zeros_like(p), torch.zeros_like(p)] for p, lr in groups]
+        self.b1, self.b2, self.eps, self.t = betas[0], betas[1], eps, 0
+
+    @torch.no_grad()
+    def step(self, scale: float = 1.0) -> None:
+        self.t += 1
+        c1, c2 = 1 - self.b1 ** self.t, 1 - self.b2 ** self.t
+        for p, lr, m, v in self.groups:
+            if p.grad is None:
+                continue
+            m.lerp_(p.grad, 1 - self.b1)
+            v.mul_(self.b2).addcmul_(p.grad, p.grad, value=1 - self.b2)
+            p.addcdiv_(m, (v / c2).sqrt_().add_(self.eps), value=-lr * scale / c1)
+            p.grad = None
+
+
 def _run_adam(prob: _Problem, iters: int, exact: bool) -> None:
     cfg = prob.cfg
     groups = []
     for st in prob.state:
-        groups.append({"params": [st["ang"]], "lr": cfg.lr_angle})
-        groups.append({"params": [st["dorient"]], "lr": cfg.lr_orient})
-        groups.append({"params": [st["dtr_mm"]], "lr": cfg.lr_transl})
-    opt = torch.optim.Adam(groups)
-    base = [g["lr"] for g in opt.param_groups]
+        groups += [(st["ang"], cfg.lr_angle), (st["dorient"], cfg.lr_orient), (st["dtr_mm"], cfg.lr_transl)]
+    opt = _Adam(groups)
     for it in range(iters):
         scale = 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * it / max(iters, 1)))
-        for g, b in zip(opt.param_groups, base):
-            g["lr"] = b * scale
         if exact and it % prob.cfg.relinearize_every == 0:
-            prob.linearize()
-        opt.zero_grad(set_to_none=True)
+            prob.linearize(search=it == 0)
         loss, _ = prob.loss(exact)
         if not torch.is_tensor(loss) or not loss.requires_grad:
             return
         loss.backward()
-        opt.step()
+        opt.step(scale)
 
 
 def _penetration_mm(prob: _Problem) -> list[np.ndarray]:
