@@ -90,8 +90,9 @@ def open_models(ext) -> dict:
 
 
 @pytest.fixture(params=["synthetic", "open"])
-def models(request):
-    """Both model kinds in turn: the synthetic test hand and the project's open hand."""
+def models(request, ext):
+    """Both model kinds in turn: the synthetic test hand and the project's open hand (the extension
+    installed: tests read its modules)."""
     return request.getfixturevalue("synth_models" if request.param == "synthetic" else "open_models")
 
 
