@@ -211,6 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="GPUs of a Ray started on this machine (default: the ones Ray finds)")
     b.add_argument("--only", action="append", default=None, metavar="NAME",
                    help="run only this clip of the manifest (repeatable; a farm task's command)")
+    b.add_argument("--index", type=_int_at_least(0, "a clip index"), default=None,
+                   help="run only the manifest's clip at this position, 0-based (an array job's task index)")
     b.add_argument("--blend", action="store_true",
                    help="then key each captured clip into <name>/clip.blend in headless Blender")
     b.add_argument("--fbx", action="store_true", help="with --blend: also write <name>/clip.fbx")

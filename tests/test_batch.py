@@ -226,6 +226,10 @@ def test_manifest_options_mean_what_the_capture_cli_means(tmp_path):
 def test_batch_cli_list_and_flags(clips, tmp_path, capsys):
     assert cli.main(["batch", str(clips / "manifest.json"), "--out", str(tmp_path), "--list"]) == 0
     assert json.loads(capsys.readouterr().out) == [*GOOD, "blank", "corrupt"]
+    assert cli.main(["batch", str(clips / "manifest.json"), "--out", str(tmp_path), "--index", "4", "--list"]) == 0
+    assert json.loads(capsys.readouterr().out) == ["blank"]
+    assert cli.main(["batch", str(clips / "manifest.json"), "--out", str(tmp_path), "--index", "6"]) == 2
+    assert "--index 6: manifest.json has 6 clips (indices 0 to 5)" in capsys.readouterr().err
     assert cli.main(["batch", str(clips / "manifest.json"), "--out", str(tmp_path), "--only", "nope"]) == 2
     assert "has no clip named 'nope'" in capsys.readouterr().err
     assert cli.main(["batch", str(clips / "manifest.json"), "--out", str(tmp_path), "--gpus-per-clip", "1"]) == 2

@@ -101,3 +101,42 @@ def test_flamenco_commands_make_what_the_batch_cli_makes(clips, tmp_path):  # no
     # Each capture task captured its clip; each keying task found it done and ran only the Blender step.
     assert [(r["clip"], r["outcome"], r["blend"]) for r in summary] == [
         x for n in names for x in ((n, "ok", None), (n, "skipped", "ok"))]
+
+
+def _render(template: str, values: dict) -> str:
+    """OpenJD format strings: ``{{Param.X}}`` / ``{{Task.Param.X}}`` replaced."""
+    return re.sub(r"\{\{\s*([\w.]+)\s*\}\}", lambda m: str(values[m.group(1)]), template)
+
+
+def test_slurm_array_task_and_openjd_template_run_the_batch_cli(clips, tmp_path):  # noqa: F811
+    """The SLURM script, run as array task 1, captures the manifest's second clip as the batch CLI does; the OpenJD
+    template's two steps render to the batch CLI's per-clip commands (--index; the second with the Blender step)."""
+    yaml = pytest.importorskip("yaml", reason="PyYAML (installed with ray) reads the OpenJD template")
+    names = GOOD[:2]
+    manifest = write_manifest(tmp_path, 0.5, names, root=clips)
+    ref = tmp_path / "cli"
+    assert run_cli(manifest, "--out", ref, "--only", names[1])[0] == 0
+    out = tmp_path / "slurm"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(SLURM_ARRAY_TASK_ID="1", HANDCAP=str(ROOT), MANIFEST=str(manifest), OUT=str(out),
+               HANDCAP_PYTHON=sys.executable)
+    proc = subprocess.run(["bash", str(ROOT / "farm" / "slurm" / "hand_capture.sbatch")], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == [names[1]]
+    with np.load(ref / names[1] / "clip.npz") as x, np.load(out / names[1] / "clip.npz") as y:
+        assert x.files == y.files and all(x[k].tobytes() == y[k].tobytes() for k in x.files)
+
+    t = yaml.safe_load((ROOT / "farm" / "openjd" / "hand_capture.template.yaml").read_text())
+    assert t["specificationVersion"] == "jobtemplate-2023-09"
+    steps = {s["name"]: s for s in t["steps"]}
+    assert steps["Keying"]["dependencies"] == [{"dependsOn": "Capture"}]
+    values = {"Param.Python": sys.executable, "Param.HandCapture": str(ROOT), "Param.Manifest": str(manifest),
+              "Param.OutputDir": str(out), "Param.Blender": "blender", "Task.Param.Index": 1, "Param.LastClipIndex": 1}
+    base = [sys.executable, f"{ROOT}/farm/handcap.py", "batch", str(manifest), "--out", str(out), "--index", "1",
+            "--quiet"]
+    for name, extra in (("Capture", []), ("Keying", ["--blend", "--blender", "blender"])):
+        step = steps[name]
+        assert _render(step["parameterSpace"]["taskParameterDefinitions"][0]["range"], values) == "0-1"
+        run = step["script"]["actions"]["onRun"]
+        assert [_render(run["command"], values)] + [_render(a, values) for a in run["args"]] == base + extra

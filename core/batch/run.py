@@ -107,7 +107,12 @@ def batch_from_args(args, print_line=print) -> int:
     from .manifest import load_manifest
 
     manifest = load_manifest(args.manifest, args.root)
-    if args.only:
+    if args.index is not None:
+        if args.index >= len(manifest.clips):
+            raise CaptureError(f"--index {args.index}: {os.path.basename(manifest.path)} has {len(manifest.clips)} clips "
+                               f"(indices 0 to {len(manifest.clips) - 1})")
+        manifest = manifest.only([manifest.clips[args.index].name] + list(args.only or []))
+    elif args.only:
         manifest = manifest.only(args.only)
     if args.list:
         print_line(json.dumps([c.name for c in manifest.clips]))
