@@ -209,6 +209,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="CPUs of a Ray started on this machine (default: all)")
     b.add_argument("--num-gpus", type=_float_in(0.0, 64.0, "a GPU count"), default=None,
                    help="GPUs of a Ray started on this machine (default: the ones Ray finds)")
+    b.add_argument("--python", type=_path, default=None,
+                   help="Python that runs the capture CLI in Ray tasks (default: the Ray worker's own)")
     b.add_argument("--only", action="append", default=None, metavar="NAME",
                    help="run only this clip of the manifest (repeatable; a farm task's command)")
     b.add_argument("--index", type=_int_at_least(0, "a clip index"), default=None,

@@ -18,9 +18,13 @@ from .job import CODE_ROOT, capture_subprocess, run_clip
 MAX_RETRIES = 3  # runs of a task whose worker died (node lost, process killed), as Ray counts them
 
 
-def _clip_task(spec, out: str, blender: str | None, fbx: bool) -> dict:
-    """Body of one Ray task (runs in a Ray worker process)."""
-    return run_clip(spec, out, capture=capture_subprocess, engine="ray", blender=blender, fbx=fbx)
+def _clip_task(spec, out: str, blender: str | None, fbx: bool, python: str | None = None) -> dict:
+    """Body of one Ray task (runs in a Ray worker process); ``python``: the capture CLI's interpreter (default: the
+    Ray worker's own)."""
+    def capture(s, clip, log):
+        return capture_subprocess(s, clip, log, python=python)
+
+    return run_clip(spec, out, capture=capture, engine="ray", blender=blender, fbx=fbx)
 
 
 def _lost(spec, exc) -> dict:
@@ -60,7 +64,7 @@ def run_on_ray(specs, out, settings, finished) -> None:
             raise CaptureError(f"--gpus-per-clip {gpus:g} but the Ray cluster has {have:g} GPUs: no task could run")
         task = ray.remote(_clip_task).options(num_cpus=1, num_gpus=gpus, max_retries=MAX_RETRIES,
                                               retry_exceptions=False)
-        refs = {task.remote(spec, str(out), settings.blender, settings.fbx): spec for spec in specs}
+        refs = {task.remote(spec, str(out), settings.blender, settings.fbx, settings.python): spec for spec in specs}
         pending = list(refs)
         while pending:
             done, pending = ray.wait(pending, num_returns=1)

@@ -25,7 +25,8 @@ class BatchSettings:
     gpus_per_clip: GPUs each Ray task asks for (0: none); num_cpus / num_gpus: CPUs / GPUs of a Ray started
     here (None: what the machine has; num_gpus may declare GPUs, e.g. to test the scheduling);
     blender: a Blender executable or a Python with bpy for the Blender step (None: no step); fbx: also
-    write clip.fbx; progress: show the bar."""
+    write clip.fbx; progress: show the bar; python: the capture CLI's interpreter in Ray tasks (None: the Ray
+    worker's own Python; a cluster whose Ray runs in an environment of its own points this at Hand Capture's)."""
 
     engine: str = "local"
     address: str | None = None
@@ -35,6 +36,7 @@ class BatchSettings:
     blender: str | None = None
     fbx: bool = False
     progress: bool = True
+    python: str | None = None
 
 
 def append_summary(out: Path, result: dict) -> None:
@@ -120,11 +122,13 @@ def batch_from_args(args, print_line=print) -> int:
     if args.fbx and not args.blend:
         raise CaptureError("--fbx goes with --blend (the FBX is written by the Blender step)")
     engine = args.engine or ("ray" if args.address else "local")
-    if engine == "local" and (args.address or args.gpus_per_clip or args.num_cpus or args.num_gpus is not None):
-        raise CaptureError("--address, --gpus-per-clip, --num-cpus and --num-gpus are for --engine ray")
+    if engine == "local" and (args.address or args.gpus_per_clip or args.num_cpus or args.num_gpus is not None
+                              or args.python):
+        raise CaptureError("--address, --gpus-per-clip, --num-cpus, --num-gpus and --python are for --engine ray")
     blender = (args.blender or os.environ.get("HANDCAP_BLENDER") or "blender") if args.blend else None
     settings = BatchSettings(engine=engine, address=args.address, gpus_per_clip=args.gpus_per_clip,
-                             num_cpus=args.num_cpus, num_gpus=args.num_gpus, blender=blender, fbx=args.fbx, progress=not args.quiet)
+                             num_cpus=args.num_cpus, num_gpus=args.num_gpus, blender=blender, fbx=args.fbx, progress=not args.quiet,
+                             python=args.python)
     results = run_batch(manifest, args.out, settings)
     for line in report_lines(results):
         print_line(line)
