@@ -27,6 +27,26 @@ import synth  # noqa: E402
 from helpers import ARTIFACTS, EXT_MODULE, FAKE_PYTHON, WORKER_PYTHON, run_worker_python  # noqa: E402
 
 
+
+def pytest_sessionfinish(session, exitstatus):
+    """Blender 4.5's bpy module can hang for ever at process exit once Rigify has generated a rig (test_retarget,
+    test_export): a C++ static destructor of its sound system destroys a condition variable that its own
+    delayed-close thread still waits on (Blender's sound.cc, #146640; not seen with 5.0.1 and 5.2.3). On 4.x the
+    process therefore ends right after Python's own exit handling, with pytest's exit status, before the C++
+    destructors run."""
+    if bpy.app.version >= (5, 0, 0):
+        return
+    import atexit
+
+    code = int(exitstatus)
+
+    def _end():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+    atexit.register(_end)  # registered last, so it runs first of Python's exit handlers
+
 @pytest.fixture(scope="session")
 def ext_zip(tmp_path_factory) -> Path:
     """The extension zip built by ``python build.py`` in the project's .venv (which validates it with Blender's
