@@ -43,6 +43,7 @@ class TorchHands(Detector):
         self.palm = load_net("palm", self.device)
         self.landmark = load_net("landmark", self.device)
         self._prev: list[np.ndarray] = []
+        self.last: list[P.HandResult] = []
         self._open = True
 
     # ------------------------------------------------------------------ one image through the graph
@@ -100,6 +101,7 @@ class TorchHands(Detector):
         rects = P.associate(palm_rects, prev)
         kept = [r for r in self.hands_in(bgr, rects, frame) if r.presence > float(cfg.min_tracking_confidence)]
         self._prev = [P.landmarks_to_rect(r.landmarks, w, h) for r in kept]
+        self.last = kept  # the raw results (with their ROIs) of the last frame, for parity checks
         return kept
 
     # ------------------------------------------------------------------------------ Detector API

@@ -1,0 +1,208 @@
+"""The torch port of MediaPipe's hand networks and legacy Hands graph (issue 12 item 1) against MediaPipe.
+
+(a) parity and throughput of the whole tracking pipeline: ``mediapipe.solutions.hands`` (via the
+    project's MediaPipe backend) and `core.detect.torch_hands.TorchHands` on the first ``--frames`` frames
+    of each shared video (frames decoded beforehand, so only detection is timed; both with max_hands 2,
+    tracking mode, the capture's settings): per-frame landmark distance (px), world landmark difference
+    (mm), frames with a hand, hands per frame equal, sides equal; frames/s of each and the ratio, measured
+    in one run on the same frames.
+(b) the landmark network alone on the same ROIs (the torch pipeline's ROIs of (a), every 4th frame):
+    torch vs MediaPipe's own TFLite interpreter (`reference.ReferenceNet`), landmarks projected to image
+    px, world landmarks in mm; per-crop time of each (the reference includes its graph's overhead).
+(c) ``--device cuda``: the landmark network batched on the GPU: hand crops/s at several batch sizes in
+    fp32 and fp16 (autocast), fp16's landmark difference to fp32 (px of the 224 crop), grid_sample crops/s;
+    the palm network's frames/s batched; and (a) with the torch detector on the GPU (crops by grid_sample).
+
+Usage: python -m benchmarks.torch_hands [--frames 120] [--videos single_hand.mp4,two_hands.mp4]
+                                        [--device cpu|cuda] [--batches 1,64,256,1024]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+import numpy as np
+
+from benchmarks.common import need_data
+
+
+def load_frames(path, n: int) -> list[np.ndarray]:
+    from core.io.video import open_video
+
+    return [f for _, (_, f) in zip(range(n), open_video(path))]
+
+
+def run_detector(det, frames) -> tuple[list, float]:
+    t = time.perf_counter()
+    out = [det.detect(f) for f in frames]
+    return out, time.perf_counter() - t
+
+
+def compare(want, got) -> dict:
+    """Landmark px distances, world mm differences and counts between two detectors' per-frame hands."""
+    px, mm, same_n, same_side, n_want, n_got = [], [], 0, 0, 0, 0
+    for a, b in zip(want, got):
+        n_want += bool(a)
+        n_got += bool(b)
+        same_n += len(a) == len(b)
+        for ha in a:
+            if not b:
+                continue
+            d = [np.linalg.norm(ha.landmarks_px - hb.landmarks_px, axis=1) for hb in b]
+            k = int(np.argmin([e.mean() for e in d]))
+            px.append(d[k])
+            mm.append(np.abs(ha.world - b[k].world).max() * 1000)
+            same_side += ha.side == b[k].side
+    px = np.concatenate(px) if px else np.full(1, np.nan)
+    return {"px_median": float(np.median(px)), "px_p99": float(np.percentile(px, 99)), "px_max": float(px.max()),
+            "world_mm_max": float(max(mm) if mm else np.nan), "frames_with_hand": (n_want, n_got),
+            "same_hand_count": same_n, "same_side": same_side, "hands": sum(len(a) for a in want)}
+
+
+def section_a(videos, n_frames, device) -> list:
+    from core.detect import create_detector, make_config
+    from core.detect.torch_hands.detector import TorchHands
+
+    kept = []
+    for video in videos:
+        frames = load_frames(need_data(f"video/{video}"), n_frames)
+        with create_detector("mediapipe", static=False, max_hands=2) as mp:
+            want, t_mp = run_detector(mp, frames)
+        with TorchHands(make_config(name="torch", static=False, max_hands=2, device=device)) as th:
+            th.detect(frames[0])
+            th.close()
+        rects = []  # the torch pipeline's ROIs, every 4th frame, for (b)
+        with TorchHands(make_config(name="torch", static=False, max_hands=2, device=device)) as th:
+            t = time.perf_counter()
+            got = []
+            for k, f in enumerate(frames):
+                got.append(th.detect(f))
+                if k % 4 == 0:
+                    rects += [(f, r.rect) for r in th.last]
+            t_th = time.perf_counter() - t
+        c = compare(want, got)
+        n = len(frames)
+        print(f"(a) {video}, {n} frames, {frames[0].shape[1]}x{frames[0].shape[0]}, device {device}: landmarks "
+              f"{c['px_median']:.3f} px median, {c['px_p99']:.3f} p99, {c['px_max']:.3f} max; world max "
+              f"{c['world_mm_max']:.3f} mm; frames with a hand mediapipe {c['frames_with_hand'][0]} / torch "
+              f"{c['frames_with_hand'][1]}; same hand count on {c['same_hand_count']}/{n} frames; same side "
+              f"{c['same_side']}/{c['hands']} hands")
+        print(f"    detection only: mediapipe {n / t_mp:.1f} frames/s, torch ({device}) {n / t_th:.1f} frames/s, "
+              f"torch / mediapipe = {t_mp / t_th:.2f}x")
+        kept += rects
+    return kept
+
+
+def section_b(samples) -> None:
+    import torch
+
+    from core.detect.torch_hands import pipeline as P
+    from core.detect.torch_hands.net import load_net
+    from core.detect.torch_hands.reference import ReferenceNet
+
+    ref = ReferenceNet("landmark")
+    net = load_net("landmark")
+    px, mm, t_ref, t_th = [], [], 0.0, 0.0
+    try:
+        for f, rect in samples:
+            h, w = f.shape[:2]
+            roi, pad = P.pad_roi(P.roi_pixels(rect, w, h))
+            crop = np.ascontiguousarray(P.crop_cv2(f, roi, 224, False)[:, :, ::-1])
+            x = torch.from_numpy(crop).permute(2, 0, 1)[None].float() / 255
+            t0 = time.perf_counter()
+            with torch.inference_mode():
+                lm, _, _, wl = (t[0].numpy() for t in net(x))
+            t1 = time.perf_counter()
+            rlm, _, _, rwl = ref.run(crop)
+            t2 = time.perf_counter()
+            t_th += t1 - t0
+            t_ref += t2 - t1
+            a, aw = P.project_landmarks(lm, wl, rect, pad)
+            b, bw = P.project_landmarks(rlm, rwl, rect, pad)
+            px.append(np.linalg.norm((a[:, :2] - b[:, :2]) * np.array([w, h]), axis=1))
+            mm.append(np.abs(aw - bw).max() * 1000)
+    finally:
+        ref.close()
+    px = np.concatenate(px)
+    n = len(samples)
+    print(f"(b) landmark network on the same {n} ROIs vs MediaPipe's TFLite interpreter: {np.median(px):.4f} px "
+          f"median, {np.percentile(px, 99):.4f} p99, {px.max():.4f} max (image px); world max {max(mm):.4f} mm")
+    print(f"    per crop, batch 1, CPU: tflite+graph {t_ref / n * 1000:.1f} ms, torch {t_th / n * 1000:.1f} ms, "
+          f"torch / tflite throughput = {t_ref / t_th:.2f}x")
+
+
+def section_c(batches, device) -> None:
+    import torch
+
+    from core.detect.torch_hands import pipeline as P
+    from core.detect.torch_hands.net import load_net
+
+    dev = torch.device(device)
+    net = load_net("landmark", dev)
+    sync = (lambda: torch.cuda.synchronize()) if dev.type == "cuda" else (lambda: None)
+    gen = torch.Generator(device="cpu").manual_seed(0)
+    for bs in batches:
+        x = torch.rand(bs, 3, 224, 224, generator=gen).to(dev)
+        for mode in ("fp32", "fp16"):
+            ctx = torch.autocast(dev.type, dtype=torch.float16) if mode == "fp16" else torch.autocast(dev.type, enabled=False)
+            with torch.inference_mode(), ctx:
+                for _ in range(3):
+                    net(x)
+                sync()
+                reps = max(3, int(2048 / bs))
+                t = time.perf_counter()
+                for _ in range(reps):
+                    out = net(x)
+                sync()
+                dt = time.perf_counter() - t
+            if mode == "fp32":
+                ref = out[0].float()
+            diff = (out[0].float() - ref).reshape(bs, 21, 3)[..., :2].norm(dim=-1)
+            print(f"(c) landmark network, {device}, batch {bs}, {mode}: {bs * reps / dt:.0f} crops/s; landmarks vs "
+                  f"fp32 {diff.median().item():.4f} px median, {diff.max().item():.4f} max (224-px crop)")
+    # crops by grid_sample from one 1280x720 frame on the device
+    frame = torch.rand(3, 720, 1280, generator=gen).mul(255).to(dev)
+    rois = [np.array([640 + 3 * i % 300, 360, 300, 300, 0.01 * i], np.float32) for i in range(256)]
+    P.crop_torch(frame, rois, 224, False)
+    sync()
+    t = time.perf_counter()
+    for _ in range(3):
+        P.crop_torch(frame, rois, 224, False)
+    sync()
+    print(f"(c) grid_sample crops, {device}: {3 * 256 / (time.perf_counter() - t):.0f} crops/s (batch 256)")
+    palm = load_net("palm", dev)
+    for bs in (1, 32):
+        x = torch.rand(bs, 3, 192, 192, generator=gen).to(dev)
+        with torch.inference_mode():
+            palm(x)
+            sync()
+            t = time.perf_counter()
+            for _ in range(5):
+                palm(x)
+            sync()
+        print(f"(c) palm network, {device}, batch {bs}, fp32: {5 * bs / (time.perf_counter() - t):.0f} frames/s")
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--frames", type=int, default=120)
+    ap.add_argument("--videos", default="single_hand.mp4,two_hands.mp4")
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    ap.add_argument("--batches", default="1,64,256,1024")
+    ap.add_argument("--skip-network", action="store_true", help="skip (b)")
+    a = ap.parse_args(argv)
+    os.environ.setdefault("HANDCAP_CACHE", "build/cache")
+    import torch
+
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {a.device}"
+          + (f" ({torch.cuda.get_device_name()})" if a.device == "cuda" else ""))
+    samples = section_a([v for v in a.videos.split(",") if v], a.frames, a.device)
+    if not a.skip_network:
+        section_b(samples)
+    if a.device == "cuda":
+        section_c([int(b) for b in a.batches.split(",")], a.device)
+
+
+if __name__ == "__main__":
+    main()
