@@ -292,3 +292,18 @@ def test_ray_engine_matches_local_engine_and_serialises_gpu_tasks(clips, tmp_pat
     # The same folder resumes with the other engine: nothing left to do.
     again = run_batch(manifest, ray_out, BatchSettings(progress=False))
     assert {r["outcome"] for r in again} == {"skipped"}
+
+
+def test_only_the_ray_backend_imports_ray():
+    """Ray is an optional extra: no core module but core/batch/ray_engine.py imports it, even lazily."""
+    import ast
+
+    root = Path(__file__).resolve().parent.parent / "core"
+    found = []
+    for p in root.rglob("*.py"):
+        for node in ast.walk(ast.parse(p.read_text(), str(p))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else []
+            if any(n.split(".")[0] == "ray" for n in names):
+                found.append(str(p.relative_to(root)))
+    assert sorted(set(found)) == ["batch/ray_engine.py"]
