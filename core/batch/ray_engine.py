@@ -48,7 +48,11 @@ def run_on_ray(specs, out, settings, finished) -> None:
         for key in ("HANDCAP_CACHE", "HANDCAP_BLENDER"):
             if os.environ.get(key):
                 env[key] = os.environ[key]
-        kwargs = dict(include_dashboard=False, log_to_driver=False, runtime_env={"env_vars": env})
+        kwargs = dict(include_dashboard=False, log_to_driver=False)
+        # A driver started by `ray job submit` runs with the job's runtime_env (its --working-dir is on every worker's
+        # path); otherwise the workers find the code through PYTHONPATH (shared storage on a cluster).
+        if not os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR"):
+            kwargs["runtime_env"] = {"env_vars": env}
         try:
             if settings.address:
                 ray.init(address=settings.address, **kwargs)
