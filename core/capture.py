@@ -49,6 +49,10 @@ class CaptureOptions:
     # One size for a right and a left hand seen together in a video (`person_pair`): both hands' size evidence
     # pooled (`core.solve.pose.shared_lengths`); False: each hand sized alone (two people, the ablation).
     shared_size: bool = True
+    # hand detector backend: "auto" (torch on a GPU, MediaPipe on the CPU), "mediapipe" or "torch"; the torch
+    # detector's device ("auto": a GPU where torch sees one). `core.detect.resolve_backend`.
+    detector: str = "auto"
+    device: str = "auto"
 
     @classmethod
     def from_args(cls, a) -> "CaptureOptions":
@@ -62,7 +66,8 @@ class CaptureOptions:
                    stride=a.stride, fx=a.fx, fy=a.fy, cx=a.cx, cy=a.cy, fov=a.fov, K=K,
                    with_vertices=a.with_vertices, model_right=a.model_right, model_left=a.model_left,
                    min_confidence=a.min_confidence, vae=not a.no_vae, fit=not a.no_fit,
-                   collide=not a.no_collide, shared_size=not getattr(a, "separate_sizes", False))
+                   collide=not a.no_collide, shared_size=not getattr(a, "separate_sizes", False),
+                   detector=getattr(a, "detector", "auto"), device=getattr(a, "device", "auto"))
 
 
 def parse_intrinsics_spec(spec: str) -> tuple[str, str | None]:
@@ -201,7 +206,7 @@ def person_pair(detected: list[np.ndarray], sides: tuple, min_shared: float = 0.
 
 def run_capture(opts: CaptureOptions) -> Generator[Progress, None, tuple]:
     """The capture job as a step generator: yields Progress, returns (ClipResult, VideoSource)."""
-    from .detect import create_detector
+    from .detect import create_detector, resolve_backend
     from .solve.fit import FitConfig
     from .hand.load import load_model
     from .hand.mano import ManoLayer
@@ -240,8 +245,9 @@ def run_capture(opts: CaptureOptions) -> Generator[Progress, None, tuple]:
     tracker = Tracker(min_frames=1, same_side_frames=1) if static else Tracker()
     shots = None if static else Shots()
     frame_index, per_frame, sizes = [], [], []
-    with create_detector("mediapipe", static=static, max_hands=2,
-                         min_detection_confidence=opts.min_confidence) as det:
+    backend = resolve_backend(opts.detector, opts.device)
+    with create_detector(backend, static=static, max_hands=2, min_detection_confidence=opts.min_confidence,
+                         **({"device": opts.device} if backend == "torch" else {})) as det:
         for k, (idx, frame) in enumerate(src):
             per_frame.append(det.detect(frame, idx / src.fps))
             if shots is not None:
@@ -334,6 +340,7 @@ def run_capture(opts: CaptureOptions) -> Generator[Progress, None, tuple]:
         image_sizes=sizes if src.is_folder else None,
         K_exif=from_exif if from_exif.any() else None,
         shared_size=pair is not None,
+        detector=backend,
     ), src
 
 

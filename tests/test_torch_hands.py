@@ -7,8 +7,10 @@ mediapipe package (the models' source and the reference) or the shared data is m
 """
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,6 +18,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from core.detect import create_detector, make_config  # noqa: E402
+from core.errors import CaptureError  # noqa: E402
 from core.detect.torch_hands import net as N  # noqa: E402
 from core.detect.torch_hands import pipeline as P  # noqa: E402
 from core.detect.torch_hands.tflite import read_model  # noqa: E402
@@ -237,3 +240,39 @@ def test_static_mode_and_created_by_name(frames):
     assert len(got) == len(want) >= 1
     np.testing.assert_allclose(got[0].landmarks_px, got2[0].landmarks_px)
     assert np.median(np.linalg.norm(got[0].landmarks_px - want[0].landmarks_px, axis=1)) < 1.0
+
+
+# ----------------------------------------------------------------------------------- the capture CLI
+
+def test_backend_choice():
+    from core.detect import resolve_backend
+
+    assert resolve_backend("auto", "cpu") == "mediapipe"
+    assert resolve_backend("auto", "cuda") == "torch"
+    assert resolve_backend("auto", "auto") == ("torch" if torch.cuda.is_available() else "mediapipe")
+    assert resolve_backend("torch", "cpu") == "torch" and resolve_backend("mediapipe", "cuda") == "mediapipe"
+
+
+@needs_mp
+def test_capture_records_the_detector(data_dir, tmp_path):
+    import subprocess
+    import sys
+
+    from core.io.clip import load_clip, save_clip
+
+    video = data_dir / "video" / "single_hand.mp4"
+    out = tmp_path / "c.npz"
+    r = subprocess.run([sys.executable, "-m", "core", "capture", str(video), "--out", str(out), "--end", "4",
+                        "--detector", "torch", "--device", "cpu", "--quiet"], capture_output=True, text=True,
+                       cwd=str(Path(__file__).resolve().parent.parent))
+    assert r.returncode == 0, r.stderr[-2000:]
+    clip = load_clip(out)
+    assert clip.detector == "torch" and clip.detected.any()
+    # a clip without the key (older files) reads as "not recorded"; a bad value is refused in one line
+    save_clip(dataclasses.replace(clip, detector=""), tmp_path / "old.npz")
+    assert "detector" not in np.load(tmp_path / "old.npz").files and load_clip(tmp_path / "old.npz").detector == ""
+    arrays = dict(np.load(out))
+    arrays["detector"] = np.zeros(3)
+    np.savez(tmp_path / "bad.npz", **arrays)
+    with pytest.raises(CaptureError, match="detector must be one string"):
+        load_clip(tmp_path / "bad.npz")

@@ -53,6 +53,7 @@ class ClipResult:
     shared_size: bool = False
     contact: np.ndarray | None = None  # (H, T, 6) bool, region within 2 mm of a surface (contact refinement); optional
     penetration_mm: np.ndarray | None = None  # (H, T) float, deepest vertex inside an object / the other hand; optional
+    detector: str = ""  # the hand detector backend that ran ("mediapipe", "torch"); optional ("": not recorded)
 
     def frame_sizes(self) -> np.ndarray:
         """(T, 2) int [W, H] of every frame: ``image_sizes`` where the clip has it, else ``image_size``."""
@@ -190,6 +191,8 @@ def save_clip(c: ClipResult, path: str | os.PathLike) -> Path:
         arrays["contact"] = np.asarray(c.contact, bool)
     if c.penetration_mm is not None:
         arrays["penetration_mm"] = np.asarray(c.penetration_mm, np.float32)
+    if c.detector:
+        arrays["detector"] = np.array(str(c.detector))
     tmp = path.with_name(path.name + ".part")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -271,6 +274,7 @@ def load_clip(path: str | os.PathLike) -> ClipResult:
     fps = _scalar(a["fps"], "iuf")
     k_guessed = _scalar(a["K_guessed"], "biu")
     shared = _scalar(a["shared_size"], "biu") if "shared_size" in a else False
+    detector = _scalar(a["detector"], "U") if "detector" in a else ""
     texts = {k: _strings(a[k]) for k in ("sides", "model_names", "model_paths")}
     if source is None:
         problems.append(f"source is a {a['source'].dtype} array of shape {a['source'].shape}, expected a string")
@@ -283,6 +287,9 @@ def load_clip(path: str | os.PathLike) -> ClipResult:
     if shared is None:
         problems.append(f"shared_size must be one bool; got a {a['shared_size'].dtype} array of shape "
                         f"{a['shared_size'].shape}")
+    if detector is None:
+        problems.append(f"detector must be one string; got a {a['detector'].dtype} array of shape "
+                        f"{a['detector'].shape}")
     problems += [f"{k} must be a list of strings; got a {a[k].dtype} array of shape {a[k].shape}"
                  for k, v in texts.items() if v is None]
     arrays = {}
@@ -307,7 +314,7 @@ def load_clip(path: str | os.PathLike) -> ClipResult:
         vertices=arrays.get("vertices"), faces=arrays.get("faces"),
         cuts=tuple(int(x) for x in np.ravel(arrays["cuts"])) if "cuts" in arrays else (),
         image_sizes=arrays.get("image_sizes"), K_exif=arrays.get("K_exif"), shared_size=bool(shared),
-        contact=arrays.get("contact"), penetration_mm=arrays.get("penetration_mm"),
+        contact=arrays.get("contact"), penetration_mm=arrays.get("penetration_mm"), detector=str(detector),
     )
     check_clip(c, path.name)
     problems = []
