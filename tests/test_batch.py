@@ -260,6 +260,31 @@ def test_batch_chains_the_blender_step(clips, tmp_path):
 # -- the Ray engine
 
 
+def _kill_ray_worker_capturing(clip_path: str, killed: list, stop) -> None:
+    """SIGKILL the Ray worker whose capture child is reading ``clip_path``, and that child (a lost worker / node)."""
+    import signal
+    import time
+
+    want = clip_path.encode()
+    while not stop.is_set():
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+                ppid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+                parent = Path(f"/proc/{ppid}/cmdline").read_bytes()
+            except (OSError, ValueError, IndexError):
+                continue
+            if want in cmd and b"capture" in cmd and parent.startswith(b"ray::"):
+                for victim in (ppid, int(pid)):
+                    try:
+                        os.kill(victim, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+                killed.append(ppid)
+                return
+        time.sleep(0.05)
+
+
 def _intervals(out: Path, names) -> list:
     parse = datetime.datetime.fromisoformat
     return sorted((parse(sidecar(out, n)["timings"]["started"]), parse(sidecar(out, n)["timings"]["finished"]))
@@ -268,19 +293,31 @@ def _intervals(out: Path, names) -> list:
 
 @pytest.mark.skipif(importlib.util.find_spec("ray") is None,
                     reason="Ray is not installed (optional: pip install -r requirements-ray.txt)")
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="finding the Ray worker to kill reads /proc (Linux)")
 def test_ray_engine_matches_local_engine_and_serialises_gpu_tasks(clips, tmp_path):
     """Local Ray with 2 CPUs and 1 declared GPU, one GPU per clip: the clip files' arrays are byte-identical to the
-    local engine's, and no two clips ran at once (each held the one GPU). Two clips (each Ray task pays the capture
-    CLI's start-up); benchmarks/batch.py runs four."""
+    local engine's, and no two clips ran at once (each held the one GPU). The Ray worker running the first clip is
+    killed (with its capture child) while it captures: Ray runs the task again and the clip still ends ok. Two clips
+    (each Ray task pays the capture CLI's start-up); benchmarks/batch.py runs four."""
+    import threading
+
     from core.batch.run import BatchSettings, run_batch
 
     names = GOOD[:2]
     manifest = load_manifest(write_manifest(tmp_path, 0.5, names, root=clips))
     local, ray_out = tmp_path / "local", tmp_path / "ray"
     run_batch(manifest, local, BatchSettings(progress=False))
-    res = run_batch(manifest, ray_out, BatchSettings(engine="ray", num_cpus=2, num_gpus=1, gpus_per_clip=1,
-                                                     progress=False))
-    assert sorted(r["clip"] for r in res) == sorted(names) and {r["outcome"] for r in res} == {"ok"}
+    killed, stop = [], threading.Event()
+    killer = threading.Thread(target=_kill_ray_worker_capturing, args=(manifest.clips[0].path, killed, stop))
+    killer.start()
+    try:
+        res = run_batch(manifest, ray_out, BatchSettings(engine="ray", num_cpus=2, num_gpus=1, gpus_per_clip=1,
+                                                         progress=False))
+    finally:
+        stop.set()
+        killer.join()
+    assert killed, "no Ray worker was seen capturing the first clip"
+    assert sorted(r["clip"] for r in res) == sorted(names) and {r["outcome"] for r in res} == {"ok"}, res
     for n in names:
         assert sidecar(ray_out, n)["engine"] == "ray"
         with np.load(local / n / CLIP) as a, np.load(ray_out / n / CLIP) as b:

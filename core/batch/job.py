@@ -212,8 +212,28 @@ def core_env(extra: dict | None = None) -> dict:
 
 def capture_subprocess(spec: ClipSpec, out: Path, log_path: Path, python: str | None = None) -> tuple:
     """Capture with the capture CLI in a child process (``python -m core capture ... --json-progress``): a crash
-    of the child is this clip's failure. Used by the Ray engine (one task per clip)."""
-    argv = [python or sys.executable, "-m", "core", *spec.capture_argv(str(out)), "--json-progress"]
+    of the child is this clip's failure. Used by the Ray engine (one task per clip).
+
+    The child writes a clip file of its own (``.clip.<pid>.<n>.npz``) that is renamed over ``out`` once it succeeded:
+    a child left running by a Ray worker that died (its task then runs again) never writes over the retry's file."""
+    global _ATTEMPT
+    _ATTEMPT += 1
+    own = out.with_name(f".{out.stem}.{os.getpid()}.{_ATTEMPT}{out.suffix}")
+    argv = [python or sys.executable, "-m", "core", *spec.capture_argv(str(own)), "--json-progress"]
+    try:
+        outcome = _run_capture_cli(argv, log_path)
+        if outcome[0] == "ok":
+            os.replace(own, out)
+        return outcome
+    finally:
+        with contextlib.suppress(OSError):
+            own.unlink()
+
+
+_ATTEMPT = 0
+
+
+def _run_capture_cli(argv: list, log_path: Path) -> tuple:
     with open(log_path, "w", encoding="utf-8") as log:
         log.write(f"{now_iso()} {' '.join(argv)}\n")
         log.flush()
