@@ -180,6 +180,7 @@ def test_manifest_formats_and_paths(tmp_path):
     ({"path": "a.mp4", "hand": 1}, "unknown option 'hand'"),
     ({"path": "a.mp4", "stride": 0}, "stride = 0 is out of range"),
     ({"path": "a.mp4", "side": "up"}, "expected right or left"),
+    ({"path": "a.mp4", "detector": "yolo"}, "expected auto or mediapipe or torch"),
     ({"path": "a.mp4", "hands": 2, "side": "left"}, "cannot go with hands = 2"),
     ({"path": "a.mp4", "fov": "wide"}, "fov = 'wide': expected a number"),
     ({"hands": 1}, "expected an entry with a path"),
@@ -213,7 +214,7 @@ def test_manifest_options_mean_what_the_capture_cli_means(tmp_path):
     every = {"hands": 1, "side": "right", "start": 3, "end": 40, "stride": 2, "fx": 512.5, "fy": 510.0, "cx": 320.0,
              "cy": 241.5, "fov": 61.0, "intrinsics": str(k), "static": True, "with_vertices": True,
              "model_right": "r.npz", "model_left": "l.npz", "min_confidence": 0.3, "vae": False, "fit": False,
-             "collide": False, "separate_sizes": True}
+             "collide": False, "separate_sizes": True, "detector": "torch", "device": "cpu"}
     for options in ({}, every, {"hands": 2, "vae": True, "static": False}):
         spec = ClipSpec("x", str(tmp_path / "x.mp4"), options)
         parsed = cli.build_parser().parse_args(spec.capture_argv("o.npz"))
