@@ -345,3 +345,14 @@ def test_only_the_ray_backend_imports_ray():
             if any(n.split(".")[0] == "ray" for n in names):
                 found.append(str(p.relative_to(root)))
     assert sorted(set(found)) == ["batch/ray_engine.py"]
+
+
+def test_every_capture_option_has_a_manifest_key():
+    """A new capture CLI option must be added to the manifest's options (core/batch/manifest.py OPTIONS)."""
+    import argparse
+
+    from core.batch.manifest import OPTIONS
+
+    sub = next(a for a in cli.build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    flags = {f for a in sub.choices["capture"]._actions for f in a.option_strings if f.startswith("--")}
+    assert flags - {"--help", "--out", "--json-progress", "--quiet"} == {flag for _kind, flag in OPTIONS.values()}
