@@ -295,11 +295,13 @@ class Guide:
 
     def _shown_frame(self):
         """(scene frame, clip row, video frame) in the fist of the demo motion, where the hand was found."""
+        from core.demo import peak_frames
         from core.io.clip import load_clip
 
         clip = load_clip(self.clip_path)
         rows = np.flatnonzero(clip.detected[0])
-        t = int(rows[np.argmin(np.abs(rows - FRAMES // 4))])  # the fist: a quarter into the motion
+        fist = peak_frames(FRAMES)[0]  # the demo motion's first key pose is the fist
+        t = int(rows[np.argmin(np.abs(clip.frame_index[rows] - fist))])
         return int(clip.frame_index[t]) + 1, t, int(clip.frame_index[t]), clip
 
     def render_runtime(self) -> None:
@@ -391,9 +393,9 @@ class Guide:
         workbench(scene, 480, 540)
         pts = mesh_points(hand_mesh)
         centre = np.array(can.matrix_world.translation)
-        view = pts.mean(0) - centre  # from beyond the can, towards the hand
+        view = pts.mean(0) - centre  # from beyond the can, towards the hand: the finger pads on it face the camera
         view[2] = 0.0
-        frame_camera(scene, np.concatenate([pts, mesh_points(can)]), view=tuple(-view), margin=1.05)
+        frame_camera(scene, np.concatenate([pts, mesh_points(can)]), view=tuple(view), margin=1.05)
         before = self._inside_shot(scene, hand_mesh, can)
         os.environ["HAND_CAPTURE_PYTHON"] = sys.executable
         result = bpy.ops.hand_capture.refine_contact("EXEC_DEFAULT", True)
