@@ -13,7 +13,7 @@
     fp32 and fp16 (autocast), fp16's landmark difference to fp32 (px of the 224 crop), grid_sample crops/s;
     the palm network's frames/s batched; and (a) with the torch detector on the GPU (crops by grid_sample).
 
-Usage: python -m benchmarks.torch_hands [--frames 120] [--videos single_hand.mp4,two_hands.mp4]
+Usage: python -m benchmarks.torch_hands [--frames 120] [--rounds 3] [--videos single_hand.mp4,two_hands.mp4]
                                         [--device cpu|cuda] [--batches 1,64,256,1024]
 """
 from __future__ import annotations
@@ -33,10 +33,57 @@ def load_frames(path, n: int) -> list[np.ndarray]:
     return [f for _, (_, f) in zip(range(n), open_video(path))]
 
 
-def run_detector(det, frames) -> tuple[list, float]:
-    t = time.perf_counter()
-    out = [det.detect(f) for f in frames]
-    return out, time.perf_counter() - t
+def child(backend: str, video: str, n_frames: int, device: str, out: str) -> None:
+    """One detector over the first frames of one video in this process alone (MediaPipe's threads slow
+    torch down in a shared process and the other way round): per-frame hands and the detection time to
+    ``out`` (.npz), plus the torch pipeline's ROIs of every 4th frame."""
+    import torch
+
+    from core.detect import create_detector, make_config
+    from core.detect.torch_hands.detector import TorchHands
+
+    frames = load_frames(need_data(f"video/{video}"), n_frames)
+    if backend == "torch":
+        with TorchHands(make_config(name="torch", static=False, max_hands=2, device=device)) as warm:
+            warm.detect(frames[0])  # kernels and allocations outside the timing
+        det = TorchHands(make_config(name="torch", static=False, max_hands=2, device=device))
+    else:
+        det = create_detector("mediapipe", static=False, max_hands=2)
+    hands, rois = [], []
+    with det:
+        if device == "cuda":
+            torch.cuda.synchronize()
+        t = time.perf_counter()
+        for k, f in enumerate(frames):
+            hs = det.detect(f)
+            hands.append(hs)
+            if backend == "torch" and k % 4 == 0:
+                rois += [(k, r.rect) for r in det.last]
+        dt = time.perf_counter() - t
+    flat = [(k, h) for k, hs in enumerate(hands) for h in hs]
+    np.savez(out, seconds=dt, n=len(frames), frame=np.array([k for k, _ in flat], int),
+             px=np.array([h.landmarks_px for _, h in flat]).reshape(-1, 21, 2),
+             world=np.array([h.world for _, h in flat]).reshape(-1, 21, 3),
+             side=np.array([h.side for _, h in flat], "<U5"), score=np.array([h.score for _, h in flat]),
+             roi_frame=np.array([k for k, _ in rois], int), roi=np.array([r for _, r in rois]).reshape(-1, 5))
+
+
+def run_child(backend: str, video: str, n_frames: int, device: str) -> tuple[list, float, list]:
+    import subprocess
+    import sys
+    import tempfile
+    from types import SimpleNamespace
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "r.npz")
+        subprocess.run([sys.executable, "-m", "benchmarks.torch_hands", "--child", backend, "--videos", video,
+                        "--frames", str(n_frames), "--device", device, "--out", out], check=True,
+                       stderr=subprocess.DEVNULL)
+        z = dict(np.load(out))
+    per = [[] for _ in range(int(z["n"]))]
+    for k, px, w, side, score in zip(z["frame"], z["px"], z["world"], z["side"], z["score"]):
+        per[k].append(SimpleNamespace(landmarks_px=px, world=w, side=str(side), score=float(score)))
+    return per, float(z["seconds"]), list(zip(z["roi_frame"].tolist(), z["roi"]))
 
 
 def compare(want, got) -> dict:
@@ -60,37 +107,29 @@ def compare(want, got) -> dict:
             "same_hand_count": same_n, "same_side": same_side, "hands": sum(len(a) for a in want)}
 
 
-def section_a(videos, n_frames, device) -> list:
-    from core.detect import create_detector, make_config
-    from core.detect.torch_hands.detector import TorchHands
-
+def section_a(videos, n_frames, device, rounds) -> list:
     kept = []
     for video in videos:
-        frames = load_frames(need_data(f"video/{video}"), n_frames)
-        with create_detector("mediapipe", static=False, max_hands=2) as mp:
-            want, t_mp = run_detector(mp, frames)
-        with TorchHands(make_config(name="torch", static=False, max_hands=2, device=device)) as th:
-            th.detect(frames[0])
-            th.close()
-        rects = []  # the torch pipeline's ROIs, every 4th frame, for (b)
-        with TorchHands(make_config(name="torch", static=False, max_hands=2, device=device)) as th:
-            t = time.perf_counter()
-            got = []
-            for k, f in enumerate(frames):
-                got.append(th.detect(f))
-                if k % 4 == 0:
-                    rects += [(f, r.rect) for r in th.last]
-            t_th = time.perf_counter() - t
+        t_mps, t_ths = [], []
+        for r in range(rounds):  # alternated, each its own process: the machine's load moves in between
+            want, t_mp, _ = run_child("mediapipe", video, n_frames, "cpu")
+            got, t_th, rois = run_child("torch", video, n_frames, device)
+            t_mps.append(t_mp)
+            t_ths.append(t_th)
         c = compare(want, got)
-        n = len(frames)
-        print(f"(a) {video}, {n} frames, {frames[0].shape[1]}x{frames[0].shape[0]}, device {device}: landmarks "
+        n = len(want)
+        print(f"(a) {video}, {n} frames, device {device}: landmarks "
               f"{c['px_median']:.3f} px median, {c['px_p99']:.3f} p99, {c['px_max']:.3f} max; world max "
               f"{c['world_mm_max']:.3f} mm; frames with a hand mediapipe {c['frames_with_hand'][0]} / torch "
               f"{c['frames_with_hand'][1]}; same hand count on {c['same_hand_count']}/{n} frames; same side "
               f"{c['same_side']}/{c['hands']} hands")
-        print(f"    detection only: mediapipe {n / t_mp:.1f} frames/s, torch ({device}) {n / t_th:.1f} frames/s, "
-              f"torch / mediapipe = {t_mp / t_th:.2f}x")
-        kept += rects
+        ratios = ", ".join(f"{a / b:.2f}" for a, b in zip(t_mps, t_ths))
+        print(f"    detection only, each in its own process, {rounds} alternated rounds: mediapipe "
+              f"{n / np.median(t_mps):.1f} frames/s, torch ({device}) {n / np.median(t_ths):.1f} frames/s (medians), "
+              f"torch / mediapipe = {np.median(t_mps) / np.median(t_ths):.2f}x (rounds: {ratios})")
+        if rois:
+            frames = load_frames(need_data(f"video/{video}"), max(k for k, _ in rois) + 1)
+            kept += [(frames[k], r) for k, r in rois]
     return kept
 
 
@@ -101,23 +140,27 @@ def section_b(samples) -> None:
     from core.detect.torch_hands.net import load_net
     from core.detect.torch_hands.reference import ReferenceNet
 
-    ref = ReferenceNet("landmark")
     net = load_net("landmark")
-    px, mm, t_ref, t_th = [], [], 0.0, 0.0
+    crops, outs = [], []
+    t_th = 0.0
+    for f, rect in samples:  # torch first: MediaPipe's threads, once started, slow torch down
+        h, w = f.shape[:2]
+        roi, pad = P.pad_roi(P.roi_pixels(rect, w, h))
+        crop = np.ascontiguousarray(P.crop_cv2(f, roi, 224, False)[:, :, ::-1])
+        x = torch.from_numpy(crop).permute(2, 0, 1)[None].float() / 255
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            outs.append([t[0].numpy() for t in net(x)])
+        t_th += time.perf_counter() - t0
+        crops.append((crop, rect, pad, w, h))
+    ref = ReferenceNet("landmark")
+    px, mm, t_ref = [], [], 0.0
     try:
-        for f, rect in samples:
-            h, w = f.shape[:2]
-            roi, pad = P.pad_roi(P.roi_pixels(rect, w, h))
-            crop = np.ascontiguousarray(P.crop_cv2(f, roi, 224, False)[:, :, ::-1])
-            x = torch.from_numpy(crop).permute(2, 0, 1)[None].float() / 255
-            t0 = time.perf_counter()
-            with torch.inference_mode():
-                lm, _, _, wl = (t[0].numpy() for t in net(x))
+        ref.run(crops[0][0])  # warm-up
+        for (crop, rect, pad, w, h), (lm, _, _, wl) in zip(crops, outs):
             t1 = time.perf_counter()
             rlm, _, _, rwl = ref.run(crop)
-            t2 = time.perf_counter()
-            t_th += t1 - t0
-            t_ref += t2 - t1
+            t_ref += time.perf_counter() - t1
             a, aw = P.project_landmarks(lm, wl, rect, pad)
             b, bw = P.project_landmarks(rlm, rwl, rect, pad)
             px.append(np.linalg.norm((a[:, :2] - b[:, :2]) * np.array([w, h]), axis=1))
@@ -190,18 +233,23 @@ def main(argv=None) -> None:
     ap.add_argument("--videos", default="single_hand.mp4,two_hands.mp4")
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--batches", default="1,64,256,1024")
+    ap.add_argument("--rounds", type=int, default=3, help="alternated timing rounds of (a)")
     ap.add_argument("--skip-network", action="store_true", help="skip (b)")
+    ap.add_argument("--child", choices=["mediapipe", "torch"], help=argparse.SUPPRESS)
+    ap.add_argument("--out", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     os.environ.setdefault("HANDCAP_CACHE", "build/cache")
+    if a.child:
+        return child(a.child, a.videos, a.frames, a.device, a.out)
     import torch
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {a.device}"
           + (f" ({torch.cuda.get_device_name()})" if a.device == "cuda" else ""))
-    samples = section_a([v for v in a.videos.split(",") if v], a.frames, a.device)
-    if not a.skip_network:
-        section_b(samples)
+    samples = section_a([v for v in a.videos.split(",") if v], a.frames, a.device, a.rounds)
     if a.device == "cuda":
         section_c([int(b) for b in a.batches.split(",")], a.device)
+    if not a.skip_network:
+        section_b(samples)
 
 
 if __name__ == "__main__":
