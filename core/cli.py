@@ -216,6 +216,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="GPUs of a Ray started on this machine (default: the ones Ray finds)")
     b.add_argument("--python", type=_path, default=None,
                    help="Python that runs the capture CLI in Ray tasks (default: the Ray worker's own)")
+    b.add_argument("--isolate", action="store_true",
+                   help="Ray tasks run the capture CLI as a child process (a crash fails only that clip; each clip "
+                        "pays the CLI's start-up); default: capture in the Ray worker, imports paid once per worker")
     b.add_argument("--only", action="append", default=None, metavar="NAME",
                    help="run only this clip of the manifest (repeatable; a farm task's command)")
     b.add_argument("--index", type=_int_at_least(0, "a clip index"), default=None,

@@ -262,26 +262,36 @@ def test_batch_chains_the_blender_step(clips, tmp_path):
 
 
 def _kill_ray_worker_capturing(clip_path: str, killed: list, stop) -> None:
-    """SIGKILL the Ray worker whose capture child is reading ``clip_path``, and that child (a lost worker / node)."""
+    """SIGKILL the Ray worker that is capturing ``clip_path`` (a lost worker / node): the worker that has the video
+    open, or whose capture child (``--isolate``) is reading it, then that child too."""
     import signal
     import time
 
     want = clip_path.encode()
+
+    def victims(pid: str) -> list:
+        cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
+        if cmd.startswith(b"ray::"):  # the worker captures itself: it has the video open
+            fds = Path(f"/proc/{pid}/fd")
+            return [int(pid)] if any(os.readlink(fds / fd).encode() == want for fd in os.listdir(fds)) else []
+        if want not in cmd.split(b"\0") or b"capture" not in cmd:
+            return []
+        ppid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        return [ppid, int(pid)] if Path(f"/proc/{ppid}/cmdline").read_bytes().startswith(b"ray::") else []
+
     while not stop.is_set():
         for pid in filter(str.isdigit, os.listdir("/proc")):
             try:
-                cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-                ppid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-                parent = Path(f"/proc/{ppid}/cmdline").read_bytes()
+                found = victims(pid)
             except (OSError, ValueError, IndexError):
                 continue
-            if want in cmd and b"capture" in cmd and parent.startswith(b"ray::"):
-                for victim in (ppid, int(pid)):
+            if found:
+                for victim in found:
                     try:
                         os.kill(victim, signal.SIGKILL)
                     except ProcessLookupError:
                         pass
-                killed.append(ppid)
+                killed.append(found[0])
                 return
         time.sleep(0.05)
 
@@ -297,9 +307,9 @@ def _intervals(out: Path, names) -> list:
 @pytest.mark.skipif(not os.path.isdir("/proc"), reason="finding the Ray worker to kill reads /proc (Linux)")
 def test_ray_engine_matches_local_engine_and_serialises_gpu_tasks(clips, tmp_path):
     """Local Ray with 2 CPUs and 1 declared GPU, one GPU per clip: the clip files' arrays are byte-identical to the
-    local engine's, and no two clips ran at once (each held the one GPU). The Ray worker running the first clip is
-    killed (with its capture child) while it captures: Ray runs the task again and the clip still ends ok. Two clips
-    (each Ray task pays the capture CLI's start-up); benchmarks/batch.py runs four."""
+    local engine's, and no two clips ran at once (each held the one GPU). The Ray worker capturing the first clip (in
+    the worker process, the default) is killed while it captures: Ray runs the task again and the clip still ends
+    ok. Two clips; benchmarks/batch.py runs four."""
     import threading
 
     from core.batch.run import BatchSettings, run_batch
@@ -330,6 +340,31 @@ def test_ray_engine_matches_local_engine_and_serialises_gpu_tasks(clips, tmp_pat
     # The same folder resumes with the other engine: nothing left to do.
     again = run_batch(manifest, ray_out, BatchSettings(progress=False))
     assert {r["outcome"] for r in again} == {"skipped"}
+
+
+def test_ray_task_isolated_runs_the_capture_cli(clips, tmp_path):
+    """``--isolate``: the Ray task's body (called here without Ray) captures with the capture CLI as a child process
+    (its command line heads the log) and writes the same arrays as a capture in the worker process."""
+    from core.batch.ray_engine import _clip_task
+
+    import cv2
+    import torch
+
+    spec = load_manifest(write_manifest(tmp_path, 0.5, GOOD[:1], root=clips)).clips[0]
+    threads = torch.get_num_threads(), cv2.getNumThreads()
+    try:
+        inside = _clip_task(spec, str(tmp_path / "inside"), None, False)  # sets this process's threads as a task's
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(threads[0])
+        cv2.setNumThreads(threads[1])
+    child = _clip_task(spec, str(tmp_path / "child"), None, False, isolate=True)
+    assert (inside["outcome"], child["outcome"]) == ("ok", "ok"), (inside, child)
+    assert "(in process)" in (tmp_path / "inside" / spec.name / LOG).read_text().splitlines()[0]
+    assert " -m core capture " in (tmp_path / "child" / spec.name / LOG).read_text().splitlines()[0]
+    with np.load(tmp_path / "inside" / spec.name / CLIP) as a, np.load(tmp_path / "child" / spec.name / CLIP) as b:
+        assert a.files == b.files and all(a[k].tobytes() == b[k].tobytes() for k in a.files)
+    assert not list((tmp_path / "child" / spec.name).glob(".clip.*")), "the child's own clip file was renamed"
 
 
 def test_only_the_ray_backend_imports_ray():

@@ -1,8 +1,10 @@
 """Drive a batch: pick the clips, run them with an engine, append the summary as clips finish, show progress.
 
 Engines: "local" runs the clips one after another in this process (the capture's imports are paid once);
-"ray" (`core.batch.ray_engine`) runs one Ray task per clip. Both call `core.batch.job.run_clip`, so a clip's
-output folder is the same whichever engine made it, and a batch started with one engine resumes with the other.
+"ray" (`core.batch.ray_engine`) runs one Ray task per clip (captured in the Ray worker process, whose imports are
+paid once per worker; or, isolated, by the capture CLI as a child process). Both call `core.batch.job.run_clip`,
+so a clip's output folder is the same whichever engine made it, and a batch started with one engine resumes with
+the other.
 """
 from __future__ import annotations
 
@@ -25,8 +27,10 @@ class BatchSettings:
     gpus_per_clip: GPUs each Ray task asks for (0: none); num_cpus / num_gpus: CPUs / GPUs of a Ray started
     here (None: what the machine has; num_gpus may declare GPUs, e.g. to test the scheduling);
     blender: a Blender executable or a Python with bpy for the Blender step (None: no step); fbx: also
-    write clip.fbx; progress: show the bar; python: the capture CLI's interpreter in Ray tasks (None: the Ray
-    worker's own Python; a cluster whose Ray runs in an environment of its own points this at Hand Capture's)."""
+    write clip.fbx; progress: show the bar; isolate: Ray tasks run the capture CLI as a child process (a crash is
+    only that clip's failure; each clip then pays the CLI's start-up) instead of capturing in the Ray worker;
+    python: the capture CLI's interpreter in Ray tasks (implies isolate; None: the Ray worker's own Python; a
+    cluster whose Ray runs in an environment of its own points this at Hand Capture's)."""
 
     engine: str = "local"
     address: str | None = None
@@ -37,6 +41,7 @@ class BatchSettings:
     fbx: bool = False
     progress: bool = True
     python: str | None = None
+    isolate: bool = False
 
 
 def append_summary(out: Path, result: dict) -> None:
@@ -123,12 +128,13 @@ def batch_from_args(args, print_line=print) -> int:
         raise CaptureError("--fbx goes with --blend (the FBX is written by the Blender step)")
     engine = args.engine or ("ray" if args.address else "local")
     if engine == "local" and (args.address or args.gpus_per_clip or args.num_cpus or args.num_gpus is not None
-                              or args.python):
-        raise CaptureError("--address, --gpus-per-clip, --num-cpus, --num-gpus and --python are for --engine ray")
+                              or args.python or args.isolate):
+        raise CaptureError("--address, --gpus-per-clip, --num-cpus, --num-gpus, --python and --isolate are for "
+                           "--engine ray")
     blender = (args.blender or os.environ.get("HANDCAP_BLENDER") or "blender") if args.blend else None
     settings = BatchSettings(engine=engine, address=args.address, gpus_per_clip=args.gpus_per_clip,
                              num_cpus=args.num_cpus, num_gpus=args.num_gpus, blender=blender, fbx=args.fbx, progress=not args.quiet,
-                             python=args.python)
+                             python=args.python, isolate=args.isolate)
     results = run_batch(manifest, args.out, settings)
     for line in report_lines(results):
         print_line(line)
