@@ -7,6 +7,7 @@ drives it for the CLI. Everything after detection is batched over the clip.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import time
 from pathlib import Path
@@ -18,6 +19,8 @@ from .solve import camera
 from .io.clip import ClipResult, save_clip
 from .errors import CaptureError, NoHandError
 from .progress import Progress, Rate
+
+log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,6 +39,9 @@ class CaptureOptions:
     cx: float | None = None
     cy: float | None = None
     fov: float | None = None
+    # --fov auto: one field of view per clip from the hand itself (`core.solve.camera.self_calibrate`), the
+    # default kept where the clip does not determine one; reported in the clip (``self_calibration``).
+    fov_auto: bool = False
     K: np.ndarray | None = None
     with_vertices: bool = False
     model_right: str | None = None
@@ -63,7 +69,8 @@ class CaptureOptions:
         hands = a.hands if a.hands is not None else (1 if side else 2)
         return cls(input=a.input, static=True if a.static else None, hands=hands, side=side,
                    start=a.start, end=a.end,
-                   stride=a.stride, fx=a.fx, fy=a.fy, cx=a.cx, cy=a.cy, fov=a.fov, K=K,
+                   stride=a.stride, fx=a.fx, fy=a.fy, cx=a.cx, cy=a.cy, K=K,
+                   fov=None if a.fov == "auto" else a.fov, fov_auto=a.fov == "auto",
                    with_vertices=a.with_vertices, model_right=a.model_right, model_left=a.model_left,
                    min_confidence=a.min_confidence, vae=not a.no_vae, fit=not a.no_fit,
                    collide=not a.no_collide, shared_size=not getattr(a, "separate_sizes", False),
@@ -192,6 +199,31 @@ def fit_shots(fit, cuts, fps: float | None, kp_px: np.ndarray, world: np.ndarray
                                        if f.name != "betas" and getattr(res, f.name) is not None})
 
 
+def _self_calibrate(opts: CaptureOptions, slots, sizes: np.ndarray, K: np.ndarray, stills: bool):
+    """--fov auto: (K, the report line). One field of view for the clip from every hand's detected frames
+    (`core.solve.camera.self_calibrate`); K keeps the default field of view where the clip does not determine
+    one. Refused with given intrinsics or on stills (each photo may come from another camera)."""
+    from .solve import camera
+
+    if opts.K is not None or opts.fx is not None:
+        raise CaptureError("--fov auto estimates the focal length; it cannot be used with --fx or --intrinsics")
+    if stills:
+        raise CaptureError("--fov auto needs a video (one camera over the clip); photos use their EXIF focal "
+                           "length or --fov DEGREES")
+    w, h = (int(x) for x in sizes[0])
+    shape = np.concatenate([tr.world[tr.detected] for tr in slots])
+    px = np.concatenate([tr.landmarks_px[tr.detected] - 0.5 for tr in slots])
+    sc = camera.self_calibrate(shape, px, w, h)
+    if sc.fov_deg is None:
+        line = f"--fov auto: {sc.reason}; the default {camera.DEFAULT_FOV_DEG:g} deg kept"
+        log.warning(line)
+        return K, line
+    line = f"--fov auto: {sc.reason}"
+    log.warning(line)
+    K = np.stack([camera.intrinsics(int(a), int(b), None, None, opts.cx, opts.cy, sc.fov_deg) for a, b in sizes])
+    return K, line
+
+
 def person_pair(detected: list[np.ndarray], sides: tuple, min_shared: float = 0.5, min_frames: int = 5):
     """The slots (right, left) of hands that belong to one person, or None: exactly one right and one left
     slot, both detected together on at least ``min_frames`` frames and on at least ``min_shared`` of the
@@ -279,6 +311,9 @@ def run_capture(opts: CaptureOptions) -> Generator[Progress, None, tuple]:
                     for i, (w, h) in zip(frame_index, sizes)]
     K, guessed, from_exif = _intrinsics_for(opts, sizes, frame_index, exif_fov)
     slots = [h for h in tracks.hands if h.detected.any()]  # right slots first; two only for same-side hands
+    calibration = ""
+    if opts.fov_auto:
+        K, calibration = _self_calibrate(opts, slots, sizes, K, static or src.is_folder)
     sides = tuple(h.side for h in slots)
     # Without the 2D-aware fit: no relative depth (no back-projected target) and no refinement, so the
     # pose is the twist-swing IK of the detector's 3D landmarks; the other settings stay the defaults.
@@ -341,6 +376,7 @@ def run_capture(opts: CaptureOptions) -> Generator[Progress, None, tuple]:
         K_exif=from_exif if from_exif.any() else None,
         shared_size=pair is not None,
         detector=backend,
+        self_calibration=calibration,
     ), src
 
 

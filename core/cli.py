@@ -54,6 +54,13 @@ def _finite(text: str) -> float:
     return value
 
 
+def _fov_arg(text: str):
+    """--fov: degrees in FOV_RANGE, or 'auto' (the focal self-calibration)."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    return _float_in(*FOV_RANGE, "a field of view in degrees, or 'auto'")(text)
+
+
 def _float_in(low: float, high: float, what: str):
     def parse(text: str) -> float:
         value = _finite(text)
@@ -141,8 +148,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--fy", type=_positive)
     c.add_argument("--cx", type=_pixel, help="principal point in pixels (default: the image centre)")
     c.add_argument("--cy", type=_pixel)
-    c.add_argument("--fov", type=_float_in(*FOV_RANGE, "a field of view in degrees"),
-                   help="field of view across the longer image side, degrees (default 69)")
+    c.add_argument("--fov", type=_fov_arg,
+                   help="field of view across the longer image side, degrees (default 69), or 'auto': one per video "
+                        "from the hand's own perspective, the default kept where the clip does not determine it "
+                        "(reported; recorded in the clip as self_calibration)")
     c.add_argument("--intrinsics", type=_path,
                    help="K (3,3) or per-frame K (T,3,3): .npy, or .npz[:key] (default key K; C:\\d\\K.npz:K works)")
     c.add_argument("--with-vertices", action="store_true", help="store mesh vertices per frame")

@@ -54,6 +54,8 @@ class ClipResult:
     contact: np.ndarray | None = None  # (H, T, 6) bool, region within 2 mm of a surface (contact refinement); optional
     penetration_mm: np.ndarray | None = None  # (H, T) float, deepest vertex inside an object / the other hand; optional
     detector: str = ""  # the hand detector backend that ran ("mediapipe", "torch"); optional ("": not recorded)
+    # --fov auto: what the focal self-calibration found (one line; "" = not asked). Optional in the file.
+    self_calibration: str = ""
 
     def frame_sizes(self) -> np.ndarray:
         """(T, 2) int [W, H] of every frame: ``image_sizes`` where the clip has it, else ``image_size``."""
@@ -193,6 +195,8 @@ def save_clip(c: ClipResult, path: str | os.PathLike) -> Path:
         arrays["penetration_mm"] = np.asarray(c.penetration_mm, np.float32)
     if c.detector:
         arrays["detector"] = np.array(str(c.detector))
+    if c.self_calibration:
+        arrays["self_calibration"] = np.array(str(c.self_calibration))
     tmp = path.with_name(path.name + ".part")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -275,6 +279,7 @@ def load_clip(path: str | os.PathLike) -> ClipResult:
     k_guessed = _scalar(a["K_guessed"], "biu")
     shared = _scalar(a["shared_size"], "biu") if "shared_size" in a else False
     detector = _scalar(a["detector"], "U") if "detector" in a else ""
+    calibration = _scalar(a["self_calibration"], "U") if "self_calibration" in a else ""
     texts = {k: _strings(a[k]) for k in ("sides", "model_names", "model_paths")}
     if source is None:
         problems.append(f"source is a {a['source'].dtype} array of shape {a['source'].shape}, expected a string")
@@ -290,6 +295,9 @@ def load_clip(path: str | os.PathLike) -> ClipResult:
     if detector is None:
         problems.append(f"detector must be one string; got a {a['detector'].dtype} array of shape "
                         f"{a['detector'].shape}")
+    if calibration is None:
+        problems.append(f"self_calibration must be one string; got a {a['self_calibration'].dtype} array of shape "
+                        f"{a['self_calibration'].shape}")
     problems += [f"{k} must be a list of strings; got a {a[k].dtype} array of shape {a[k].shape}"
                  for k, v in texts.items() if v is None]
     arrays = {}
@@ -315,6 +323,7 @@ def load_clip(path: str | os.PathLike) -> ClipResult:
         cuts=tuple(int(x) for x in np.ravel(arrays["cuts"])) if "cuts" in arrays else (),
         image_sizes=arrays.get("image_sizes"), K_exif=arrays.get("K_exif"), shared_size=bool(shared),
         contact=arrays.get("contact"), penetration_mm=arrays.get("penetration_mm"), detector=str(detector),
+        self_calibration=str(calibration),
     )
     check_clip(c, path.name)
     problems = []

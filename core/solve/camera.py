@@ -1,6 +1,7 @@
 """Intrinsics, projection and the metric camera-frame translation of a hand from its 2D landmarks."""
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -85,3 +86,124 @@ def solve_translation(rel: torch.Tensor, kp_px: torch.Tensor, K: torch.Tensor, w
         jtr = (jac * ww).transpose(1, 2) @ r[..., None]
         t = t - torch.linalg.solve(jtj, jtr)[..., 0]
     return t
+
+
+def _rodrigues(w: np.ndarray) -> np.ndarray:
+    """Rotation matrices (..., 3, 3) of axis-angle vectors (..., 3)."""
+    th = np.linalg.norm(w, axis=-1)[..., None, None]
+    k = w / np.maximum(th[..., 0], 1e-12)
+    kx = np.zeros(w.shape[:-1] + (3, 3))
+    kx[..., 0, 1], kx[..., 0, 2], kx[..., 1, 2] = -k[..., 2], k[..., 1], -k[..., 0]
+    kx = kx - np.swapaxes(kx, -1, -2)
+    return np.eye(3) + np.sin(th) * kx + (1 - np.cos(th)) * kx @ kx
+
+
+def rigid_residual(shape3d: np.ndarray, kp_px: np.ndarray, f: float, c: np.ndarray, iters: int = 12) -> np.ndarray:
+    """How well a rigid 3D hand explains its 2D landmarks with focal ``f`` (pixels): per frame the rotation and
+    translation that place ``shape3d`` (N, J, 3) metres (any origin; its own scale is kept) onto ``kp_px``
+    (N, J, 2) with principal point ``c`` (2,) (batched Gauss-Newton from a weak-perspective start), and the
+    mean |residual| over the joints in hand sizes (the landmarks' rms spread): (N,). Perspective *within* the
+    hand is all that tells focal lengths apart here: with f a times longer the hand sits a times farther and
+    only its depth relief projects differently."""
+    x = np.asarray(shape3d, np.float64)
+    x = x - x.mean(1, keepdims=True)
+    u = np.asarray(kp_px, np.float64)
+    n = len(x)
+    size = np.sqrt(((u - u.mean(1, keepdims=True)) ** 2).sum(-1).mean(1))  # (N,) px
+    size3 = np.sqrt((x[..., :2] ** 2).sum(-1).mean(1) + 1e-12)
+    # Start: orientation from a 2D Procrustes of the x, y spread (about the optical axis), depth from the size.
+    z0 = f * size3 / np.maximum(size, 1e-9)
+    t = np.concatenate([(u.mean(1) - c) / f * z0[:, None], z0[:, None]], 1)
+    w = np.zeros((n, 3))
+    lam = 1e-3
+    for _ in range(iters):
+        r_m = _rodrigues(w)
+        p = x @ np.swapaxes(r_m, 1, 2) + t[:, None]
+        z = np.maximum(p[..., 2], 1e-4)
+        res = (p[..., :2] / z[..., None] * f + c - u)  # (N, J, 2)
+        # d p / d (small rotation about the current one, applied on the left) = -[p - t]x ; d p / d t = I
+        q = p - t[:, None]
+        dp = np.zeros(x.shape[:2] + (3, 6))
+        dp[..., 0, 1], dp[..., 0, 2] = q[..., 2], -q[..., 1]
+        dp[..., 1, 0], dp[..., 1, 2] = -q[..., 2], q[..., 0]
+        dp[..., 2, 0], dp[..., 2, 1] = q[..., 1], -q[..., 0]
+        dp[..., :, 3:] = np.eye(3)
+        proj = np.zeros(x.shape[:2] + (2, 3))
+        proj[..., 0, 0] = f / z
+        proj[..., 1, 1] = f / z
+        proj[..., :, 2] = -p[..., :2] * f / z[..., None] ** 2
+        jac = (proj @ dp).reshape(n, -1, 6)
+        rr = res.reshape(n, -1)
+        h = np.swapaxes(jac, 1, 2) @ jac
+        h = h + lam * np.eye(6) * np.trace(h, axis1=1, axis2=2)[:, None, None] / 6
+        step = -np.linalg.solve(h, (np.swapaxes(jac, 1, 2) @ rr[..., None]))[..., 0]
+        w = _compose(step[:, :3], w)
+        t = t + step[:, 3:]
+    p = x @ np.swapaxes(_rodrigues(w), 1, 2) + t[:, None]
+    res = p[..., :2] / np.maximum(p[..., 2:3], 1e-4) * f + c - u
+    return np.linalg.norm(res, axis=-1).mean(1) / np.maximum(size, 1e-9)
+
+
+def _compose(dw: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Axis-angle of R(dw) @ R(w)."""
+    from scipy.spatial.transform import Rotation
+
+    return (Rotation.from_rotvec(dw) * Rotation.from_rotvec(w)).as_rotvec()
+
+
+@dataclasses.dataclass(frozen=True)
+class SelfCalibration:
+    """Result of `self_calibrate`: ``fov_deg`` the field of view picked (across the longer side) or None when
+    the clip does not determine one (the default is kept); ``fovs`` (G,) the grid tried and ``cost`` (G,) the
+    criterion (mean rigid residual, hand sizes); ``stability``: share of bootstrap resamples of the frames whose
+    best grid point is within one step of the pick; ``gain``: relative drop of the cost from the default field
+    of view to the pick; ``reason``: one line."""
+
+    fov_deg: float | None
+    fovs: np.ndarray
+    cost: np.ndarray
+    stability: float
+    gain: float
+    reason: str
+
+
+def self_calibrate(shape3d: np.ndarray, kp_px: np.ndarray, width: int, height: int,
+                   fovs: np.ndarray | None = None, max_frames: int = 120, min_gain: float = 0.05,
+                   min_stability: float = 0.8, seed: int = 0) -> SelfCalibration:
+    """One focal length for a clip from the hand alone (`--fov auto`): the field of view whose perspective best
+    explains, frame by frame, the detector's rigid 3D hand on its 2D landmarks (`rigid_residual`), over a grid.
+
+    A pinhole image of a hand is the same for focal a*f at depth a*Z up to the perspective *within* the hand
+    (its depth relief over its distance), so only hands near the camera with depth relief carry the focal
+    length; a depth change alone carries none (the image size f L / Z scales the same at every depth). The
+    pick is kept only when it is inside the grid (not at an end: a cost still falling there means the 3D's
+    own errors, not perspective, decide), lowers the cost by at least ``min_gain`` from the default field of
+    view, and at least ``min_stability`` of 50 bootstrap resamples of the frames agree within one grid step;
+    otherwise ``fov_deg`` is None. shape3d (N, 21, 3) metres, kp_px (N, 21, 2) pixels (OpenCV pixel centres),
+    over the detected frames (at most ``max_frames`` used, evenly spaced)."""
+    fovs = np.arange(30.0, 111.0, 5.0) if fovs is None else np.asarray(fovs, np.float64)
+    x = np.asarray(shape3d, np.float64)
+    u = np.asarray(kp_px, np.float64)
+    if len(x) > max_frames:
+        idx = np.linspace(0, len(x) - 1, max_frames).round().astype(int)
+        x, u = x[idx], u[idx]
+    c = np.array([(width - 1) / 2.0, (height - 1) / 2.0])
+    long_side = max(width, height)
+    per = np.stack([rigid_residual(x, u, 0.5 * long_side / math.tan(math.radians(fv) / 2), c) for fv in fovs], 1)
+    cost = per.mean(0)
+    best = int(np.argmin(cost))
+    rng = np.random.default_rng(seed)
+    picks = np.array([int(np.argmin(per[rng.integers(0, len(per), len(per))].mean(0))) for _ in range(50)])
+    stability = float((np.abs(picks - best) <= 1).mean())
+    c_def = float(np.interp(DEFAULT_FOV_DEG, fovs, cost))
+    gain = float(1.0 - cost[best] / c_def) if c_def > 0 else 0.0
+    if best in (0, len(fovs) - 1):
+        reason = f"not determined: the cost still falls at the grid's end ({fovs[best]:.0f} deg)"
+    elif gain < min_gain:
+        reason = f"not determined: the best field of view ({fovs[best]:.0f} deg) fits only {100 * gain:.1f} % better than the default"
+    elif stability < min_stability:
+        reason = f"not determined: resampled frames pick {fovs[best]:.0f} deg +-5 in only {100 * stability:.0f} %"
+    else:
+        return SelfCalibration(float(fovs[best]), fovs, cost, stability, gain,
+                               f"self-calibrated: {fovs[best]:.0f} deg across ({100 * gain:.1f} % lower cost than the default)")
+    return SelfCalibration(None, fovs, cost, stability, gain, reason)
