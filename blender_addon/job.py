@@ -41,6 +41,8 @@ class CaptureSettings:
     camera: "AUTO" (the core's default field of view), "FOV" (fov_deg across the longer side),
     "FOCAL_MM" (35 mm-equivalent focal length), "PIXELS" (fx; fy, cx, cy <= 0 = fx / image centre).
     with_vertices: store mesh vertices in the clip file. min_confidence: detector threshold.
+    detector: "auto" (the torch port on a GPU, MediaPipe on the CPU), "mediapipe" or "torch" (the capture
+    CLI's ``--detector``).
     model_right / model_left: official MANO files or "" for the bundled open model.
     """
 
@@ -59,6 +61,7 @@ class CaptureSettings:
     cy: float = -1.0
     with_vertices: bool = False
     min_confidence: float = 0.5
+    detector: str = "auto"
     model_right: str = ""
     model_left: str = ""
 
@@ -93,12 +96,15 @@ class CaptureSettings:
                        f"(use at least {fov_to_focal_mm(MAX_FOV_DEG):.4f} mm)")
         if self.camera == "PIXELS" and self.fx <= 0:
             out.append(f"focal length in pixels must be positive; got {self.fx:g}")
+        if self.detector not in DETECTORS:
+            out.append(f"detector must be one of {', '.join(DETECTORS)}; got {self.detector!r}")
         for side, path in (("right", self.model_right), ("left", self.model_left)):
             if path and not os.path.isfile(path):
                 out.append(f"{side} hand model not found: {path}")
         return out
 
 
+DETECTORS = ("auto", "mediapipe", "torch")  # the worker's --detector choices (core.cli)
 MAX_FOV_DEG = 179.99  # the worker's --fov range (core.cli) ends here
 
 
@@ -117,7 +123,7 @@ def capture_argv(python: str, s: CaptureSettings, out_path: str) -> list:
     """The worker's command line: ``python -m core capture VIDEO --out CLIP --json-progress ...``."""
     argv = [python, "-m", "core", "capture", s.video, "--out", out_path, "--json-progress",
             "--hands", str(s.hands), "--start", str(s.frame_first - 1), "--stride", str(s.stride),
-            "--min-confidence", f"{s.min_confidence:g}"]
+            "--min-confidence", f"{s.min_confidence:g}", "--detector", s.detector]
     if s.side:
         argv += ["--side", s.side]
     if s.frame_last:

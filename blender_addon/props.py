@@ -25,6 +25,10 @@ HANDS_ITEMS = (("1", "One Hand", "One hand over the whole clip, never switching:
                ("RIGHT", "Right Hand", "Only the right hand, over the whole clip"),
                ("LEFT", "Left Hand", "Only the left hand, over the whole clip"))
 SIDE_OF_HANDS = {"RIGHT": "right", "LEFT": "left"}  # the Hands choices that keep one given side
+DETECTOR_ITEMS = (("AUTO", "Automatic", "The torch port on a GPU, MediaPipe on the CPU (the faster one there)"),
+                  ("MEDIAPIPE", "MediaPipe", "MediaPipe's legacy Hands graph (CPU)"),
+                  ("TORCH", "Torch", "The torch port of MediaPipe's hand networks and graph (GPU where torch sees one, "
+                                     "else CPU)"))
 VIDEO_GLOB = ";".join(f"*{e}" for e in VIDEO_EXTENSIONS)
 
 
@@ -60,6 +64,8 @@ def capture_properties() -> dict:
                                         description="Also store the posed mesh of every frame in the clip file"),
         "min_confidence": p.FloatProperty(name="Detection Confidence", default=0.5, min=0.05, max=0.95,
                                           description="Lower finds more hands, with more false detections"),
+        "detector": p.EnumProperty(name="Detector", items=DETECTOR_ITEMS, default="AUTO",
+                                   description="Which hand detector the capture runs"),
     }
 
 
@@ -84,6 +90,7 @@ def settings_from(props, model_right: str = "", model_left: str = "") -> Capture
         cy=props.cy,
         with_vertices=props.with_vertices,
         min_confidence=props.min_confidence,
+        detector=props.detector.lower(),
         model_right=bpy.path.abspath(model_right) if model_right else "",
         model_left=bpy.path.abspath(model_left) if model_left else "",
     )

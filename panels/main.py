@@ -76,6 +76,7 @@ class HANDCAP_PT_options(_Sidebar, bpy.types.Panel):
         col.prop(s, "set_frame_range")
         col.prop(s, "set_resolution")
         layout.prop(s, "min_confidence")
+        layout.prop(s, "detector")
         layout.prop(s, "with_vertices")
 
 
