@@ -6,6 +6,13 @@
     tracking mode, the capture's settings): per-frame landmark distance (px), world landmark difference
     (mm), frames with a hand, hands per frame equal, sides equal; frames/s of each and the ratio, measured
     in one run on the same frames.
+    Beside it MediaPipe against itself on the same frames with ONE pixel changed by one level (the blue
+    LSB of the corner pixel): the tracking loop's own sensitivity, the floor any re-implementation meets.
+(s) the graph's steps one frame at a time against MediaPipe's legacy graph with its ROI streams as outputs
+    (`reference.ReferenceTracker`): torch's palm ROIs vs ``hand_rects_from_palm_detections`` where the palm
+    detector ran; the landmarks of torch's crop + network on MediaPipe's own ROIs of the frame
+    (`pipeline.associate` of its palm ROIs and its previous frame's ROIs) vs its landmarks; torch's
+    landmarks -> ROI on MediaPipe's landmarks vs ``hand_rects_from_landmarks``.
 (b) the landmark network alone on the same ROIs (the torch pipeline's ROIs of (a), every 4th frame):
     torch vs MediaPipe's own TFLite interpreter (`reference.ReferenceNet`), landmarks projected to image
     px, world landmarks in mm; per-crop time of each (the reference includes its graph's overhead).
@@ -43,6 +50,10 @@ def child(backend: str, video: str, n_frames: int, device: str, out: str) -> Non
     from core.detect.torch_hands.detector import TorchHands
 
     frames = load_frames(need_data(f"video/{video}"), n_frames)
+    if backend == "mediapipe-perturbed":  # MediaPipe's own noise floor: one pixel one level off per frame
+        for f in frames:
+            f[0, 0, 0] ^= 1
+        backend = "mediapipe"
     if backend == "torch":
         with TorchHands(make_config(name="torch", static=False, max_hands=2, device=device)) as warm:
             warm.detect(frames[0])  # kernels and allocations outside the timing
@@ -116,6 +127,7 @@ def section_a(videos, n_frames, device, rounds) -> list:
             got, t_th, rois = run_child("torch", video, n_frames, device)
             t_mps.append(t_mp)
             t_ths.append(t_th)
+        floor = compare(want, run_child("mediapipe-perturbed", video, n_frames, "cpu")[0])
         c = compare(want, got)
         n = len(want)
         print(f"(a) {video}, {n} frames, device {device}: landmarks "
@@ -123,6 +135,9 @@ def section_a(videos, n_frames, device, rounds) -> list:
               f"{c['world_mm_max']:.3f} mm; frames with a hand mediapipe {c['frames_with_hand'][0]} / torch "
               f"{c['frames_with_hand'][1]}; same hand count on {c['same_hand_count']}/{n} frames; same side "
               f"{c['same_side']}/{c['hands']} hands")
+        print(f"    MediaPipe vs MediaPipe with one pixel one level off: {floor['px_median']:.3f} px median, "
+              f"{floor['px_p99']:.3f} p99, {floor['px_max']:.3f} max; world max {floor['world_mm_max']:.3f} mm; "
+              f"frames with a hand {floor['frames_with_hand'][1]}; same side {floor['same_side']}/{floor['hands']}")
         ratios = ", ".join(f"{a / b:.2f}" for a, b in zip(t_mps, t_ths))
         print(f"    detection only, each in its own process, {rounds} alternated rounds: mediapipe "
               f"{n / np.median(t_mps):.1f} frames/s, torch ({device}) {n / np.median(t_ths):.1f} frames/s (medians), "
@@ -131,6 +146,44 @@ def section_a(videos, n_frames, device, rounds) -> list:
             frames = load_frames(need_data(f"video/{video}"), max(k for k, _ in rois) + 1)
             kept += [(frames[k], r) for k, r in rois]
     return kept
+
+
+def section_steps(videos, n_frames) -> None:
+    import cv2
+
+    from core.detect import make_config
+    from core.detect.torch_hands import pipeline as P
+    from core.detect.torch_hands.detector import TorchHands
+    from core.detect.torch_hands.reference import ReferenceTracker
+
+    for video in videos:
+        frames = load_frames(need_data(f"video/{video}"), n_frames)
+        h, w = frames[0].shape[:2]
+        ref = ReferenceTracker(max_hands=2)
+        th = TorchHands(make_config(name="torch", static=False, max_hands=2))
+        palm_d, lm_px, next_d, n_palm, same_n, prev = [], [], [], 0, 0, []
+        try:
+            for f in frames:
+                r = ref.process(cv2.cvtColor(f, cv2.COLOR_BGR2RGB))
+                if r["palm_rects"]:
+                    n_palm += 1
+                    mine = [P.palm_to_rect(d, w, h) for d in th.palms(f)[:2]]
+                    same_n += len(mine) == len(r["palm_rects"])
+                    palm_d += [np.abs(a - b).max() for a, b in zip(mine, r["palm_rects"])]
+                got = [x for x in th.hands_in(f, P.associate(r["palm_rects"], prev)) if x.presence > 0.5]
+                same_n += len(got) == len(r["landmarks"])
+                lm_px += [np.linalg.norm((a[:, :2] - b.landmarks[:, :2]) * [w, h], axis=1).max()
+                          for a, b in zip(r["landmarks"], got)]
+                next_d += [np.abs(P.landmarks_to_rect(a, w, h) - b).max() for a, b in zip(r["landmarks"], r["next_rects"])]
+                prev = r["next_rects"]
+        finally:
+            ref.close()
+            th.close()
+        lm_px = np.array(lm_px)
+        print(f"(s) {video}, {len(frames)} frames, steps on MediaPipe's own inputs: palm ROIs ({n_palm} frames "
+              f"with palm detection) max {max(palm_d, default=np.nan):.1e}; landmarks from its ROIs (per-hand max "
+              f"over 21 points) {np.median(lm_px):.4f} px median, {lm_px.max():.4f} max; ROI from its landmarks max "
+              f"{max(next_d):.1e} (normalised); hand counts equal on {same_n}/{len(frames) + n_palm} steps")
 
 
 def section_b(samples) -> None:
@@ -235,7 +288,8 @@ def main(argv=None) -> None:
     ap.add_argument("--batches", default="1,64,256,1024")
     ap.add_argument("--rounds", type=int, default=3, help="alternated timing rounds of (a)")
     ap.add_argument("--skip-network", action="store_true", help="skip (b)")
-    ap.add_argument("--child", choices=["mediapipe", "torch"], help=argparse.SUPPRESS)
+    ap.add_argument("--skip-steps", action="store_true", help="skip (s)")
+    ap.add_argument("--child", choices=["mediapipe", "mediapipe-perturbed", "torch"], help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     os.environ.setdefault("HANDCAP_CACHE", "build/cache")
@@ -245,6 +299,8 @@ def main(argv=None) -> None:
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {a.device}"
           + (f" ({torch.cuda.get_device_name()})" if a.device == "cuda" else ""))
+    if not a.skip_steps:
+        section_steps([v for v in a.videos.split(",") if v], a.frames)
     samples = section_a([v for v in a.videos.split(",") if v], a.frames, a.device, a.rounds)
     if a.device == "cuda":
         section_c([int(b) for b in a.batches.split(",")], a.device)

@@ -78,3 +78,49 @@ class ReferenceNet:
         if self._graph is not None:
             self._graph.close()
             self._graph = None
+
+
+class ReferenceTracker:
+    """MediaPipe's legacy Hands graph itself (``hand_landmark_tracking_cpu``, as ``mediapipe.solutions.hands``
+    runs it) with its ROI streams as outputs, for per-frame parity of the tracking logic: ``process(rgb)`` ->
+    dict of "landmarks" (list of (21, 3) normalised), "palm_rects" (``hand_rects_from_palm_detections``: the
+    ROIs of this frame's palm detections; empty where the palm detector did not run) and "next_rects"
+    (``hand_rects_from_landmarks``: the ROIs this frame's landmarks give the next frame), rects as
+    float32 (cx, cy, w, h, rotation), normalised. The ROIs a frame's landmarks came from are
+    `pipeline.associate` (palm_rects, the previous frame's next_rects)."""
+
+    def __init__(self, max_hands: int = 2, min_detection_confidence: float = 0.5,
+                 min_tracking_confidence: float = 0.5):
+        os.environ.setdefault("GLOG_minloglevel", "2")
+        from mediapipe.python.solution_base import SolutionBase
+
+        with _native_stderr_captured():
+            self._sb = SolutionBase(
+                binary_graph_path="mediapipe/modules/hand_landmark/hand_landmark_tracking_cpu.binarypb",
+                side_inputs={"model_complexity": 1, "num_hands": int(max_hands), "use_prev_landmarks": True},
+                calculator_params={
+                    "palmdetectioncpu__TensorsToDetectionsCalculator.min_score_thresh": float(min_detection_confidence),
+                    "handlandmarkcpu__ThresholdingCalculator.threshold": float(min_tracking_confidence)},
+                outputs=["multi_hand_landmarks", "hand_rects_from_palm_detections", "hand_rects_from_landmarks"])
+        self._first = True
+
+    @staticmethod
+    def _rects(lst) -> list[np.ndarray]:
+        return [np.array([r.x_center, r.y_center, r.width, r.height, r.rotation], np.float32) for r in (lst or [])]
+
+    def process(self, rgb: np.ndarray) -> dict:
+        if self._first:
+            with _native_stderr_captured():
+                res = self._sb.process(rgb)
+            self._first = False
+        else:
+            res = self._sb.process(rgb)
+        return {"landmarks": [np.array([(p.x, p.y, p.z) for p in lm.landmark], np.float32)
+                              for lm in (res.multi_hand_landmarks or [])],
+                "palm_rects": self._rects(res.hand_rects_from_palm_detections),
+                "next_rects": self._rects(res.hand_rects_from_landmarks)}
+
+    def close(self) -> None:
+        if self._sb is not None:
+            self._sb.close()
+            self._sb = None
