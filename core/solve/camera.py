@@ -176,9 +176,11 @@ def self_calibrate(shape3d: np.ndarray, kp_px: np.ndarray, width: int, height: i
     A pinhole image of a hand is the same for focal a*f at depth a*Z up to the perspective *within* the hand
     (its depth relief over its distance), so only hands near the camera with depth relief carry the focal
     length; a depth change alone carries none (the image size f L / Z scales the same at every depth). The
-    pick is kept only when it is inside the grid (not at an end: a cost still falling there means the 3D's
-    own errors, not perspective, decide), lowers the cost by at least ``min_gain`` from the default field of
-    view, and at least ``min_stability`` of 50 bootstrap resamples of the frames agree within one grid step;
+    pick is kept only when it is a clear minimum inside the grid (not at an end, and the cost at both ends at
+    least ``min_gain`` higher: a cost still falling, or flat, towards an end means the 3D's own errors, not
+    perspective, decide; the detector's flattened 3D favours long lenses), lowers the cost by at least
+    ``min_gain`` from the default field of view, and at least ``min_stability`` of 50 bootstrap resamples of
+    the frames agree within one grid step;
     otherwise ``fov_deg`` is None. shape3d (N, 21, 3) metres, kp_px (N, 21, 2) pixels (OpenCV pixel centres),
     over the detected frames (at most ``max_frames`` used, evenly spaced)."""
     fovs = np.arange(30.0, 111.0, 5.0) if fovs is None else np.asarray(fovs, np.float64)
@@ -197,8 +199,12 @@ def self_calibrate(shape3d: np.ndarray, kp_px: np.ndarray, width: int, height: i
     stability = float((np.abs(picks - best) <= 1).mean())
     c_def = float(np.interp(DEFAULT_FOV_DEG, fovs, cost))
     gain = float(1.0 - cost[best] / c_def) if c_def > 0 else 0.0
+    ends = min(cost[0], cost[-1])
     if best in (0, len(fovs) - 1):
         reason = f"not determined: the cost still falls at the grid's end ({fovs[best]:.0f} deg)"
+    elif ends < (1 + min_gain) * cost[best]:
+        reason = (f"not determined: no clear minimum (the best, {fovs[best]:.0f} deg, is within {100 * min_gain:.0f} % "
+                  f"of the grid's ends)")
     elif gain < min_gain:
         reason = f"not determined: the best field of view ({fovs[best]:.0f} deg) fits only {100 * gain:.1f} % better than the default"
     elif stability < min_stability:
