@@ -15,7 +15,6 @@ from typing import Generator
 
 import numpy as np
 
-from .solve import camera
 from .io.clip import ClipResult, save_clip
 from .errors import CaptureError, NoHandError
 from .progress import Progress, Rate
@@ -59,6 +58,9 @@ class CaptureOptions:
     # detector's device ("auto": a GPU where torch sees one). `core.detect.resolve_backend`.
     detector: str = "auto"
     device: str = "auto"
+    # Detection in parallel segments of the clip, one process each (`core.detect.segments`): None (auto) one per
+    # core for a clip of at least 100 frames per core; 1 reads the clip in one pass in this process.
+    workers: int | None = None
 
     @classmethod
     def from_args(cls, a) -> "CaptureOptions":
@@ -74,7 +76,8 @@ class CaptureOptions:
                    with_vertices=a.with_vertices, model_right=a.model_right, model_left=a.model_left,
                    min_confidence=a.min_confidence, vae=not a.no_vae, fit=not a.no_fit,
                    collide=not a.no_collide, shared_size=not getattr(a, "separate_sizes", False),
-                   detector=getattr(a, "detector", "auto"), device=getattr(a, "device", "auto"))
+                   detector=getattr(a, "detector", "auto"), device=getattr(a, "device", "auto"),
+                   workers=getattr(a, "workers", None))
 
 
 def parse_intrinsics_spec(spec: str) -> tuple[str, str | None]:
@@ -152,6 +155,8 @@ def _intrinsics_for(opts: CaptureOptions, sizes: np.ndarray, frame_index: np.nda
         if len(opts.K) <= int(frame_index.max()):
             raise CaptureError(f"per-frame intrinsics hold {len(opts.K)} matrices but the source has frame {int(frame_index.max())}")
         return opts.K[frame_index], False, no_exif
+    from .solve import camera  # torch: imported once the frames are read
+
     use_exif = exif_fov is not None and opts.fx is None and opts.fov is None
     from_exif = np.array([use_exif and exif_fov[k] is not None for k in range(n)], bool)
     K = np.stack([camera.intrinsics(int(w), int(h), opts.fx, opts.fy, opts.cx, opts.cy,
@@ -237,13 +242,13 @@ def person_pair(detected: list[np.ndarray], sides: tuple, min_shared: float = 0.
 
 
 def run_capture(opts: CaptureOptions) -> Generator[Progress, None, tuple]:
-    """The capture job as a step generator: yields Progress, returns (ClipResult, VideoSource)."""
+    """The capture job as a step generator: yields Progress, returns (ClipResult, VideoSource).
+
+    Imports are ordered for a light start: what reads and detects the frames first; torch and the fit's modules
+    once the frames are read (one pass), or while the segment workers detect (`core.detect.segments`)."""
     from .detect import create_detector, resolve_backend
-    from .solve.fit import FitConfig
     from .hand.load import load_model
-    from .hand.mano import ManoLayer
-    from .solve.pose import fit_hand
-    from .solve.cuts import Shots
+    from .solve.cuts import Shots, find_cuts
     from .solve.track import Tracker
     from .io.video import open_video
 
@@ -253,20 +258,19 @@ def run_capture(opts: CaptureOptions) -> Generator[Progress, None, tuple]:
         raise CaptureError(f"--side must be 'right' or 'left'; got {opts.side!r}")
     if opts.side is not None and opts.hands != 1:
         raise CaptureError("--side keeps one hand; use it with --hands 1 (or leave --hands out)")
-    # Load the hand models first: a bad model file fails before minutes of detection.
+    if opts.workers is not None and (isinstance(opts.workers, bool) or not isinstance(opts.workers, int)
+                                     or opts.workers < 1):
+        raise CaptureError(f"--workers must be 'auto' or a whole number >= 1; got {opts.workers!r}")
+    # Load the hand models first (numpy only): a bad model file fails before minutes of detection.
     if opts.model_right is None or opts.model_left is None:
         from .hand.gen import ensure_open_model
 
         ensure_open_model()  # a source checkout generates the open model into the user cache once
     models = {"right": load_model("right", opts.model_right), "left": load_model("left", opts.model_left)}
-    refiner = None
-    if opts.vae:
-        from .net import load_refiner
-
-        refiner = load_refiner()
     src = open_video(opts.input, start=opts.start, end=opts.end, stride=opts.stride)
     static = src.is_folder if opts.static is None else opts.static
     n = src.frame_count
+    backend = resolve_backend(opts.detector, opts.device)
     rate = Rate()
     yield Progress("detect", 0, n)
     # Identity: spurious tracklets (fewer than 3 frames) are dropped in tracking mode (in static mode every
@@ -275,23 +279,47 @@ def run_capture(opts: CaptureOptions) -> Generator[Progress, None, tuple]:
     # from the other one (MediaPipe, asked for one hand, hops onto the other hand when they come close) and
     # the asked --side is found; one is kept below (`TrackResult.pick`).
     tracker = Tracker(min_frames=1, same_side_frames=1) if static else Tracker()
-    shots = None if static else Shots()
-    frame_index, per_frame, sizes = [], [], []
-    backend = resolve_backend(opts.detector, opts.device)
-    with create_detector(backend, static=static, max_hands=2, min_detection_confidence=opts.min_confidence,
-                         **({"device": opts.device} if backend == "torch" else {})) as det:
-        for k, (idx, frame) in enumerate(src):
-            per_frame.append(det.detect(frame, idx / src.fps))
-            if shots is not None:
-                shots.add(frame)
-            frame_index.append(idx)
-            sizes.append((frame.shape[1], frame.shape[0]))  # a folder's images may differ in size
-            yield rate.event("detect", k + 1, n)
+    from .detect.segments import SegmentDetection, plan_workers
+
+    workers = plan_workers(opts.workers, n, backend, opts.device)
+    if workers > 1:  # the clip in segments, one process each; this process loads the fit meanwhile
+        seg = SegmentDetection(input=str(src.path), start=src.start, stride=src.stride, n_frames=n,
+                               workers=workers, static=static, backend=backend, device=opts.device,
+                               min_confidence=opts.min_confidence)
+        try:
+            seg.start()
+            refiner = _load_fit(opts)
+            stitched = yield from _segment_events(seg.collect(), rate, n)
+        finally:
+            seg.close()
+        frame_index, per_frame, sizes = stitched.frame_index, stitched.hands, stitched.sizes
+        cuts = set() if static else set(find_cuts(stitched.diffs))
+        if stitched.read < n:
+            src.mark_truncated(stitched.read)
+        log.info("detection in %d segments, joined at frames %s", workers,
+                 [frame_index[p] for p in stitched.joins if p < len(frame_index)])
+    else:
+        shots = None if static else Shots()
+        frame_index, per_frame, sizes = [], [], []
+        with create_detector(backend, static=static, max_hands=2, min_detection_confidence=opts.min_confidence,
+                             **({"device": opts.device} if backend == "torch" else {})) as det:
+            for k, (idx, frame) in enumerate(src):
+                per_frame.append(det.detect(frame, idx / src.fps))
+                if shots is not None:
+                    shots.add(frame)
+                frame_index.append(idx)
+                sizes.append((frame.shape[1], frame.shape[0]))  # a folder's images may differ in size
+                yield rate.event("detect", k + 1, n)
+        cuts = set(shots.cuts()) if shots is not None else set()
+        refiner = _load_fit(opts)
+    from .solve.fit import FitConfig
+    from .hand.mano import ManoLayer
+    from .solve.pose import fit_hand
+
     frame_index = np.asarray(frame_index, np.int64)
     t = len(frame_index)
     if t == 0:
         raise CaptureError(f"no frames could be read from {src.path.name}")
-    cuts = set(shots.cuts()) if shots is not None else set()
     for k, hands in enumerate(per_frame):
         if k in cuts:
             tracker.cut()
@@ -378,6 +406,28 @@ def run_capture(opts: CaptureOptions) -> Generator[Progress, None, tuple]:
         detector=backend,
         self_calibration=calibration,
     ), src
+
+
+def _load_fit(opts: CaptureOptions):
+    """Import the fit's modules (torch) and load the VAE refiner (None with ``vae`` off)."""
+    from .solve import fit, pose  # noqa: F401 - imported here, at a known point of the job
+    from .hand import mano  # noqa: F401
+
+    if not opts.vae:
+        return None
+    from .net import load_refiner
+
+    return load_refiner()
+
+
+def _segment_events(collect, rate: Rate, n: int):
+    """Progress events of `core.detect.segments.SegmentDetection.collect`; returns its `Stitched`."""
+    while True:
+        try:
+            owned = next(collect)
+        except StopIteration as stop:
+            return stop.value
+        yield rate.event("detect", owned, n)
 
 
 def capture(opts: CaptureOptions, reporter=None) -> tuple:

@@ -100,6 +100,13 @@ def _path(text: str) -> str:
     return text
 
 
+def _workers(text: str) -> int | None:
+    """``auto`` -> None; else a whole number >= 1."""
+    if text.strip().lower() == "auto":
+        return None
+    return _int_at_least(1, "a worker count or 'auto'")(text)
+
+
 FOV_RANGE = (0.01, 179.99)  # degrees; a pinhole camera's field of view is above 0 and below 180
 
 
@@ -175,6 +182,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "batched on a GPU); auto (default): torch on a GPU, MediaPipe on the CPU")
     c.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="device of the torch detector (default: a GPU where torch sees one)")
+    c.add_argument("--workers", type=_workers, default=None, metavar="N|auto",
+                   help="detect the clip in N parallel segments, one process each (default auto: one per CPU core "
+                        "for clips of at least 100 frames per core; 1: one pass in this process)")
     c.add_argument("--json-progress", action="store_true", help="worker protocol: JSON events on stdout")
     c.add_argument("--quiet", action="store_true", help="no progress bar")
 

@@ -32,12 +32,13 @@ OPTIONS = {
     "model_right": ("path", "--model-right"), "model_left": ("path", "--model-left"),
     "min_confidence": ("float", "--min-confidence"), "vae": ("nobool", "--no-vae"), "fit": ("nobool", "--no-fit"),
     "collide": ("nobool", "--no-collide"), "separate_sizes": ("bool", "--separate-sizes"),
-    "detector": ("str", "--detector"), "device": ("str", "--device"),
+    "detector": ("str", "--detector"), "device": ("str", "--device"), "workers": ("int", "--workers"),
 }
 _CHOICES = {"side": ("right", "left"), "detector": ("auto", "mediapipe", "torch"), "device": ("auto", "cpu", "cuda")}
 # The same checks as the capture CLI's argument types (core.cli), so a bad value fails when the manifest is read.
 _RANGES = {"hands": (1, 2), "start": (0, None), "end": (1, None), "stride": (1, None), "fov": (0.01, 179.99),
-           "min_confidence": (0.0, 1.0), "fx": (1e-9, 1e7), "fy": (1e-9, 1e7), "cx": (-1e7, 1e7), "cy": (-1e7, 1e7)}
+           "min_confidence": (0.0, 1.0), "fx": (1e-9, 1e7), "fy": (1e-9, 1e7), "cx": (-1e7, 1e7), "cy": (-1e7, 1e7),
+           "workers": (1, None)}
 _NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -78,7 +79,7 @@ class ClipSpec:
             model_right=o.get("model_right"), model_left=o.get("model_left"),
             no_vae=not o.get("vae", True), no_fit=not o.get("fit", True), no_collide=not o.get("collide", True),
             separate_sizes=bool(o.get("separate_sizes", False)), min_confidence=o.get("min_confidence", 0.5),
-            detector=o.get("detector", "auto"), device=o.get("device", "auto"),
+            detector=o.get("detector", "auto"), device=o.get("device", "auto"), workers=o.get("workers"),
             json_progress=False, quiet=True)
 
     def config(self) -> dict:

@@ -33,9 +33,31 @@ def resolve_backend(name: str, device: str = "auto") -> str:
         return "mediapipe"
     if device.startswith("cuda"):
         return "torch"
+    if not _torch_built_for_a_gpu():  # a CPU-only torch sees no GPU: no need to import it (~2 s) to ask
+        return "mediapipe"
     import torch
 
     return "torch" if torch.cuda.is_available() else "mediapipe"
+
+
+def _torch_built_for_a_gpu() -> bool:
+    """False where torch is missing or is a CPU-only build (its ``torch/version.py`` names no CUDA or ROCm
+    version), read without importing torch; True otherwise (then only torch itself can tell)."""
+    import importlib.util
+    import re
+    from pathlib import Path
+
+    try:
+        spec = importlib.util.find_spec("torch")
+        if spec is None or not spec.submodule_search_locations:
+            return False
+        text = (Path(list(spec.submodule_search_locations)[0]) / "version.py").read_text()
+    except (OSError, ValueError, ImportError):
+        return True
+    found = {m.group(1): m.group(2) for m in re.finditer(r"^(cuda|hip)\b[^=\n]*=\s*(.+?)\s*$", text, re.M)}
+    if set(found) != {"cuda", "hip"}:
+        return True  # a layout this check does not know: ask torch
+    return any(v != "None" for v in found.values())
 
 
 def create_detector(name: str = "mediapipe", *, config: DetectorConfig | None = None, **options) -> Detector:

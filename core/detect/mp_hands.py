@@ -56,15 +56,66 @@ def _native_stderr_captured():
                     sys.stderr.write(tmp.read().decode("utf-8", "replace"))
 
 
+# Packages whose ``__init__`` imports far more than the hands solution needs: ``mediapipe`` (every solution and
+# ``mediapipe.tasks``) and ``mediapipe.python.solutions`` (every solution and the drawing utilities, which pull in
+# matplotlib: ~1 s of a capture's start on the 2-core machine, BENCHMARKS.md).
+_AGGREGATE_PACKAGES = ("mediapipe", "mediapipe.python.solutions")
+
+
 def _import_mediapipe():
     os.environ.setdefault("GLOG_minloglevel", "2")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     try:
-        from mediapipe.python.solutions import hands
+        if "mediapipe" in sys.modules:  # already imported (in full, or by an earlier detector)
+            from mediapipe.python.solutions import hands
+        else:
+            hands = _hands_module_alone()
     except ImportError as exc:
         raise CaptureError(f"the MediaPipe hand detector is not installed ({exc}); "
                            f"install mediapipe 0.10.x into the capture runtime") from None
     return hands
+
+
+def _hands_module_alone():
+    """``mediapipe.python.solutions.hands`` with only the modules it imports itself.
+
+    Its parent packages are created from their own specs (the real package modules, with their real
+    ``__path__``), but their ``__init__`` code -- which imports every other solution, the drawing utilities
+    and matplotlib -- runs only when something first reads an attribute they do not have yet or lists them
+    (PEP 562 ``__getattr__`` / ``__dir__``): then it runs in full, in the same module object, and the package is
+    what a plain ``import mediapipe`` gives (tests/test_capture_parallel.py compares the two).
+    """
+    import importlib
+    import importlib.util
+
+    for name in _AGGREGATE_PACKAGES:
+        parent, _, child = name.rpartition(".")
+        if parent:
+            importlib.import_module(parent)  # a plain package between the two (mediapipe.python) runs as usual
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.loader is None:
+            raise ImportError(f"No module named {name!r}")
+        module = importlib.util.module_from_spec(spec)
+        module.__getattr__ = module.__dir__ = _complete_on_first_use(module, spec)
+        sys.modules[name] = module
+        if parent:
+            setattr(sys.modules[parent], child, module)  # as the import system binds a loaded submodule
+    return importlib.import_module("mediapipe.python.solutions.hands")
+
+
+def _complete_on_first_use(module, spec):
+    running = []
+
+    def complete(attr: str | None = None):
+        """``__getattr__(attr)`` and ``__dir__()`` of the package until its __init__ has run."""
+        if running:  # a name the __init__ itself looks up before binding it
+            raise AttributeError(f"module {module.__name__!r} has no attribute {attr!r}")
+        running.append(True)
+        del module.__getattr__, module.__dir__
+        spec.loader.exec_module(module)  # the package's own __init__, in full, in this module object
+        return dir(module) if attr is None else getattr(module, attr)
+
+    return complete
 
 
 class MediaPipeHands(Detector):

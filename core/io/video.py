@@ -186,13 +186,18 @@ class VideoSource:
         finally:
             cap.release()
         if n_read < self.frame_count:
-            self.truncated = True
-            last = self.start + (n_read - 1) * self.stride if n_read else self.start
-            self.warning = (
-                f"{self.path.name}: only {n_read} of {self.frame_count} selected frames decoded (the file says "
-                f"{self.source_frame_count} frames; decoding stopped after frame {last}); the video looks "
-                f"truncated, so the frames that decoded were used")
-            log.info(self.warning)  # `warning` is the channel: the capture job reports it once
+            self.mark_truncated(n_read)
+
+    def mark_truncated(self, n_read: int) -> None:
+        """Record that only the first ``n_read`` selected frames decoded (``truncated``, ``warning``); the
+        iteration calls it, and a capture that read the clip in segments (`core.detect.segments`)."""
+        self.truncated = True
+        last = self.start + (n_read - 1) * self.stride if n_read else self.start
+        self.warning = (
+            f"{self.path.name}: only {n_read} of {self.frame_count} selected frames decoded (the file says "
+            f"{self.source_frame_count} frames; decoding stopped after frame {last}); the video looks "
+            f"truncated, so the frames that decoded were used")
+        log.info(self.warning)  # `warning` is the channel: the capture job reports it once
 
 
 def _read_image(p: Path, folder: Path) -> np.ndarray:

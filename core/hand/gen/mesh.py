@@ -15,7 +15,6 @@ Pure numpy, deterministic; `core.hand.gen.arrays` puts MANO's arrays on the mesh
 from __future__ import annotations
 
 import numpy as np
-import scipy.sparse as sp
 
 from ..model import N_JOINTS
 
@@ -487,6 +486,8 @@ def vertex_normals(verts, tris):
 
 def adjacency(n_verts, tris):
     """Symmetric vertex adjacency (V, V) scipy.sparse.csr_matrix of 0/1 from triangles."""
+    import scipy.sparse as sp  # here: a capture that finds the model files current never loads scipy
+
     e = np.vstack([tris[:, [0, 1]], tris[:, [1, 2]], tris[:, [2, 0]]])
     e = np.vstack([e, e[:, ::-1]])
     a = sp.csr_matrix((np.ones(len(e)), (e[:, 0], e[:, 1])), shape=(n_verts, n_verts))
