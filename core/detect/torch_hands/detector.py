@@ -5,9 +5,15 @@ mirrored-selfie labels, landmarks in image pixels with the corner origin, z and 
 MediaPipe gives them), same tracking behaviour (see `pipeline`). On the CPU the crops are cut with
 OpenCV exactly as MediaPipe cuts them; on a GPU with ``grid_sample`` from the frame uploaded once, and
 all hands of a frame go through the landmark network in one batch.
+
+On the CPU the networks run on ONE intra-op thread (as MediaPipe's XNNPACK runs them on desktop Linux)
+and one hand crop at a time: with 2 threads on a loaded machine every operator waits at OpenMP's barrier
+for a descheduled thread (measured 4-20x slower a forward), and a batch of 2 crops measured slower than 2
+batches of 1 (BENCHMARKS.md, "Torch port").
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 
 import numpy as np
@@ -16,7 +22,7 @@ import torch
 from ..base import Detector, DetectorConfig, HandDet, as_bgr, merge_new, square_crops
 from ..mp_hands import SIDE_FROM_MP_LABEL
 from . import pipeline as P
-from .net import load_net
+from .net import frozen, load_net
 
 
 def resolve_device(device: str) -> torch.device:
@@ -30,9 +36,11 @@ class TorchHands(Detector):
     """`Detector` on the torch ports of palm_detection_full and hand_landmark_full (model_complexity 1)."""
 
     def __init__(self, config: DetectorConfig, device: str | torch.device | None = None,
-                 grid_sample: bool | None = None):
+                 grid_sample: bool | None = None, threads: int | None = None):
         """``device``: torch device (default: the config's ``device``); ``grid_sample``: cut crops with
-        ``grid_sample`` on the device (default: on GPUs; the CPU default is OpenCV, MediaPipe's own warp)."""
+        ``grid_sample`` on the device (default: on GPUs; the CPU default is OpenCV, MediaPipe's own warp);
+        ``threads``: torch's intra-op threads while the networks run on the CPU (default 1; the process's
+        setting is restored after each call; 0 = leave it as it is)."""
         super().__init__(config)
         if int(config.model_complexity) != 1:
             from ...errors import CaptureError
@@ -40,8 +48,13 @@ class TorchHands(Detector):
             raise CaptureError("the torch hand detector has the full models only (model_complexity 1)")
         self.device = resolve_device(str(device or config.device))
         self.grid_sample = self.device.type != "cpu" if grid_sample is None else bool(grid_sample)
+        self.threads = (1 if threads is None else int(threads)) if self.device.type == "cpu" else 0
+        self.batch_hands = self.device.type != "cpu"  # on the CPU one crop at a time is faster
         self.palm = load_net("palm", self.device)
         self.landmark = load_net("landmark", self.device)
+        if self.device.type == "cpu":  # traced and frozen: same outputs, less time a forward
+            with self._threads():
+                self.palm, self.landmark = frozen(self.palm), frozen(self.landmark)
         self._prev: list[np.ndarray] = []
         self.last: list[P.HandResult] = []
         self._open = True
@@ -63,13 +76,26 @@ class TorchHands(Detector):
             x = P.crop_torch(frame, rois, size, border_zero)
         return x * (1.0 / 255.0)
 
+    @contextlib.contextmanager
+    def _threads(self):
+        old = torch.get_num_threads()
+        if not self.threads or old == self.threads:
+            yield
+            return
+        torch.set_num_threads(self.threads)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(old)
+
     @torch.inference_mode()
     def palms(self, bgr: np.ndarray, frame: torch.Tensor | None = None) -> list[P.PalmDetection]:
         """Palm detections of a frame (normalised image coordinates), NMS'd, best first."""
         h, w = bgr.shape[:2]
         roi, pad = P.letterbox(w, h)
         x = self._crops(bgr, frame, [roi], P.PALM_SIZE, border_zero=True)
-        boxes, scores = self.palm(x)
+        with self._threads():
+            boxes, scores = self.palm(x)
         dets = P.decode_palms(boxes[0].float().cpu().numpy(), scores[0].float().cpu().numpy(),
                               float(self.config.min_detection_confidence))
         return [P.remove_letterbox(d, pad) for d in P.weighted_nms(dets)]
@@ -82,7 +108,13 @@ class TorchHands(Detector):
         h, w = bgr.shape[:2]
         rois, pads = zip(*(P.pad_roi(P.roi_pixels(r, w, h)) for r in rects))
         x = self._crops(bgr, frame, list(rois), P.LANDMARK_SIZE, border_zero=False)
-        lm, presence, handed, world = (t.float().cpu().numpy() for t in self.landmark(x))
+        with self._threads():
+            if self.batch_hands or len(rects) == 1:
+                outs = self.landmark(x)
+            else:
+                parts = [self.landmark(x[i:i + 1]) for i in range(len(rects))]
+                outs = [torch.cat(t) for t in zip(*parts)]
+        lm, presence, handed, world = (t.float().cpu().numpy() for t in outs)
         out = []
         for i, rect in enumerate(rects):
             landmarks, wl = P.project_landmarks(lm[i], world[i], rect, pads[i])
