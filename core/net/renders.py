@@ -30,6 +30,8 @@ import numpy as np
 import torch
 
 DETECTOR_BIAS = Path(__file__).resolve().parent / "data" / "detector_bias.npz"
+# The 2D landmark convention (`measure_2d`): read by the capture's fit (`core.solve.fit.RefineConfig.offsets`).
+LANDMARK_OFFSETS = Path(__file__).resolve().parent / "data" / "landmark_offsets.npz"
 
 
 def render_set(n: int, seed: int) -> dict:
@@ -127,6 +129,124 @@ def measure(n: int = 400, seed: int = 0, frames_dir: Path | None = None, reporte
             "residual_rms_mm": np.array(rms * 1000.0)}
 
 
+def bone_of(k: int) -> int:
+    """MANO joint (0..15) whose global rotation carries the landmark of MANO-21 joint ``k``: the bone that
+    ends at it (its parent), the root for the wrist."""
+    from ..hand.model import MANO21_PARENTS
+
+    return 0 if k == 0 else int(MANO21_PARENTS[k])
+
+
+def solve_offsets(joints: np.ndarray, bone_rot: np.ndarray, px: np.ndarray, K: np.ndarray,
+                  facing: np.ndarray | None = None, iters: int = 10,
+                  huber_px: float = 3.0) -> tuple[np.ndarray, np.ndarray]:
+    """Per joint, the 3D offset in its bone's frame such that the detector's 2D landmark is the projection
+    of ``joint + R_bone @ (o + facing * d)`` (robust least squares over the frames).
+
+    joints (N, 21, 3) true joints, camera frame, metres; bone_rot (N, 21, 3, 3) the global rotation of each
+    joint's bone (`bone_of`); px (N, 21, 2) the detector's 2D (K's pixel convention); K (3, 3); facing (N,)
+    in [-1, 1] (`core.solve.fit.palm_facing`: +1 palm to the camera, -1 its back) or None (no ``d``).
+    Returns offsets (21, 3) ``o``, or (21, 6) ``o, d`` with ``facing``, metres, and the residual rms per
+    joint (21,) pixels after the offsets. IRLS with Huber weights on the linearised projection."""
+    n = len(joints)
+    f = np.array([K[0, 0], K[1, 1]])
+    c = K[:2, 2]
+    npar = 3 if facing is None else 6
+    offs = np.zeros((21, npar))
+    rms = np.zeros(21)
+
+    def points(k, o):
+        r = bone_rot[:, k]
+        off = o[:3][None] if facing is None else o[:3][None] + facing[:, None] * o[3:][None]
+        return joints[:, k] + (r @ off[..., None])[..., 0]
+
+    for k in range(21):
+        o = np.zeros(npar)
+        for _ in range(iters):
+            p = points(k, o)
+            z = p[:, 2:3]
+            uv = p[:, :2] / z * f + c
+            r = (px[:, k] - uv).reshape(-1)  # (2N,)
+            jp = np.zeros((n, 2, 3))
+            jp[:, 0, 0] = f[0] / z[:, 0]
+            jp[:, 1, 1] = f[1] / z[:, 0]
+            jp[:, :, 2] = -(p[:, :2] * f) / z ** 2
+            a = jp @ bone_rot[:, k]  # (N, 2, 3) d uv / d o
+            if facing is not None:
+                a = np.concatenate([a, a * facing[:, None, None]], -1)
+            a = a.reshape(-1, npar)
+            e = np.linalg.norm(r.reshape(n, 2), axis=1)
+            w = np.repeat(np.where(e <= huber_px, 1.0, huber_px / np.maximum(e, 1e-9)), 2)
+            do = np.linalg.lstsq(a * w[:, None] ** 0.5, r * w ** 0.5, rcond=None)[0]
+            o = o + do
+            if np.linalg.norm(do) < 1e-7:
+                break
+        offs[k] = o
+        p = points(k, o)
+        rms[k] = np.sqrt((((p[:, :2] / p[:, 2:3] * f + c) - px[:, k]) ** 2).sum(-1).mean())
+    return offs, rms
+
+
+def measure_2d(n: int = 400, seed: int = 0, reporter=None) -> dict:
+    """The detector's 2D landmark convention on renders of our hand: `render_set` (its own poses and views,
+    none of the evaluation views), MediaPipe in static mode, and per joint the offsets of `solve_offsets`
+    with the palm's facing (MANO-21 order, metres, each in its bone's frame; (21, 6): ``o`` and ``d``).
+    The arrays of a landmark-offsets file."""
+    import cv2
+    import mediapipe
+
+    from .. import demo
+    from ..detect import create_detector
+    from ..hand.load import load_model
+    from ..hand.mano import ManoLayer
+    from ..hand.model import MANO21_FROM_MP
+    from ..progress import Reporter
+    from ..solve.fit import fk_rigid, palm_facing
+
+    reporter = reporter or Reporter("quiet")
+    data = render_set(n, seed)
+    px = np.zeros((n, 21, 2))
+    found = np.zeros(n, bool)
+    with tempfile.TemporaryDirectory(prefix="handcap-renders-") as tmp:
+        frames = Path(tmp) / "frames"
+        demo.render_frames(data["vertices"], data["faces"], demo.K_DEMO, frames, reporter)
+        with create_detector("mediapipe", static=True, max_hands=1) as det:
+            for i, path in enumerate(sorted(frames.glob("*.png"))):
+                hands = det.detect(cv2.imread(str(path)), 0.0)
+                if hands:
+                    found[i], px[i] = True, hands[0].landmarks_px - 0.5  # corner -> OpenCV pixel centres
+    if found.sum() < n // 4:
+        raise RuntimeError(f"MediaPipe found the hand on only {found.sum()} of {n} renders")
+    layer = ManoLayer(load_model("right"))
+    with torch.no_grad():
+        rest21 = torch.cat([layer.rest_joints(data["betas"]), layer.rest_tips(data["betas"])], 1)
+        _, g = fk_rigid(data["rotmats"], rest21, data["transl"])
+    g = g.numpy().astype(np.float64)
+    bone_rot = np.stack([g[:, bone_of(k)] for k in range(21)], 1)  # (n, 21, 3, 3)
+    kp = px[:, MANO21_FROM_MP]
+    before = np.sqrt(((demo_project(data["joints"], demo.K_DEMO) - kp)[found] ** 2).sum(-1).mean(0))
+    facing = palm_facing(torch.as_tensor(data["joints"]), "right").numpy()
+    offs, rms = solve_offsets(data["joints"][found], bone_rot[found], kp[found], np.asarray(demo.K_DEMO, np.float64),
+                              facing[found])
+    return {"offsets": offs.astype(np.float32), "rms_before_px": before.astype(np.float32),
+            "rms_after_px": rms.astype(np.float32), "n_rendered": np.array(n),
+            "n_detected": np.array(int(found.sum())), "seed": np.array(seed),
+            "detector": np.array(f"mediapipe {mediapipe.__version__}")}
+
+
+def demo_project(points: np.ndarray, K) -> np.ndarray:
+    """Pinhole projection (..., 3) -> (..., 2) pixels."""
+    K = np.asarray(K, np.float64)
+    return points[..., :2] / points[..., 2:3] * np.array([K[0, 0], K[1, 1]]) + K[:2, 2]
+
+
+def load_offsets(path: Path = LANDMARK_OFFSETS) -> np.ndarray:
+    """The landmark offsets (21, 6) float64 metres, MANO-21 order, each in its bone's frame, of a right hand:
+    ``o`` then ``d`` (the part that goes with `core.solve.fit.palm_facing`) (`measure_2d`)."""
+    with np.load(path, allow_pickle=False) as z:
+        return np.asarray(z["offsets"], np.float64)
+
+
 def load_bias(path: Path = DETECTOR_BIAS) -> tuple[np.ndarray, str]:
     """(bias (21, 3) float64 metres, MANO-21, model frame; a one-line description) of a detector-bias file."""
     with np.load(path, allow_pickle=False) as z:
@@ -142,9 +262,26 @@ def main(argv=None) -> int:
     ap.add_argument("--n", type=int, default=400)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--frames", type=Path, help="keep the rendered frames here")
+    ap.add_argument("--landmarks-2d", action="store_true",
+                    help=f"measure the 2D landmark offsets instead (`measure_2d`; default --out {LANDMARK_OFFSETS.name})")
     a = ap.parse_args(argv)
     from ..errors import CaptureError
 
+    if a.landmarks_2d:
+        out = a.out if a.out != DETECTOR_BIAS else LANDMARK_OFFSETS
+        try:
+            arrays = measure_2d(a.n, a.seed)
+        except (CaptureError, RuntimeError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        out.parent.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(out, **arrays)
+        print(f"{out}: {int(arrays['n_detected'])} of {int(arrays['n_rendered'])} renders; rms px per joint "
+              f"before {[round(float(x), 1) for x in arrays['rms_before_px']]} after "
+              f"{[round(float(x), 1) for x in arrays['rms_after_px']]}; |offset| mm "
+              f"{[round(float(x), 1) for x in np.linalg.norm(arrays['offsets'][:, :3], axis=-1) * 1000]}, facing part "
+              f"{[round(float(x), 1) for x in np.linalg.norm(arrays['offsets'][:, 3:], axis=-1) * 1000]}")
+        return 0
     try:
         arrays = measure(a.n, a.seed, a.frames)
     except (CaptureError, RuntimeError) as exc:

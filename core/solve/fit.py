@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from . import limits
-from ..hand.model import MANO21_FROM_MP, MANO21_PARENTS, MP_PARENTS
+from ..hand.model import MANO21_FROM_MP, MANO21_PARENTS, MP_FROM_MANO21, MP_PARENTS
 from ..hand.mano import ManoLayer
 from ..rot import aa_to_rotmat, kabsch, rotmat_to_aa
 
@@ -102,6 +102,17 @@ class RefineConfig:
     against the truth but one, and the dev crops moved 7.88 -> 7.86 mm PA, while the shared videos'
     reprojection onto the detector's 2D rose by ~0.001 hand sizes; see BENCHMARKS.md).
     joint_w_2d, joint_w_3d: per-joint weights (21,), MediaPipe order, or None for ones.
+    offsets: the detector's landmark convention, or None: per joint (MANO-21 order) of a right hand, metres,
+    in the frame of the bone that carries the joint (`BONE_OF`), ``(ox, oy, oz)`` or ``(ox, oy, oz, dx, dy,
+    dz)``; the 2D term then compares the 2D landmarks with the projections of ``joint + R_bone @ (o +
+    palm_facing * d)`` (where the detector puts that joint's landmark on our hand; `landmark_points`) instead
+    of the joints themselves. Measured on renders of the project's hand (`core.net.renders.measure_2d`).
+    offsets_3d: the 3D term compares the target with those points too (the target is built from the
+    detector's landmarks, so it has their convention).
+    offsets_shape: (read from ``FitConfig.refine``) the hand's shape is fitted to the target's distances as
+    distances between the landmark points too (`core.solve.shape.fit_betas` ``offsets``): the detector's
+    palm is shorter than the model's (its wrist sits nearer the knuckles), so the shape fitted to its
+    distances between joints comes out too small.
     """
 
     iters: int = 4
@@ -117,6 +128,9 @@ class RefineConfig:
     w_hyper: float = 0.0
     joint_w_2d: tuple | None = None
     joint_w_3d: tuple | None = (10.0,) + (1.0,) * 20  # the wrist pinned: joints are read wrist-relative
+    offsets: tuple | None = None
+    offsets_3d: bool = False
+    offsets_shape: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -148,10 +162,83 @@ class FitConfig:
     penetration_target: float = 0.8
 
 
+# The MANO joint (0..15) whose global rotation carries each MANO-21 joint's landmark: the bone ending at it
+# (its parent joint's rotation), the root for the wrist.
+BONE_OF = np.array([0] + [int(MANO21_PARENTS[k]) for k in range(1, 21)])
+
+
+_MIRROR = torch.tensor([-1.0, 1.0, 1.0])
+
+
+def palm_facing(joints: torch.Tensor, side: str) -> torch.Tensor:
+    """(B,) in [-1, 1]: the cosine between the palm's (volar) normal and the direction to the camera (+1 palm
+    to the camera, -1 its back); joints (B, 21, 3) MANO-21 order, camera frame. The normal is that of
+    `core.eval.reproj.flexion_deg`: (index MCP - wrist) x (pinky MCP - wrist) on a right hand, its opposite
+    on a left one."""
+    w, i, p = joints[:, 0], joints[:, int(MP_FROM_MANO21[5])], joints[:, int(MP_FROM_MANO21[17])]
+    n = torch.cross(i - w, p - w, dim=-1)
+    if side == "left":
+        n = -n
+    n = n / n.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    view = joints.mean(1)
+    view = view / view.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    return -(n * view).sum(-1)
+
+
+def side_offsets(offsets, side: str, dtype=torch.float32, device=None) -> torch.Tensor | None:
+    """Landmark offsets measured on a right hand, (21, 3) or (21, 6) (`RefineConfig.offsets`), as a (21, 6)
+    tensor for ``side`` (the left hand is the right one mirrored x -> -x, and so are its offsets); None stays."""
+    if offsets is None:
+        return None
+    o = torch.as_tensor(np.asarray(offsets, np.float64), dtype=dtype, device=device).reshape(21, -1)
+    if o.shape[1] == 3:
+        o = torch.cat([o, torch.zeros_like(o)], 1)
+    if side == "left":
+        m = _MIRROR.to(o)
+        o = torch.cat([o[:, :3] * m, o[:, 3:] * m], 1)
+    return o
+
+
+def landmark_points(joints: torch.Tensor, grot: torch.Tensor, offsets: torch.Tensor | None,
+                    side: str = "right") -> torch.Tensor:
+    """Where the detector's landmarks sit on the hand: joints (B, 21, 3) MANO-21 plus each bone's rotation
+    (``grot`` (B, 16, 3, 3), `fk_rigid`) applied to ``o + palm_facing * d`` (``offsets`` (21, 6) for this
+    side, `side_offsets`); the joints when offsets is None."""
+    if offsets is None:
+        return joints
+    s = palm_facing(joints, side)
+    off = offsets[None, :, :3] + s[:, None, None] * offsets[None, :, 3:]  # (B, 21, 3)
+    return joints + (grot[:, torch.as_tensor(BONE_OF, device=joints.device)] * off[:, :, None, :]).sum(-1)
+
+
+def landmarks_of(layer: ManoLayer, betas: torch.Tensor, rotmats: torch.Tensor, transl: torch.Tensor,
+                 offsets) -> torch.Tensor:
+    """`landmark_points` of a pose (B, 21, 3) MANO-21 order; ``offsets`` as `RefineConfig.offsets` (a right
+    hand's; mirrored for a left ``layer``) or None (the joints, as ``layer`` gives them)."""
+    if offsets is None:
+        return layer(betas, None, None, transl, with_vertices=False, rotmats=rotmats).joints21
+    rest21 = torch.cat([layer.rest_joints(betas), layer.rest_tips(betas)], 1)
+    j, g = fk_rigid(rotmats, rest21.expand(len(rotmats), -1, -1), transl)
+    return landmark_points(j, g, side_offsets(offsets, layer.side, j.dtype, j.device), layer.side)
+
+
+def with_landmark_offsets(cfg: "FitConfig", offsets) -> "FitConfig":
+    """``cfg`` with the detector's landmark convention ``offsets`` ((21, 3) or (21, 6), `RefineConfig.offsets`)
+    in the refinement and the alignment's 2D terms and in the shape fit (``offsets_shape``)."""
+    off = tuple(tuple(float(x) for x in row) for row in np.asarray(offsets, np.float64))
+    rep = {}
+    if cfg.refine is not None:
+        rep["refine"] = dataclasses.replace(cfg.refine, offsets=off, offsets_shape=True)
+    if cfg.align is not None:
+        rep["align"] = dataclasses.replace(cfg.align, offsets=off)
+    return dataclasses.replace(cfg, **rep)
+
+
 def _ancestor_pairs() -> tuple[np.ndarray, np.ndarray]:
     """(k, i) index arrays (P,) of every MANO-21 joint k and each MANO joint i that is a proper ancestor
-    of k (a rotation at i moves k); P = 50."""
-    ks, is_ = [], []
+    of k (a rotation at i moves k), and (0, 0): the root's rotation moves the wrist's landmark point (an
+    offset from the wrist; a zero column without offsets); P = 51."""
+    ks, is_ = [0], [0]
     for k in range(21):
         p = int(MANO21_PARENTS[k])
         while p >= 0:
@@ -246,6 +333,7 @@ def _hyper_terms(layer: ManoLayer, rotmats: torch.Tensor, betas: torch.Tensor, b
 
 def refine(layer: ManoLayer, betas: torch.Tensor, rotmats: torch.Tensor, transl: torch.Tensor,
            kp_px: torch.Tensor, K: torch.Tensor, target: torch.Tensor, cfg: RefineConfig = RefineConfig(),
+           depth: torch.Tensor | None = None, depth_w: torch.Tensor | None = None,
            ) -> tuple[torch.Tensor, torch.Tensor]:
     """Refine a MANO pose against 2D landmarks and a 3D target.
 
@@ -258,6 +346,9 @@ def refine(layer: ManoLayer, betas: torch.Tensor, rotmats: torch.Tensor, transl:
         K (B, 3, 3): intrinsics.
         target (B, 21, 3): 3D joints, metres, camera frame, MANO-21 order.
         cfg: energy weights.
+        depth (B,) metres or None: a depth for the joints' mean (a prior from outside this hand, e.g. the other
+            hand of the same person); depth_w (B,): its weight per frame (0 = none), on the residual
+            (mean depth - depth) / the hand's size.
     Returns:
         rotmats (B, 16, 3, 3), transl (B, 3).
     """
@@ -277,6 +368,7 @@ def refine(layer: ManoLayer, betas: torch.Tensor, rotmats: torch.Tensor, transl:
     prior = torch.cat([prior.reshape(48), torch.zeros(3, dtype=dt, device=dev)])  # (51,)
     fx, fy, cx, cy = K[:, 0, 0, None], K[:, 1, 1, None], K[:, 0, 2, None], K[:, 1, 2, None]
     use_limits = cfg.w_limit > 0
+    off = side_offsets(cfg.offsets, layer.side, dt, dev)
     lim_betas = betas[:1] if bool((betas == betas[:1]).all()) else betas  # one clip shape: frames once
     rot = rotmats
     tr = transl
@@ -288,30 +380,41 @@ def refine(layer: ManoLayer, betas: torch.Tensor, rotmats: torch.Tensor, transl:
         # descendant k by (G_i delta) x (J_k - J_i), i.e. column c of block (k, i) is G_i[:, c] x (J_k - J_i);
         # the translation moves every joint.
         j21, grot = fk_rigid(rot, rest21, tr)
+        lm = landmark_points(j21, grot, off, layer.side)  # the points the 2D landmarks mark (the joints without offsets)
         gcols = grot[:, pi].transpose(-1, -2)  # (B, P, 3 columns, 3)
-        rel = (j21[:, pk] - j21[:, pi])[:, :, None].expand_as(gcols)
-        blocks = torch.zeros(bsz, 21 * 16, 3, 3, dtype=dt, device=dev)  # (B, k*16+i, column, xyz)
-        blocks[:, flat] = torch.cross(gcols, rel, dim=-1)
-        j3 = torch.cat([blocks.reshape(bsz, 21, 16, 3, 3).permute(0, 1, 4, 2, 3).reshape(bsz, 21, 3, 48),
-                        eye3.expand(bsz, 21, 3, 3)], -1)
+
+        def jacobian(pts):  # (B, 21, 3, 51) of points carried rigidly by the bones (`BONE_OF`)
+            rel = (pts[:, pk] - j21[:, pi])[:, :, None].expand_as(gcols)
+            blocks = torch.zeros(bsz, 21 * 16, 3, 3, dtype=dt, device=dev)  # (B, k*16+i, column, xyz)
+            blocks[:, flat] = torch.cross(gcols, rel, dim=-1)
+            return torch.cat([blocks.reshape(bsz, 21, 16, 3, 3).permute(0, 1, 4, 2, 3).reshape(bsz, 21, 3, 48),
+                              eye3.expand(bsz, 21, 3, 3)], -1)
+
+        j3 = jacobian(j21)
+        jl = j3 if off is None else jacobian(lm)
         # 2. 2D: residual in hand sizes, projection Jacobian P (B, 21, 2, 3), Geman-McClure IRLS weights.
-        z = j21[..., 2].clamp_min(1e-4)
-        u = fx * j21[..., 0] / z + cx
-        v = fy * j21[..., 1] / z + cy
+        z = lm[..., 2].clamp_min(1e-4)
+        u = fx * lm[..., 0] / z + cx
+        v = fy * lm[..., 1] / z + cy
         r2 = (torch.stack([u, v], -1) - kp_px) / s_px[:, None, None]  # (B, 21, 2)
         zero = torch.zeros_like(z)
-        p = torch.stack([torch.stack([fx / z, zero, -fx * j21[..., 0] / z**2], -1),
-                         torch.stack([zero, fy / z, -fy * j21[..., 1] / z**2], -1)], -2) / s_px[:, None, None, None]
-        jac2 = p @ j3  # (B, 21, 2, 51)
+        p = torch.stack([torch.stack([fx / z, zero, -fx * lm[..., 0] / z**2], -1),
+                         torch.stack([zero, fy / z, -fy * lm[..., 1] / z**2], -1)], -2) / s_px[:, None, None, None]
+        jac2 = p @ jl  # (B, 21, 2, 51)
         sig2 = cfg.robust_2d**2
         sw2 = (w2 * sig2**2 / (r2.square().sum(-1) + sig2) ** 2).sqrt()  # (B, 21) sqrt of weight x IRLS
         # 3. 3D: residual in hand sizes, depth component down-weighted.
         sw3 = w3.sqrt()[:, None] * axis_w  # (21, 3)
-        r3 = (j21 - target) / s_m[:, None, None] * sw3
-        jac3 = j3 / s_m[:, None, None, None] * sw3[..., None]
+        p3, jp3 = (lm, jl) if cfg.offsets_3d else (j21, j3)
+        r3 = (p3 - target) / s_m[:, None, None] * sw3
+        jac3 = jp3 / s_m[:, None, None, None] * sw3[..., None]
         # 4. Normal equations of the stacked weighted rows A: H = A^T A + prior, g = A^T r + prior * acc.
         a = torch.cat([(jac2 * sw2[..., None, None]).reshape(bsz, 42, 51), jac3.reshape(bsz, 63, 51)], 1)
         r = torch.cat([(r2 * sw2[..., None]).reshape(bsz, 42), r3.reshape(bsz, 63)], 1)
+        if depth is not None:  # one row: the joints' mean depth near the given depth
+            sd = depth_w.sqrt() / s_m
+            a = torch.cat([a, (j3[:, :, 2].mean(1) * sd[:, None])[:, None]], 1)
+            r = torch.cat([r, ((j21[..., 2].mean(1) - depth) * sd)[:, None]], 1)
         at = a.transpose(1, 2)
         h = at @ a + torch.diag_embed(prior.expand(bsz, -1))
         g = (at @ r[..., None])[..., 0] + prior * acc

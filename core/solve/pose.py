@@ -87,10 +87,11 @@ def _solve_ik(layer: ManoLayer, joints21: torch.Tensor, bb: torch.Tensor) -> ik.
 
 
 def _reproj_error(layer: ManoLayer, betas: torch.Tensor, rotmats: torch.Tensor, transl: torch.Tensor,
-                  kp_px: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
-    """Median (B,) over the joints of the distance between the projected joints and the 2D landmarks
-    (pixels, MediaPipe order); inf where a joint is behind the camera."""
-    j = layer(betas, None, None, transl, with_vertices=False, rotmats=rotmats).joints21[:, MP_FROM_MANO21]
+                  kp_px: torch.Tensor, K: torch.Tensor, offsets=None) -> torch.Tensor:
+    """Median (B,) over the joints of the distance between the projected joints (their landmark points with
+    ``offsets``, `core.solve.fit.landmarks_of`) and the 2D landmarks (pixels, MediaPipe order); inf where a
+    joint is behind the camera."""
+    j = fit.landmarks_of(layer, betas, rotmats, transl, offsets)[:, MP_FROM_MANO21]
     err = (camera.project(j, K) - kp_px).norm(dim=-1).median(1).values
     behind = (j[..., 2] <= 1e-3).any(1) | ~torch.isfinite(err)
     return torch.where(behind, torch.full_like(err, float("inf")), err)
@@ -173,7 +174,8 @@ def shared_lengths(evidence: list[SizeEvidence]) -> np.ndarray:
 def fit_hand(layer: ManoLayer, kp_px: np.ndarray, world: np.ndarray, detected: np.ndarray, K: np.ndarray,
              with_vertices: bool = False, perspective: bool = True, landmarks_z: np.ndarray | None = None,
              image_width: int | None = None, config: fit.FitConfig | None = None,
-             fps: float | None = None, refiner=None, lengths: np.ndarray | None = None) -> HandFit:
+             fps: float | None = None, refiner=None, lengths: np.ndarray | None = None,
+             depth_prior: tuple[np.ndarray, np.ndarray] | None = None) -> HandFit:
     """Fit one hand over a clip.
 
     Args:
@@ -195,6 +197,10 @@ def fit_hand(layer: ManoLayer, kp_px: np.ndarray, world: np.ndarray, detected: n
         lengths (P,) metres or None: the hand's size as `core.solve.shape.PAIRS` distances (e.g. one size
             shared by a person's two hands, `shared_lengths`) instead of this hand's own median distances;
             the 3D target is scaled about the camera centre to match it (same 2D, depth follows the size).
+        depth_prior: (depth (T,) metres, weight (T,)) or None: for video, a depth for the hand's mean joint on
+            each frame (weight 0 where none) added to the final image alignment (6b) as one more residual,
+            (mean depth - depth) / hand size, squared times the weight: e.g. the depth the other hand of the
+            same person implies (`pair_depths`). The 2D keeps the size fixed, so it acts through the pose.
     Returns:
         HandFit.
     """
@@ -223,7 +229,10 @@ def fit_hand(layer: ManoLayer, kp_px: np.ndarray, world: np.ndarray, detected: n
             if target is not None:
                 target = target * shape.size_ratio(lengths, own)
             own = lengths
-        betas = shape.fit_betas(layer, own).to(dev)
+        conv = None
+        if cfg.refine is not None and cfg.refine.offsets is not None and cfg.refine.offsets_shape:
+            conv = fit.side_offsets(cfg.refine.offsets, layer.side, torch.float64)[:, :3].numpy()
+        betas = shape.fit_betas(layer, own, offsets=conv).to(dev)
         bb = betas[None].expand(n, -1)
         # 3. IK (camera-frame target: IK's palm fit places the wrist too).
         if target is not None:
@@ -276,6 +285,7 @@ def fit_hand(layer: ManoLayer, kp_px: np.ndarray, world: np.ndarray, detected: n
                 px_all = np.asarray(kp_px, np.float32)[valid][d_v]
                 k_all = np.asarray(K)[valid][d_v]
                 di = torch.as_tensor(d_v, device=dev)
+                off = cfg.align.offsets
                 r0, t0 = rot_v[di], tr_v[di]
                 parts = []
                 for c in _chunks(len(d_v)):
@@ -285,15 +295,23 @@ def fit_hand(layer: ManoLayer, kp_px: np.ndarray, world: np.ndarray, detected: n
                     # The cleaned hand slid along its viewing ray onto the 2D landmarks: the smoothed depth
                     # is kept, the image position is the detector's.
                     cen = j0.mean(1, keepdim=True)
-                    t_2d = camera.solve_translation(j0[:, MP_FROM_MANO21] - cen, pc, kc, w_t[:1].expand(len(pc), -1))
+                    lm0 = j0 if off is None else fit.landmarks_of(layer, bv[c], r0[c], t0[c], off)
+                    t_2d = camera.solve_translation(lm0[:, MP_FROM_MANO21] - cen, pc, kc, w_t[:1].expand(len(pc), -1))
                     ok = torch.isfinite(t_2d).all(-1) & (t_2d[:, 2] > 0.25 * cen[:, 0, 2]) & (t_2d[:, 2] < 4 * cen[:, 0, 2])
                     shift = t_2d * (cen[:, 0, 2] / t_2d[:, 2].clamp_min(1e-3))[:, None] - cen[:, 0]
                     shift = torch.where(ok[:, None], shift, torch.zeros_like(shift))
                     j0 = j0 + shift[:, None]
-                    r_c, t_c = fit.refine(layer, bv[c], r0[c], t0[c] + shift, pc[:, MANO21_FROM_MP], kc, j0, cfg.align)
+                    dp = dw = None
+                    if depth_prior is not None:
+                        dp = torch.as_tensor(np.asarray(depth_prior[0])[valid][d_v][c], dtype=dt, device=dev)
+                        dw = torch.as_tensor(np.asarray(depth_prior[1])[valid][d_v][c], dtype=dt, device=dev)
+                        dw = torch.where(torch.isfinite(dp), dw, torch.zeros_like(dw))
+                        dp = torch.nan_to_num(dp)
+                    r_c, t_c = fit.refine(layer, bv[c], r0[c], t0[c] + shift, pc[:, MANO21_FROM_MP], kc, j0, cfg.align,
+                                          depth=dp, depth_w=dw)
                     # A frame keeps its cleaned pose where the alignment did not bring it nearer the 2D.
-                    before = _reproj_error(layer, bv[c], r0[c], t0[c], pc, kc)
-                    after = _reproj_error(layer, bv[c], r_c, t_c, pc, kc)
+                    before = _reproj_error(layer, bv[c], r0[c], t0[c], pc, kc, off)
+                    after = _reproj_error(layer, bv[c], r_c, t_c, pc, kc, off)
                     better = after < before
                     parts.append((torch.where(better[:, None, None, None], r_c, r0[c]),
                                   torch.where(better[:, None], t_c, t0[c])))
@@ -321,3 +339,52 @@ def fit_hand(layer: ManoLayer, kp_px: np.ndarray, world: np.ndarray, detected: n
         verts = np.zeros((n_frames, layer.v_template.shape[0], 3), np.float32)
         verts[valid] = torch.cat([o.vertices for o in outs]).cpu().numpy()
     return HandFit(betas.cpu().numpy().astype(np.float32), go, hp, tr, jo, valid, verts)
+
+
+@dataclasses.dataclass(frozen=True)
+class PairDepthConfig:
+    """The prior on the depths of one person's two hands acting together (`pair_depths`).
+
+    gap_sigma: metres, the prior's spread of the depth difference between the two hands' mean joints
+    (two hands of one person that the camera sees together are rarely far apart in depth);
+    floor: hand sizes, the least relative depth uncertainty of a frame (a perfect fit still leaves the
+    detector's own size error); weight: of the prior's row in the alignment (per the hand's own depth sigma).
+    """
+
+    gap_sigma: float = 0.15
+    floor: float = 0.03
+    weight: float = 1.0
+
+
+def pair_depths(fits: list[HandFit], kp_px: list[np.ndarray], K: np.ndarray, detected: list[np.ndarray],
+                cfg: PairDepthConfig = PairDepthConfig()) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Depth priors (`fit_hand`'s ``depth_prior``) for a person's two hands fitted alone: on the frames where
+    both are detected, each hand's mean joint depth z has a sigma z (floor + its frame's median reprojection
+    onto its 2D, hand sizes: a hand the image fits badly, or seen small, knows its depth less), and the
+    depth gap a Gaussian prior N(0, gap_sigma^2); the most likely depths under both (closed form: the gap
+    shrinks by gap_sigma^2 / (gap_sigma^2 + s_a^2 + s_b^2), each hand moving in proportion to its own s^2)
+    become the priors, weighted ``weight / s^2`` (times the hand size^2 in `core.solve.fit.refine`'s units).
+    fits, kp_px (T, 21, 2), detected (T,): the two hands; K (T, 3, 3). Returns [(depth (T,), weight (T,))] * 2,
+    nan / 0 where not both."""
+    from ..eval import reproj
+
+    both = fits[0].valid & fits[1].valid & np.asarray(detected[0], bool) & np.asarray(detected[1], bool)
+    out = []
+    z, s = [], []
+    for f, kp in zip(fits, kp_px):
+        zz = f.joints[..., 2].mean(-1).astype(np.float64)
+        e = np.zeros(len(zz))
+        if both.any():
+            e[both] = np.nanmedian(reproj.reprojection(f.joints[both], K[both], np.asarray(kp)[both]).dist, 1)
+        z.append(zz)
+        s.append(np.where(both, zz * (cfg.floor + np.nan_to_num(e, nan=1.0)), 0.0))
+    gap = z[0] - z[1]
+    var = s[0] ** 2 + s[1] ** 2
+    shrink = np.where(both, cfg.gap_sigma ** 2 / (cfg.gap_sigma ** 2 + var), 1.0)
+    for h, sign in ((0, -1.0), (1, 1.0)):
+        moved = z[h] + sign * (1 - shrink) * gap * np.where(both, s[h] ** 2 / np.maximum(var, 1e-12), 0.0)
+        depth = np.where(both, moved, np.nan)
+        hand = float(np.median(reproj.hand_size_3d(fits[h].joints[fits[h].valid]))) if fits[h].valid.any() else 0.09
+        w = np.where(both, cfg.weight * (hand / np.maximum(s[h], 1e-6)) ** 2, 0.0)
+        out.append((depth, w))
+    return out

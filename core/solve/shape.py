@@ -41,14 +41,20 @@ def joint_shape_basis(layer: ManoLayer) -> tuple[np.ndarray, np.ndarray]:
 
 
 def fit_betas(layer: ManoLayer, lengths: torch.Tensor, weights: np.ndarray | None = None,
-              prior_mm: float = 3.0, iters: int = 20) -> torch.Tensor:
+              prior_mm: float = 3.0, iters: int = 20, offsets: np.ndarray | None = None) -> torch.Tensor:
     """Betas (NB,) whose rest skeleton has the observed distances ``lengths`` (P,) metres.
+
+    ``offsets`` (21, 3) metres, MANO-21, or None: where the observations' points sit relative to the joints
+    (the detector's landmark convention, `core.solve.fit.RefineConfig.offsets`, the bones' frames at rest):
+    the distances are then those between the rest joints plus their offsets.
 
     Minimises sum_p w_p (L_p(beta) - lengths_p)^2 + (prior_mm / 1000)^2 |beta|^2 (one unit of beta
     costs as much as a ``prior_mm`` error on one distance) by Gauss-Newton with the analytic
     Jacobian: rest joints are linear in beta, so L_p = |A_p + B_p beta|. Returns float32 betas.
     """
     j0, d = joint_shape_basis(layer)
+    if offsets is not None:
+        j0 = j0 + np.asarray(offsets, np.float64)[:, :3]
     a = j0[PAIRS[:, 1]] - j0[PAIRS[:, 0]]  # (P, 3)
     b = d[PAIRS[:, 1]] - d[PAIRS[:, 0]]  # (P, 3, NB)
     obs = np.asarray(lengths.detach().cpu().numpy() if torch.is_tensor(lengths) else lengths, np.float64)
