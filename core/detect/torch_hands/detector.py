@@ -68,13 +68,13 @@ class TorchHands(Detector):
 
     def _crops(self, bgr: np.ndarray, frame: torch.Tensor | None, rois: list[np.ndarray], size: int,
                border_zero: bool) -> torch.Tensor:
-        """(N, 3, size, size) float RGB crops scaled to 0..1 on the device."""
-        if frame is None:
+        """(N, 3, size, size) float RGB crops scaled to 0..1 on the device (channels-last in memory)."""
+        if frame is None:  # numpy does the conversion (no torch operator, no thread pool): NHWC as it is
             crops = np.stack([P.crop_cv2(bgr, r, size, border_zero)[:, :, ::-1] for r in rois])
-            x = torch.from_numpy(np.ascontiguousarray(crops)).permute(0, 3, 1, 2).float()
-        else:
-            x = P.crop_torch(frame, rois, size, border_zero)
-        return x * (1.0 / 255.0)
+            x = crops.astype(np.float32)
+            x *= np.float32(1.0 / 255.0)
+            return torch.from_numpy(x).permute(0, 3, 1, 2)
+        return P.crop_torch(frame, rois, size, border_zero) * (1.0 / 255.0)
 
     @contextlib.contextmanager
     def _threads(self):
@@ -93,11 +93,11 @@ class TorchHands(Detector):
         """Palm detections of a frame (normalised image coordinates), NMS'd, best first."""
         h, w = bgr.shape[:2]
         roi, pad = P.letterbox(w, h)
-        x = self._crops(bgr, frame, [roi], P.PALM_SIZE, border_zero=True)
         with self._threads():
+            x = self._crops(bgr, frame, [roi], P.PALM_SIZE, border_zero=True)
             boxes, scores = self.palm(x)
-        dets = P.decode_palms(boxes[0].float().cpu().numpy(), scores[0].float().cpu().numpy(),
-                              float(self.config.min_detection_confidence))
+            boxes, scores = boxes[0].float().cpu().numpy(), scores[0].float().cpu().numpy()
+        dets = P.decode_palms(boxes, scores, float(self.config.min_detection_confidence))
         return [P.remove_letterbox(d, pad) for d in P.weighted_nms(dets)]
 
     @torch.inference_mode()
@@ -107,14 +107,14 @@ class TorchHands(Detector):
             return []
         h, w = bgr.shape[:2]
         rois, pads = zip(*(P.pad_roi(P.roi_pixels(r, w, h)) for r in rects))
-        x = self._crops(bgr, frame, list(rois), P.LANDMARK_SIZE, border_zero=False)
         with self._threads():
-            if self.batch_hands or len(rects) == 1:
-                outs = self.landmark(x)
+            x = self._crops(bgr, frame, list(rois), P.LANDMARK_SIZE, border_zero=False)
+            if self.batch_hands:
+                outs = [t.float().cpu().numpy() for t in self.landmark(x)]
             else:
-                parts = [self.landmark(x[i:i + 1]) for i in range(len(rects))]
-                outs = [torch.cat(t) for t in zip(*parts)]
-        lm, presence, handed, world = (t.float().cpu().numpy() for t in outs)
+                parts = [[t.numpy() for t in self.landmark(x[i:i + 1])] for i in range(len(rects))]
+                outs = [np.concatenate(t) for t in zip(*parts)]
+        lm, presence, handed, world = outs
         out = []
         for i, rect in enumerate(rects):
             landmarks, wl = P.project_landmarks(lm[i], world[i], rect, pads[i])
