@@ -166,7 +166,7 @@ def run_variant(calls: list[dict], extra: dict, variant, frames_max: int | None 
     refiner = None
     priors = None
     if getattr(variant, "pair", False) and len(calls) == 2 and {c["side"] for c in calls} == {"left", "right"}:
-        priors = pair_priors(calls, variant.pair, frames_max)
+        priors = pair_priors(calls, variant.pair, frames_max, getattr(variant, "base_cfg", None))
     for h, c in enumerate(calls):
         if c["vae"] and refiner is None:
             refiner = load_refiner()
@@ -192,7 +192,25 @@ def run_variant(calls: list[dict], extra: dict, variant, frames_max: int | None 
         det = fit.valid & args["detected"]
         j = fit.joints.astype(np.float64)
         Kk = args["K"]
-        row = {"side": c["side"], "frames": int(det.sum()), "seconds": sec,
+        # The fit's joints in the detector's landmark convention (`core.solve.fit.landmarks_of`, the shipped
+        # offsets), projected: like for like against the detector's 2D.
+        from core.net.renders import LANDMARK_OFFSETS, load_offsets
+        from core.rot import aa_to_rotmat
+        from core.solve.fit import landmarks_of
+        from core.hand.model import MP_FROM_MANO21
+
+        with torch.no_grad():
+            aa = torch.as_tensor(np.concatenate([fit.global_orient[:, None], fit.hand_pose], 1))
+            lm = landmarks_of(layer, torch.as_tensor(fit.betas)[None].expand(len(aa), -1), aa_to_rotmat(aa),
+                              torch.as_tensor(fit.transl), load_offsets(LANDMARK_OFFSETS))[:, MP_FROM_MANO21]
+        conv = score(lm.numpy().astype(np.float64), Kk, args["kp_px"].astype(np.float64), det)
+        from core.eval.plausibility import LIMIT_DEG, check_poses
+
+        v = fit.valid
+        lim, pen = check_poses(layer, aa_to_rotmat(aa[torch.as_tensor(v)]), torch.as_tensor(fit.betas)[None])
+        row = {"side": c["side"], "frames": int(det.sum()), "seconds": sec, "conv_vs_det": conv,
+               "limit_frames": int((lim > LIMIT_DEG).sum()), "pen_frames": int((pen > 2.0).sum()),
+               "pen_max": float(pen.max()) if len(pen) else 0.0,
                "vs_det": score(j, Kk, args["kp_px"].astype(np.float64), det), "jitter": jitter(j, det),
                "size_mm": 1000 * float(np.median(reproj.hand_size_3d(j[det]))), "depth_m": float(np.median(j[det][:, 9, 2]))}
         if "truth" in extra:
@@ -209,7 +227,7 @@ def run_variant(calls: list[dict], extra: dict, variant, frames_max: int | None 
     return rows
 
 
-def pair_priors(calls, pair_cfg, frames_max=None):
+def pair_priors(calls, pair_cfg, frames_max=None, cfg=None):
     """`core.solve.pose.pair_depths` of a recorded right-left pair fitted alone (the shipped fit)."""
     import torch
 
@@ -225,7 +243,8 @@ def pair_priors(calls, pair_cfg, frames_max=None):
         with torch.no_grad():
             fits.append(fit_hand(ManoLayer(load_model(c["side"])), c["kp_px"][sl], c["world"][sl], c["detected"][sl],
                                  c["K"][sl], landmarks_z=None if c["landmarks_z"] is None else c["landmarks_z"][sl],
-                                 image_width=c["image_width"], fps=c["fps"], lengths=c["lengths"], refiner=refiner))
+                                 image_width=c["image_width"], fps=c["fps"], lengths=c["lengths"], refiner=refiner,
+                                 config=cfg))
         kps.append(c["kp_px"][sl])
         dets.append(c["detected"][sl])
     return pair_depths(fits, kps, calls[0]["K"][sl], dets, pair_cfg)
@@ -243,6 +262,7 @@ def variants() -> dict:
     """The named refits: ``base`` is the shipped pipeline; each other changes one thing."""
     from core.solve.fit import FitConfig
 
+    import core.solve.fit as fitmod
     from core.net.renders import LANDMARK_OFFSETS, load_offsets
 
     base = FitConfig()
@@ -260,19 +280,26 @@ def variants() -> dict:
 
     from core.solve.pose import PairDepthConfig
 
-    def paired(cfg_pair):
+    def paired(cfg_pair, cfg=base):
         def v(c):
-            return {}, base
+            return {}, cfg
         v.pair = cfg_pair
+        v.base_cfg = cfg
         return v
+
+    shipped = fitmod.with_landmark_offsets(base, load_offsets(LANDMARK_OFFSETS), True, False)
 
     return {
         "pair": paired(PairDepthConfig()),
         "pair_strong": paired(PairDepthConfig(gap_sigma=0.05)),
+        "shipped": lambda c: ({}, shipped),
+        "shipped_pair": paired(PairDepthConfig(), shipped),
         "offsets": lambda c: ({}, with_offsets(base)),
         "offsets3d": lambda c: ({}, with_offsets(base, True)),
         "offsets_fingers": lambda c: ({}, with_offsets(base, fingers_only=True)),
         "offsets_shape": lambda c: ({}, with_offsets(base, shape=True)),
+        "align_shape": lambda c: ({}, fitmod.with_landmark_offsets(base, load_offsets(LANDMARK_OFFSETS), True, False)),
+        "align_only": lambda c: ({}, fitmod.with_landmark_offsets(base, load_offsets(LANDMARK_OFFSETS), False, False)),
         "offsets_shape3d": lambda c: ({}, with_offsets(base, True, shape=True)),
         "offsets_align": lambda c: ({}, with_offsets(base, False, True)),
         "base": lambda c: ({}, base),
@@ -281,7 +308,7 @@ def variants() -> dict:
     }
 
 
-def dev_crops(out: Path) -> None:
+def dev_crops(out: Path, only=(False, True)) -> None:
     """The real dev crops (292, static, one hand, known K): `core.eval.evaluate`'s figures with the landmark
     convention (`CaptureOptions.landmark_offsets`, the default) and without (the ablation), same run."""
     from core.capture import CaptureOptions, capture_to_file, load_intrinsics
@@ -289,14 +316,21 @@ def dev_crops(out: Path) -> None:
     from core.io.clip import load_clip
     from core.progress import Reporter
 
+    import core.solve.fit as fitmod
+
     d = need_data("real_world_testset_dev")
-    for on in (False, True):
+    real = fitmod.with_landmark_offsets
+    for on in only:
         t0 = time.perf_counter()
-        path = capture_to_file(CaptureOptions(input=str(d / "images"), static=True, hands=1, landmark_offsets=on,
+        if on == "2d":  # the convention in the 2D terms only, not in the shape fit
+            fitmod.with_landmark_offsets = lambda cfg, off, shape=True: real(cfg, off, shape=False)
+        else:
+            fitmod.with_landmark_offsets = real
+        path = capture_to_file(CaptureOptions(input=str(d / "images"), static=True, hands=1, landmark_offsets=bool(on),
                                               K=load_intrinsics(f"{d / 'labels.npz'}:K_crop")),
-                               out / f"dev_crops_{'on' if on else 'off'}.npz", Reporter("quiet"))
+                               out / f"dev_crops_{on}.npz", Reporter("quiet"))
         rep = evaluate(load_clip(path), load_gt(d / "labels.npz"))
-        print(f"landmark offsets {'on' if on else 'off'}: detected {rep.n_detected} / {rep.n_frames}; "
+        print(f"landmark offsets {on}: detected {rep.n_detected} / {rep.n_frames}; "
               + ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in rep.rows["ours"].items())
               + f"; {time.perf_counter() - t0:.0f} s", flush=True)
 
@@ -353,13 +387,14 @@ def main(argv=None) -> None:
         fov_auto(cases)
         return
     if a.dev_crops:
-        dev_crops(out)
+        dev_crops(out, [{"off": False, "on": True, "2d": "2d"}[k] for k in a.variants.split(",")]
+                  if a.variants != "base" else (False, True))
         return
     table = variants()
     names = a.variants.split(",")
-    print("| case | hand | variant | vs true 2D med / p95 | vs detector 2D med / p95 | frames > 0.03 | camera mm | "
-          "size % | bent | jitter (true) | size mm | depth m | s |")
-    print("|---" * 13 + "|")
+    print("| case | hand | variant | vs true 2D med / p95 | vs detector 2D med / p95 | as landmarks vs detector 2D | "
+          "frames > 0.03 | camera mm | size % | bent | jitter (true) | size mm | depth m | frames > 5 deg / > 2 mm (deepest) | s |")
+    print("|---" * 15 + "|")
     results = {}
     for case, path in cases.items():
         calls, extra = _load(path)
@@ -371,9 +406,11 @@ def main(argv=None) -> None:
                 vt = r.get("vs_true")
                 print(f"| {case} | {r['side']} | {name} | "
                       + (f"{vt['med']:.3f} / {vt['p95']:.3f}" if vt else "-") + " | "
-                      f"{r['vs_det']['med']:.3f} / {r['vs_det']['p95']:.3f} | {100 * ref['frames_over']:.0f} % | "
+                      f"{r['vs_det']['med']:.3f} / {r['vs_det']['p95']:.3f} | "
+                      f"{r['conv_vs_det']['med']:.3f} / {r['conv_vs_det']['p95']:.3f} | {100 * ref['frames_over']:.0f} % | "
                       f"{r.get('cam_mm', math.nan):.1f} | {r.get('size_pct', math.nan):+.1f} | {r.get('bent', '-')} | "
                       f"{r['jitter']:.2f} ({r.get('jitter_true', math.nan):.2f}) | {r['size_mm']:.1f} | {r['depth_m']:.3f} | "
+                      f"{r['limit_frames']} / {r['pen_frames']} ({r['pen_max']:.2f} mm) | "
                       f"{r['seconds']:.1f} |", flush=True)
     if a.detail:
         print("\nPer joint group, median (p95), hand sizes; ref = true 2D on views, detector 2D on videos; "

@@ -42,6 +42,15 @@ class CaptureOptions:
     # default kept where the clip does not determine one; reported in the clip (``self_calibration``).
     fov_auto: bool = False
     K: np.ndarray | None = None
+    # Video: the detector's landmark convention (`core.net.renders.measure_2d`, measured on renders of our hand)
+    # in the final image alignment's 2D term and in the shape fit (`core.solve.fit.with_landmark_offsets`); stills
+    # are left as they were (on the real dev crops it cost wrist-relative error). False: the 2D compared with the
+    # joints themselves (the ablation; no CLI flag).
+    landmark_offsets: bool = True
+    # A prior on the depths of one person's two hands acting together (`core.solve.pose.pair_depths`): after
+    # both are fitted, each is aligned once more with the depth the pair implies. Off by default, no CLI flag
+    # (BENCHMARKS.md "Image alignment (issue 15)": no gain shown on the two-hand view and video).
+    pair_depth: bool = False
     with_vertices: bool = False
     model_right: str | None = None
     model_left: str | None = None
@@ -198,6 +207,9 @@ def fit_shots(fit, cuts, fps: float | None, kp_px: np.ndarray, world: np.ndarray
         out[pos] = a
         return out
 
+    if kwargs.get("depth_prior") is not None:  # per-frame arrays too: nothing on the inserted frames
+        depth, weight = kwargs["depth_prior"]
+        kwargs = dict(kwargs, depth_prior=(spread(depth, fill=np.nan), spread(weight)))
     res = fit(spread(kp_px), spread(world), spread(detected), spread(K, fill=np.asarray(K)[0]),
               landmarks_z=None if landmarks_z is None else spread(landmarks_z), fps=fps, **kwargs)
     return dataclasses.replace(res, **{f.name: getattr(res, f.name)[pos] for f in dataclasses.fields(res)
@@ -348,6 +360,11 @@ def run_capture(opts: CaptureOptions) -> Generator[Progress, None, tuple]:
     config = FitConfig() if opts.fit else dataclasses.replace(FitConfig(), refine=None)
     if not opts.collide:
         config = dataclasses.replace(config, penetration=None)
+    if opts.fit and opts.landmark_offsets:
+        from .net.renders import LANDMARK_OFFSETS, load_offsets
+        from .solve.fit import with_landmark_offsets
+
+        config = with_landmark_offsets(config, load_offsets(LANDMARK_OFFSETS), shape=True, refine=False)
     layers = [ManoLayer(models[tr.side]) for tr in slots]
     # MediaPipe's relative depth is in units of each frame's own width: scaled to the first frame's.
     zs = [tr.landmarks_z * (sizes[:, :1] / float(sizes[0, 0])) if opts.fit else None for tr in slots]
@@ -370,6 +387,17 @@ def run_capture(opts: CaptureOptions) -> Generator[Progress, None, tuple]:
                               None if src.is_folder else float(src.fps) / opts.stride,
                               tr.landmarks_px - 0.5, tr.world, tr.detected, K,
                               landmarks_z=zs[h], with_vertices=opts.with_vertices, lengths=lengths[h], **common))
+    if pair is not None and opts.pair_depth:  # one person's two hands: each aligned again with the pair's depth
+        from .solve.pose import pair_depths
+
+        priors = pair_depths([fits[h] for h in pair], [slots[h].landmarks_px - 0.5 for h in pair], K,
+                             [slots[h].detected for h in pair])
+        for h, prior in zip(pair, priors):
+            fits[h] = fit_shots(lambda *a, _l=layers[h], **kw: fit_hand(_l, *a, **kw), sorted(cuts),
+                                None if src.is_folder else float(src.fps) / opts.stride,
+                                slots[h].landmarks_px - 0.5, slots[h].world, slots[h].detected, K,
+                                landmarks_z=zs[h], with_vertices=opts.with_vertices, lengths=lengths[h],
+                                depth_prior=prior, **common)
     yield Progress("fit", len(slots), len(slots))
     st = lambda key: np.stack([getattr(f, key) for f in fits])  # noqa: E731
     tt = lambda key: np.stack([getattr(tr, key) for tr in slots])  # noqa: E731

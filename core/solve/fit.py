@@ -109,8 +109,8 @@ class RefineConfig:
     of the joints themselves. Measured on renders of the project's hand (`core.net.renders.measure_2d`).
     offsets_3d: the 3D term compares the target with those points too (the target is built from the
     detector's landmarks, so it has their convention).
-    offsets_shape: (read from ``FitConfig.refine``) the hand's shape is fitted to the target's distances as
-    distances between the landmark points too (`core.solve.shape.fit_betas` ``offsets``): the detector's
+    offsets_shape: (read from ``FitConfig.refine``, or from ``FitConfig.align`` on video) the hand's shape is
+    fitted to the target's distances as distances between the landmark points too (`core.solve.shape.fit_betas` ``offsets``): the detector's
     palm is shorter than the model's (its wrist sits nearer the knuckles), so the shape fitted to its
     distances between joints comes out too small.
     """
@@ -222,15 +222,17 @@ def landmarks_of(layer: ManoLayer, betas: torch.Tensor, rotmats: torch.Tensor, t
     return landmark_points(j, g, side_offsets(offsets, layer.side, j.dtype, j.device), layer.side)
 
 
-def with_landmark_offsets(cfg: "FitConfig", offsets) -> "FitConfig":
+def with_landmark_offsets(cfg: "FitConfig", offsets, shape: bool = True, refine: bool = True) -> "FitConfig":
     """``cfg`` with the detector's landmark convention ``offsets`` ((21, 3) or (21, 6), `RefineConfig.offsets`)
-    in the refinement and the alignment's 2D terms and in the shape fit (``offsets_shape``)."""
+    in the alignment's 2D term (video), with ``refine`` in the per-frame refinement's too (stills and video),
+    and with ``shape`` in the shape fit (``offsets_shape``; on the config whose stage runs: the refinement's
+    with ``refine``, else the alignment's, i.e. video only)."""
     off = tuple(tuple(float(x) for x in row) for row in np.asarray(offsets, np.float64))
     rep = {}
-    if cfg.refine is not None:
-        rep["refine"] = dataclasses.replace(cfg.refine, offsets=off, offsets_shape=True)
+    if cfg.refine is not None and refine:
+        rep["refine"] = dataclasses.replace(cfg.refine, offsets=off, offsets_shape=shape)
     if cfg.align is not None:
-        rep["align"] = dataclasses.replace(cfg.align, offsets=off)
+        rep["align"] = dataclasses.replace(cfg.align, offsets=off, offsets_shape=shape and not refine)
     return dataclasses.replace(cfg, **rep)
 
 

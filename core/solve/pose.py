@@ -230,8 +230,9 @@ def fit_hand(layer: ManoLayer, kp_px: np.ndarray, world: np.ndarray, detected: n
                 target = target * shape.size_ratio(lengths, own)
             own = lengths
         conv = None
-        if cfg.refine is not None and cfg.refine.offsets is not None and cfg.refine.offsets_shape:
-            conv = fit.side_offsets(cfg.refine.offsets, layer.side, torch.float64)[:, :3].numpy()
+        for stage in (cfg.refine, cfg.align if fps is not None and cfg.refine is not None else None):
+            if stage is not None and stage.offsets is not None and stage.offsets_shape:
+                conv = fit.side_offsets(stage.offsets, layer.side, torch.float64)[:, :3].numpy()
         betas = shape.fit_betas(layer, own, offsets=conv).to(dev)
         bb = betas[None].expand(n, -1)
         # 3. IK (camera-frame target: IK's palm fit places the wrist too).
