@@ -70,16 +70,17 @@ def _same_pad(size: int, k: int, stride: int, dilation: int) -> tuple[int, int]:
 
 
 def _activation(x: torch.Tensor, act: str | None) -> torch.Tensor:
+    """A fused activation, in place (``x`` is always the fresh output of the operator it is fused to)."""
     if act is None:
         return x
     if act == "RELU":
-        return F.relu(x)
+        return x.relu_()
     if act == "RELU6":
-        return F.hardtanh(x, 0.0, 6.0)
+        return x.clamp_(0.0, 6.0)
     if act == "RELU_N1_TO_1":
-        return x.clamp(-1.0, 1.0)
+        return x.clamp_(-1.0, 1.0)
     if act == "TANH":
-        return torch.tanh(x)
+        return x.tanh_()
     raise ValueError(f"fused activation {act} is not supported")
 
 
@@ -241,8 +242,8 @@ class TFLiteNet(torch.nn.Module):
                 else:
                     y = F.avg_pool2d(a, s["kernel"], s["stride"])
                 y = _activation(y, s["activation"])
-            elif k == "PRELU":
-                y = F.relu(a) - p[s["alpha"]] * F.relu(-a)
+            elif k == "PRELU":  # x where x > 0, else alpha x (one operator; the same numbers as TFLite's)
+                y = F.prelu(a, p[s["alpha"]].reshape(-1))
             elif k in ("ADD", "MUL"):
                 b = p[s["const"]] if "const" in s else env[s["in"][1]]
                 y = _activation(a + b if k == "ADD" else a * b, s["activation"])
