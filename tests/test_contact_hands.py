@@ -158,6 +158,32 @@ def _capsule_mm(layer, rot):
         return collide.penetration_depth(j, collide.hand_capsules(layer, betas)).numpy() * 1000.0
 
 
+@pytest.mark.parametrize("push_mm", [1.0, 4.0, 8.0])
+def test_linked_distances_equal_the_exact_ones(right, left, push_mm):
+    """The refinement's hand-hand ties (`link_hands` + `linked_distance`: nearest vertex, its one-ring,
+    batched over frames) give libigl's exact signed distances for every vertex inside the other hand or
+    within the band of it, both ways, and carry a gradient to both hands."""
+    from core.contact.nearest import vertex_faces
+
+    a_np, b_np = _facing(right, left, push_mm)
+    _, n_a, n_b = hands.hand_in_hand(a_np[None], b_np[None], right.faces, faces_b=left.faces)
+    a = torch.tensor(a_np[None], requires_grad=True)
+    b = torch.tensor(b_np[None], requires_grad=True)
+    for p, q, fq, exact in ((a, b, left.faces, n_a), (b, a, right.faces, n_b)):
+        faces = torch.as_tensor(hands._outward(q[0].detach().numpy(), fq))
+        ring = torch.as_tensor(vertex_faces(faces.numpy(), q.shape[1]))
+        links = hands.link_hands(p.detach(), q.detach(), faces, ring, band=0.004)
+        d = hands.linked_distance(p, q, links).detach().numpy()[0]
+        want = exact[0] < 0.004
+        assert (exact[0] < 0).sum() > 0
+        assert np.array_equal(np.isfinite(d), want)  # tied: exactly the vertices inside or within the band
+        np.testing.assert_allclose(d[want], exact[0][want], atol=1e-7)
+    d_a = hands.linked_distance(a, b, hands.link_hands(a.detach(), b.detach(), torch.as_tensor(
+        hands._outward(b_np, left.faces)), torch.as_tensor(vertex_faces(hands._outward(b_np, left.faces), b.shape[1]))))
+    torch.relu(-d_a).square().sum().backward()
+    assert a.grad.abs().max() > 0 and b.grad.abs().max() > 0
+
+
 def test_parts_are_closed(layer):
     parts = hands.parts_of(layer)
     n_v = layer.v_template.shape[0]

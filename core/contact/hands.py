@@ -188,6 +188,53 @@ def hand_in_hand_torch(verts_a: torch.Tensor, verts_b: torch.Tensor, faces, fram
     return outs[0], outs[1]
 
 
+def link_hands(p: torch.Tensor, q: torch.Tensor, faces_q: torch.Tensor, ring_q: torch.Tensor,
+               reach: float | None = REACH_M, band: float = 0.004):
+    """Each vertex of hand p near hand q, frame by frame, tied to its closest face of q (for
+    `linked_distance`): the faces around its nearest vertex of q (`core.contact.nearest`: no
+    search tree per frame), kept when inside q or within ``band`` metres of it.
+
+    Args:
+        p, q: (K, V, 3) and (K, Vq, 3) metres, the two hands on the same K frames (detached).
+        faces_q (F, 3) long, outward (`_outward`); ring_q (Vq, R) from `nearest.vertex_faces`.
+        reach: only vertices within this of q's bounding box are tied (None: all).
+    Returns:
+        rows (N,), cols (N,) long: frame and vertex of p; tri (N, 3) long: q's face corners; bary (N, 3).
+    """
+    from .nearest import faces_around, nearest_vertices
+
+    def within(x, y):  # (K, V) bool: x's vertices within reach of y's box, per frame
+        if reach is None:
+            return torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
+        return ((x >= y.amin(1)[:, None] - reach) & (x <= y.amax(1)[:, None] + reach)).all(-1)
+
+    rows, cols = torch.nonzero(within(p, q), as_tuple=True)
+    pts = p[rows, cols]
+    # a point within the band of q's surface has its nearest vertex of q within band + an edge (< reach) of
+    # it, so inside p's box grown by reach: the search looks only there (farther points get a farther face)
+    near = nearest_vertices(pts, rows, q, 1, within(q, p))
+    face, _, bary, signed = faces_around(pts, rows, q, faces_q, ring_q, near)
+    keep = signed < band
+    return rows[keep], cols[keep], faces_q[face[keep]], bary[keep]
+
+
+def linked_distance(p: torch.Tensor, q: torch.Tensor, links) -> torch.Tensor:
+    """Signed distance (K, V) metres of hand p's vertices to hand q's mesh through `link_hands`' ties, +inf
+    where untied, differentiable with respect to both hands: the closest point is rebuilt on q's current
+    vertices with the tie's barycentric weights, the sign is the side of that face the vertex is on now."""
+    rows, cols, tri, bary = links
+    out = torch.full(p.shape[:2], float("inf"), dtype=p.dtype, device=p.device)
+    if len(rows) == 0:
+        return out
+    corners = q[rows[:, None], tri]  # (N, 3, 3)
+    c = (bary[..., None].to(p.dtype) * corners).sum(1)
+    diff = p[rows, cols] - c
+    with torch.no_grad():
+        n = torch.linalg.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
+        s = torch.where((diff * n).sum(-1) < 0, -1.0, 1.0).to(p.dtype)
+    return out.index_put((rows, cols), s * (diff.square().sum(-1) + _EPS2).sqrt())
+
+
 # ---------------------------------------------------------------------------------------------------
 # Self-penetration on the mesh.
 

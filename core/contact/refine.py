@@ -12,8 +12,9 @@ bend turns away from the object instead of un-flexing), minimising (per frame, s
   surface point and normal found (libigl) every ``relinearize_every`` steps (point to tangent plane),
   plus the objects' own surface samples (vertices and face centres) inside the hand, against the
   hand's closest face (edges and corners of an object poke between hand vertices);
-* hand-hand: each hand's vertices inside the other (`core.contact.hands.hand_in_hand_torch`, exact,
-  on frames whose boxes come within 1 cm);
+* hand-hand: each hand's vertices inside the other, on frames whose boxes come within 1 cm: each vertex
+  near the other hand tied to its closest face there every few steps (`core.contact.hands.link_hands`,
+  batched over frames), its distance to that face on the current meshes in between;
 * contact: the regions already near a surface when refinement starts (a fingertip's distal
   phalanx or the palm within ``contact_mm``; ``pin`` adds regions, ``exclude`` removes them) are
   pulled onto it: the squared distance (mm) of the region's nearest vertex;
@@ -248,6 +249,7 @@ class _Problem:
         self.lin = None  # per hand: the exact round's linearization (`linearize`)
         self._rings = {}  # per layer: outward faces and their one-ring table
         self._oih = {}  # per hand: the exact round's object samples near it (`_samples_in_hand`)
+        self._hh, self._hh_calls = None, 0  # the hands' ties to each other (`_hand_hand`)
 
     @staticmethod
     def rotmats_transl(h: HandTrack, st: dict, rows=None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -332,6 +334,20 @@ class _Problem:
             regions = [torch.searchsorted(cols, r[used[r]]) for r in st["regions"]]
             self.lin.append((per_body, oih, cols, regions))
 
+    def _ring(self, h: HandTrack, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Hand h's outward faces (F, 3) and their one-ring table (V, R) (`core.contact.nearest`); v: any
+        posed vertices of it (..., V, 3), for the faces' orientation."""
+        from .hands import _outward
+        from .nearest import vertex_faces
+
+        key = id(h.layer)
+        if key not in self._rings:
+            v0 = v.reshape(-1, v.shape[-2], 3)[0]
+            faces = _outward(v0.detach().cpu().numpy().astype(np.float64), h.layer.faces.cpu().numpy())
+            self._rings[key] = (torch.as_tensor(faces, device=v.device),
+                                torch.as_tensor(vertex_faces(faces, v.shape[-2]), device=v.device))
+        return self._rings[key]
+
     def _samples_in_hand(self, hi: int, h: HandTrack, st: dict, v: torch.Tensor, search: bool):
         """The objects' surface samples inside hand h or within 2 mm of it, with their closest hand face
         and barycentric point, for `_object_in_hand`: (rows, tri, w, q) or None. v (N, V, 3): the hand's
@@ -343,15 +359,9 @@ class _Problem:
         and only samples in their box (`core.contact.nearest`). The samples found within OIH_KEEP are
         kept with their nearest vertex for the rest of the round, whose later calls only re-find their
         closest face around it (the hand moves well under a millimetre per call there)."""
-        from .hands import _outward
-        from .nearest import faces_around, nearest_vertices, vertex_faces
+        from .nearest import faces_around, nearest_vertices
 
-        key = id(h.layer)
-        if key not in self._rings:
-            faces = _outward(v[0].detach().cpu().numpy().astype(np.float64), h.layer.faces.cpu().numpy())
-            self._rings[key] = (torch.as_tensor(faces, device=v.device),
-                                torch.as_tensor(vertex_faces(faces, v.shape[1]), device=v.device))
-        faces, ring = self._rings[key]
+        faces, ring = self._ring(h, v)
         if search or hi not in self._oih:
             rows, qs, nears = [], [], []
             for b, bf in zip(self.bodies, self._bodies_at(st["idx"])):
@@ -460,8 +470,10 @@ class _Problem:
 
     def _hand_hand(self, outs) -> torch.Tensor:
         """Penetration between the two hands on the frames where their (subset) boxes come within 1 cm:
-        the full meshes of those rows, exact (`core.contact.hands.hand_in_hand_torch`)."""
-        from .hands import hand_in_hand_torch
+        the full meshes of those rows, each vertex near the other hand tied to its closest face there
+        (`core.contact.hands.link_hands`, re-tied every ``relinearize_every`` calls and whenever those
+        frames change) and measured to it (`linked_distance`)."""
+        from .hands import link_hands, linked_distance
 
         (ha, sa), (hb, sb) = zip(self.hands, self.state)
         fa, fb = sa["idx"].cpu().numpy(), sb["idx"].cpu().numpy()
@@ -481,7 +493,14 @@ class _Problem:
         rb = torch.as_tensor(ib[overlap], device=sb["idx"].device)
         full_a = self.pose(ha, sa, rows=ra).vertices
         full_b = self.pose(hb, sb, rows=rb).vertices
-        d_a, d_b = hand_in_hand_torch(full_a, full_b, ha.layer.faces.cpu().numpy(), faces_b=hb.layer.faces.cpu().numpy())
+        key = (ia[overlap].tobytes(), ib[overlap].tobytes())
+        self._hh_calls += 1
+        if self._hh is None or self._hh[0] != key or self._hh_calls % self.cfg.relinearize_every == 0:
+            with torch.no_grad():
+                pa, pb = full_a.detach(), full_b.detach()
+                self._hh = (key, link_hands(pa, pb, *self._ring(hb, pb)), link_hands(pb, pa, *self._ring(ha, pa)))
+        d_a = linked_distance(full_a, full_b, self._hh[1])
+        d_b = linked_distance(full_b, full_a, self._hh[2])
         c = self.cfg
         pen = torch.relu(c.clearance_mm - d_a * 1000.0).square().sum() + torch.relu(c.clearance_mm - d_b * 1000.0).square().sum()
         return c.w_pen * pen
