@@ -94,7 +94,8 @@ def seam_report(one, many) -> list[str]:
     first frame that differs (the join) and the step there vs one pass's (landmark pixels, fitted joints mm)
     against the clip's own jitter (median frame-to-frame step of one pass)."""
     lines = [f"  sides {one.sides} vs {many.sides}; frames with a hand per slot {one.detected.sum(1).tolist()} vs "
-             f"{many.detected.sum(1).tolist()}; detections identical: {bool(np.array_equal(one.detected, many.detected))}"]
+             f"{many.detected.sum(1).tolist()}; detected on the same frames: "
+             f"{bool(np.array_equal(one.detected, many.detected))}"]
     for h in range(min(len(one.sides), len(many.sides))):
         same = np.all(one.landmarks_px[h] == many.landmarks_px[h], axis=(1, 2))
         if same.all():
@@ -110,7 +111,8 @@ def seam_report(one, many) -> list[str]:
             parts.append(f"{key} step at the join {sb[join - 1]:.2f} vs one pass {sa[join - 1]:.2f} {unit} (excess "
                          f"{abs(sb[join - 1] - sa[join - 1]):.2f}; clip jitter, median step, {np.median(sa):.2f}); "
                          f"after it apart by median {np.median(after):.2f} / max {after.max():.2f} {unit}")
-        lines.append(f"  hand {h} ({one.sides[h]}): one pass's landmarks exactly up to frame {join}; " + "; ".join(parts))
+        lines.append(f"  hand {h} ({one.sides[h]}): one pass's landmarks exactly up to frame {join}; "
+                     + "; ".join(parts))
     return lines
 
 

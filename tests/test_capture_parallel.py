@@ -7,7 +7,6 @@ the clip's own frame-to-frame jitter.
 """
 from __future__ import annotations
 
-import json
 import math
 import subprocess
 import sys
@@ -141,14 +140,16 @@ def test_mediapipe_hands_alone_then_the_whole_package():
     """The detector imports MediaPipe's hands solution without matplotlib or the other solutions; a later
     ``import mediapipe`` in the same process is the whole package, as a plain import gives it (plus one name:
     ``mediapipe.solution_base``, bound because that submodule was loaded before the package's star import)."""
-    names = "sorted(n for n in dir(mp) if not n.startswith('__')), sorted(n for n in dir(mp.solutions) if not n.startswith('_'))"
+    names = ("sorted(n for n in dir(mp) if not n.startswith('__')), "
+             "sorted(n for n in dir(mp.solutions) if not n.startswith('_'))")
     light = ("import sys\nfrom core.detect.mp_hands import _import_mediapipe\nh = _import_mediapipe()\n"
              "assert 'matplotlib' not in sys.modules and 'mediapipe.tasks' not in sys.modules, 'heavy'\n"
              "import mediapipe as mp\nassert mp.solutions.hands is h\n"
              f"print(repr(({names}, mp.__version__, mp.solutions.drawing_utils.__name__, mp.tasks.__name__)))\n")
     plain = ("import mediapipe as mp\n"
              f"print(repr(({names}, mp.__version__, mp.solutions.drawing_utils.__name__, mp.tasks.__name__)))\n")
-    out = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT) for code in (light, plain)]
+    out = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+           for code in (light, plain)]
     assert out[0].returncode == 0, out[0].stderr[-2000:]
     assert out[1].returncode == 0, out[1].stderr[-2000:]
     light_out, plain_out = (eval(o.stdout) for o in out)  # noqa: S307 - our own repr of lists and strings
@@ -223,3 +224,16 @@ def test_identity_and_seam(two_captures):
                 jitter = float(np.median(_steps(a)))
                 excess = abs(_steps(b)[join - 1] - _steps(a)[join - 1])
                 assert excess <= jitter, (key, h, join, excess, jitter)
+
+
+def test_image_folder_in_segments_is_one_pass_exactly(data_dir):
+    """Static mode keeps no state between images: two workers give one pass's detections exactly."""
+    from core.capture import CaptureOptions, capture
+
+    folder = str(data_dir / "real_world_testset_dev" / "images")
+    common = dict(input=folder, end=24, vae=False, fit=False)
+    one, _ = capture(CaptureOptions(**common, workers=1))
+    two, _ = capture(CaptureOptions(**common, workers=2))
+    assert one.sides == two.sides and np.array_equal(one.frame_index, two.frame_index)
+    for f in ("detected", "landmarks_px", "landmarks_world", "joints", "K"):
+        assert np.array_equal(getattr(one, f), getattr(two, f)), f

@@ -3,15 +3,17 @@
 The clip's selected frames (positions 0..n-1) are cut into ``workers`` contiguous segments. Each runs in
 its own process (multiprocessing "spawn": nothing of the caller's state is shared) with its own decoder and
 detector: it seeks to its segment, and its tracking-mode detector starts fresh there (MediaPipe runs its
-palm detector on the first frame, as at a clip's start). A fresh tracker is not yet where one that has run since the clip's
-start is: it may not have found every hand (the palm detector misses hands a tracker keeps), and its first
-landmarks come from the palm detector's box. So every segment but the first starts ``OVERLAP`` frames early,
-and every segment but the last may read on past its end (up to ``EXTEND`` frames) until the two agree: the
-caller compares them frame by frame as their detections arrive (`disagreement`: the same hands, landmarks
-within ``AGREE`` of the hand's size), picks the frame where they agree best (`Joins`), and stops the earlier
-worker. From that frame on the later segment's detections are used, so a join adds to the frame-to-frame
-step only the two trackers' disagreement there. Only detections travel back (a few hundred bytes per hand
-and frame), so memory stays flat in clip length, as in one pass.
+palm detector on the first frame, as at a clip's start).
+
+A fresh tracker is not yet where one that has run since the clip's start is: it may not have found every
+hand (the palm detector misses hands a tracker keeps), and its first landmarks come from the palm
+detector's box. So every segment but the first starts ``OVERLAP`` frames early, and every segment but the
+last may read on past its end (up to ``EXTEND`` frames) until the two agree: the caller compares them
+frame by frame as their detections arrive (`disagreement`: the same hands, landmarks within ``AGREE`` of
+the hand's size), picks the frame where they agree best (`Joins`) and stops the earlier worker. From that
+frame on the later segment's detections are used, so a join adds to the frame-to-frame step only the two
+trackers' disagreement there. Only detections travel back (a few hundred bytes per hand and frame), so
+memory stays flat in clip length, as in one pass.
 
 What happens after detection -- identity (`core.solve.track.Tracker`), scene cuts (each worker sends the
 frame-difference statistic of its frames, `core.solve.cuts`), the fit and its temporal clean-up -- runs once
@@ -136,10 +138,11 @@ class Joins:
 
     For the join of segments w and w+1 every position p >= ``lead(w+1) + warm`` that both have read is scored
     (`disagreement`). The join is decided once the earlier segment has read up to the later one's own start and
-    some position agreed (score <= ``agree``), or once the earlier segment has ended (its ``reach``, or the
-    clip; or the later one ended early, a truncated file): it is the best-scored position (the latest of equals: the later tracker has run longest there), or,
-    where no position had the same hands, the position after the earlier segment's last frame. ``decided[w]``
-    then stops worker w.
+    some position agreed (score <= ``agree``), or once no further position can be scored (the earlier segment
+    reached its ``reach`` or the clip's end, or the later one stopped early: a truncated file). The join is the
+    best-scored position (the latest of equals: the later tracker has run longest there) or, where no position
+    had the same hands, the position after the earlier segment's last frame. `update` returns the joins it
+    decided, whose earlier workers the caller then stops.
     """
 
     def __init__(self, segments: list[Segment], warm: int = WARM, agree: float = AGREE):
@@ -255,6 +258,8 @@ def _worker(job: dict, out, stop) -> None:
             for idx, frame in src:
                 if pos >= job["end"] and stop.is_set():
                     break
+                if os.getppid() != job["parent"]:  # the capture process is gone (killed): no one reads on
+                    return
                 hands = det.detect(frame, idx / src.fps)
                 diff = 0.0
                 if signature is not None:
@@ -288,8 +293,8 @@ class SegmentDetection:
         self.static = static
         self.segments = plan_segments(n_frames, workers, *((0, 0) if static else (OVERLAP, EXTEND)))
         threads = max(1, (available_cores() if cores is None else cores) // workers)
-        self.jobs = [dict(worker=w, input=str(input), start=start, stride=stride, lead=s.lead, end=s.end,
-                          reach=s.reach, static=static, backend=backend, device=device,
+        self.jobs = [dict(worker=w, parent=os.getpid(), input=str(input), start=start, stride=stride, lead=s.lead,
+                          end=s.end, reach=s.reach, static=static, backend=backend, device=device,
                           min_confidence=min_confidence, threads=threads) for w, s in enumerate(self.segments)]
         self.threads = threads
         self.joins = Joins(self.segments, 0 if static else WARM)
