@@ -18,7 +18,9 @@ Batched over the clip's frames (T). Steps:
 5. for video (``fps`` given): zero-lag smoothing in rotation space and short gaps filled (`core.solve.smooth`);
 6. every joint projected into its anatomical range (`core.solve.limits.project_to_limits`); for video, the
    detected frames then refined once more against the 2D landmarks (`FitConfig.align`: the clean-up and
-   the projection had moved them off the image; the cleaned pose is the prior) and projected again;
+   the projection had moved them off the image; the cleaned pose is the prior; with ``RefineConfig.offsets``
+   the 2D is compared with where the detector puts each joint's landmark, and the shape in step 2 is fitted to
+   distances between those points: the capture's default for video) and projected again;
    fingers that penetrate each other pushed apart within those ranges (`core.solve.collide.resolve`), then
    forward kinematics gives the joints (and optionally vertices) in the camera frame.
 """
