@@ -15,7 +15,8 @@ Reproduced step by step from the graph's calculators (read, not copied):
   handedness = MediaPipe's "Left" probability (a mirrored-selfie label: "Left" is the RIGHT hand of an
   ordinary picture, see `core.detect.mp_hands`);
 * tracking: the next frame's ROI from 12 landmarks (wrist, thumb CMC..IP, MCP and PIP of the four
-  fingers), rotation from the wrist to the mean of the index / ring and middle PIPs, the rotated bounding
+  fingers), rotation from the wrist to the mean of the middle MCP and the index / ring MCPs' mean (the
+  calculator's names say PIP; its indices into the 12 points are the MCPs 5, 9, 13), the rotated bounding
   box shifted -0.1, squared, scaled 2; the palm detector runs only while fewer than ``max_hands`` hands
   are tracked, and its ROIs give way to tracked ones that overlap them (axis-aligned IoU > 0.5).
 
