@@ -15,7 +15,9 @@
     landmarks -> ROI on MediaPipe's landmarks vs ``hand_rects_from_landmarks``.
 (b) the landmark network alone on the same ROIs (the torch pipeline's ROIs of (a), every 4th frame):
     torch vs MediaPipe's own TFLite interpreter (`reference.ReferenceNet`), landmarks projected to image
-    px, world landmarks in mm; per-crop time of each (the reference includes its graph's overhead).
+    px, world landmarks in mm; per-forward time, batch 1, alternated input by input in one process, of the
+    interpreter (with its small graph's overhead), torch as `TorchHands` runs it on the CPU (traced + frozen,
+    one thread) and torch's plain module on the process's threads; the palm network likewise.
 (c) ``--device cuda``: the landmark network batched on the GPU: hand crops/s at several batch sizes in
     fp32 and fp16 (autocast), fp16's landmark difference to fp32 (px of the 224 crop), grid_sample crops/s;
     the palm network's frames/s batched; and (a) with the torch detector on the GPU (crops by grid_sample).
@@ -186,46 +188,92 @@ def section_steps(videos, n_frames) -> None:
               f"{max(next_d):.1e} (normalised); hand counts equal on {same_n}/{len(frames) + n_palm} steps")
 
 
-def section_b(samples) -> None:
+def section_b(samples, rounds: int = 3) -> None:
+    """Parity on the same crops, then per-forward times, batch 1, CPU, alternated crop by crop in one
+    process: MediaPipe's interpreter (through its small graph), torch as `TorchHands` runs it on the CPU
+    (traced + frozen, 1 intra-op thread), and torch's plain module on the process's threads (how it ran
+    before); the palm network likewise on the letterboxed frames."""
     import torch
 
     from core.detect.torch_hands import pipeline as P
-    from core.detect.torch_hands.net import load_net
+    from core.detect.torch_hands.net import frozen, load_net
     from core.detect.torch_hands.reference import ReferenceNet
 
-    net = load_net("landmark")
-    crops, outs = [], []
-    t_th = 0.0
-    for f, rect in samples:  # torch first: MediaPipe's threads, once started, slow torch down
+    threads = torch.get_num_threads()
+    crops = []
+    for f, rect in samples:
         h, w = f.shape[:2]
         roi, pad = P.pad_roi(P.roi_pixels(rect, w, h))
-        crop = np.ascontiguousarray(P.crop_cv2(f, roi, 224, False)[:, :, ::-1])
-        x = torch.from_numpy(crop).permute(2, 0, 1)[None].float() / 255
-        t0 = time.perf_counter()
-        with torch.inference_mode():
-            outs.append([t[0].numpy() for t in net(x)])
-        t_th += time.perf_counter() - t0
-        crops.append((crop, rect, pad, w, h))
-    ref = ReferenceNet("landmark")
-    px, mm, t_ref = [], [], 0.0
+        crops.append((np.ascontiguousarray(P.crop_cv2(f, roi, 224, False)[:, :, ::-1]), rect, pad, w, h))
+    palms = []
+    for f, _ in samples[::4]:
+        roi, _ = P.letterbox(f.shape[1], f.shape[0])
+        palms.append(np.ascontiguousarray(P.crop_cv2(f, roi, 192, True)[:, :, ::-1]))
+
+    def as_x(img):
+        return (torch.from_numpy(img).permute(2, 0, 1)[None].float() / 255).contiguous(memory_format=torch.channels_last)
+
+    for name, imgs in (("landmark", [c[0] for c in crops]), ("palm", palms)):
+        eager = load_net(name)
+        torch.set_num_threads(1)
+        fast = frozen(eager)
+        torch.set_num_threads(threads)
+        ref = ReferenceNet(name)
+        times = {"tflite": [], "torch": [], "eager": []}
+        outs = []
+        try:
+            for variant, nt in (("tflite", 0), ("torch", 1), ("eager", threads)):  # warm-up
+                _run(variant, ref, fast, eager, as_x(imgs[0]), imgs[0], nt, threads)
+            for r in range(rounds):
+                for i, img in enumerate(imgs):
+                    x = as_x(img)
+                    order = [("tflite", 0), ("torch", 1), ("eager", threads)]
+                    if (i + r) % 2:
+                        order.reverse()
+                    for variant, nt in order:
+                        dt, out = _run(variant, ref, fast, eager, x, img, nt, threads)
+                        times[variant].append(dt)
+                        if r == 0 and variant in ("tflite", "torch"):
+                            outs.append((variant, i, out))
+        finally:
+            ref.close()
+        if name == "landmark":
+            got = {i: o for v, i, o in outs if v == "torch"}
+            want = {i: o for v, i, o in outs if v == "tflite"}
+            px, mm = [], []
+            for i, (crop, rect, pad, w, h) in enumerate(crops):
+                a, aw = P.project_landmarks(got[i][0], got[i][3], rect, pad)
+                b, bw = P.project_landmarks(want[i][0], want[i][3], rect, pad)
+                px.append(np.linalg.norm((a[:, :2] - b[:, :2]) * np.array([w, h]), axis=1))
+                mm.append(np.abs(aw - bw).max() * 1000)
+            px = np.concatenate(px)
+            print(f"(b) landmark network on the same {len(crops)} ROIs vs MediaPipe's TFLite interpreter: "
+                  f"{np.median(px):.4f} px median, {np.percentile(px, 99):.4f} p99, {px.max():.4f} max (image px); "
+                  f"world max {max(mm):.4f} mm")
+        med = {k: float(np.median(v)) * 1000 for k, v in times.items()}
+        print(f"    {name} network per forward, batch 1, CPU, {len(imgs)} inputs x {rounds} rounds alternated "
+              f"(medians): tflite+graph {med['tflite']:.1f} ms, torch as TorchHands runs it (frozen, 1 thread) "
+              f"{med['torch']:.1f} ms, torch eager on {threads} threads {med['eager']:.1f} ms; torch / tflite "
+              f"throughput = {med['tflite'] / med['torch']:.2f}x (eager: {med['tflite'] / med['eager']:.2f}x)")
+
+
+def _run(variant, ref, fast, eager, x, img, nt, threads):
+    """One timed forward of one variant: (seconds, outputs as flat numpy arrays)."""
+    import torch
+
+    if variant == "tflite":
+        t = time.perf_counter()
+        out = ref.run(img)
+        return time.perf_counter() - t, out
+    torch.set_num_threads(nt)
     try:
-        ref.run(crops[0][0])  # warm-up
-        for (crop, rect, pad, w, h), (lm, _, _, wl) in zip(crops, outs):
-            t1 = time.perf_counter()
-            rlm, _, _, rwl = ref.run(crop)
-            t_ref += time.perf_counter() - t1
-            a, aw = P.project_landmarks(lm, wl, rect, pad)
-            b, bw = P.project_landmarks(rlm, rwl, rect, pad)
-            px.append(np.linalg.norm((a[:, :2] - b[:, :2]) * np.array([w, h]), axis=1))
-            mm.append(np.abs(aw - bw).max() * 1000)
+        with torch.inference_mode():
+            t = time.perf_counter()
+            out = (fast if variant == "torch" else eager)(x)
+            dt = time.perf_counter() - t
     finally:
-        ref.close()
-    px = np.concatenate(px)
-    n = len(samples)
-    print(f"(b) landmark network on the same {n} ROIs vs MediaPipe's TFLite interpreter: {np.median(px):.4f} px "
-          f"median, {np.percentile(px, 99):.4f} p99, {px.max():.4f} max (image px); world max {max(mm):.4f} mm")
-    print(f"    per crop, batch 1, CPU: tflite+graph {t_ref / n * 1000:.1f} ms, torch {t_th / n * 1000:.1f} ms, "
-          f"torch / tflite throughput = {t_ref / t_th:.2f}x")
+        torch.set_num_threads(threads)
+    return dt, [o[0].numpy().ravel() for o in out]
 
 
 def section_c(batches, device) -> None:
@@ -305,7 +353,7 @@ def main(argv=None) -> None:
     if a.device == "cuda":
         section_c([int(b) for b in a.batches.split(",")], a.device)
     if not a.skip_network:
-        section_b(samples)
+        section_b(samples, a.rounds)
 
 
 if __name__ == "__main__":
