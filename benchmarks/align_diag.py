@@ -222,6 +222,10 @@ def run_variant(calls: list[dict], extra: dict, variant, frames_max: int | None 
             row["cam_mm"] = float(reproj.camera_error_mm(j[det], gt[det]).mean())
             row["size_pct"] = 100 * float(np.median(reproj.hand_size_error(j[det], gt[det])))
             row["bent"] = int(reproj.bent_against(j[det], gt[det], c["side"]).sum())
+            from core.eval.metrics import mpjpe, pa_mpjpe
+
+            row["pa_mm"] = float(np.mean(pa_mpjpe(j[det], gt[det])))
+            row["wrist_mm"] = float(np.mean(mpjpe(j[det], gt[det], root=0)))
             row["jitter_true"] = jitter(gt, det)
         rows.append(row)
     return rows
@@ -293,6 +297,9 @@ def variants() -> dict:
         "pair": paired(PairDepthConfig()),
         "pair_strong": paired(PairDepthConfig(gap_sigma=0.05)),
         "shipped": lambda c: ({}, shipped),
+        "shipped_hyper": lambda c: ({}, dataclasses.replace(
+            shipped, refine=dataclasses.replace(shipped.refine, w_hyper=3.0),
+            align=dataclasses.replace(shipped.align, w_hyper=3.0))),
         "shipped_pair": paired(PairDepthConfig(), shipped),
         "offsets": lambda c: ({}, with_offsets(base)),
         "offsets3d": lambda c: ({}, with_offsets(base, True)),
@@ -322,13 +329,23 @@ def dev_crops(out: Path, only=(False, True)) -> None:
     real = fitmod.with_landmark_offsets
     for on in only:
         t0 = time.perf_counter()
+        real_cfg = fitmod.FitConfig
         if on == "2d":  # the convention in the 2D terms only, not in the shape fit
-            fitmod.with_landmark_offsets = lambda cfg, off, shape=True: real(cfg, off, shape=False)
+            fitmod.with_landmark_offsets = lambda cfg, off, shape=True, refine=True: real(cfg, off, shape=False)
+        elif on == "on_all":  # the convention in the per-frame refinement too (stills)
+            fitmod.with_landmark_offsets = lambda cfg, off, shape=True, refine=True: real(cfg, off, True, True)
         else:
             fitmod.with_landmark_offsets = real
+        if on == "hyper":  # the shipped fit plus the hyperextension prior (RefineConfig.w_hyper 3) in both stages
+            def hyper():
+                c = real_cfg()
+                return dataclasses.replace(c, refine=dataclasses.replace(c.refine, w_hyper=3.0),
+                                           align=dataclasses.replace(c.align, w_hyper=3.0))
+            fitmod.FitConfig = hyper
         path = capture_to_file(CaptureOptions(input=str(d / "images"), static=True, hands=1, landmark_offsets=bool(on),
                                               K=load_intrinsics(f"{d / 'labels.npz'}:K_crop")),
                                out / f"dev_crops_{on}.npz", Reporter("quiet"))
+        fitmod.FitConfig = real_cfg
         rep = evaluate(load_clip(path), load_gt(d / "labels.npz"))
         print(f"landmark offsets {on}: detected {rep.n_detected} / {rep.n_frames}; "
               + ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in rep.rows["ours"].items())
@@ -387,7 +404,8 @@ def main(argv=None) -> None:
         fov_auto(cases)
         return
     if a.dev_crops:
-        dev_crops(out, [{"off": False, "on": True, "2d": "2d"}[k] for k in a.variants.split(",")]
+        dev_crops(out, [{"off": False, "on": True, "2d": "2d", "on_all": "on_all", "hyper": "hyper"}[k]
+                        for k in a.variants.split(",")]
                   if a.variants != "base" else (False, True))
         return
     table = variants()
@@ -411,7 +429,8 @@ def main(argv=None) -> None:
                       f"{r.get('cam_mm', math.nan):.1f} | {r.get('size_pct', math.nan):+.1f} | {r.get('bent', '-')} | "
                       f"{r['jitter']:.2f} ({r.get('jitter_true', math.nan):.2f}) | {r['size_mm']:.1f} | {r['depth_m']:.3f} | "
                       f"{r['limit_frames']} / {r['pen_frames']} ({r['pen_max']:.2f} mm) | "
-                      f"{r['seconds']:.1f} |", flush=True)
+                      f"{r['seconds']:.1f} |" + (f" PA {r['pa_mm']:.2f} mm, wrist-relative {r['wrist_mm']:.2f} mm"
+                                                 if "pa_mm" in r else ""), flush=True)
     if a.detail:
         print("\nPer joint group, median (p95), hand sizes; ref = true 2D on views, detector 2D on videos; "
               "'detector' = detector 2D vs true 2D")

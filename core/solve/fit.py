@@ -98,9 +98,10 @@ class RefineConfig:
     Newton); damping_floor: the entries used are at least this fraction of their mean.
     w_hyper: weight of the squared hyperextension (negative flexion, radians) of the four fingers' joints:
     where the image leaves the side of a bend open (a finger pointing towards or away from the camera), the
-    flexed side wins; 0 = off (the default: on the hard-view renders 3.0 removed every finger bent
-    against the truth but one, and the dev crops moved 7.88 -> 7.86 mm PA, while the shared videos'
-    reprojection onto the detector's 2D rose by ~0.001 hand sizes; see BENCHMARKS.md).
+    flexed side wins; 0 = off (the default: on the hard-view renders 3.0 removes nearly every finger bent
+    against the truth, also with the landmark convention, and the dev crops move 7.88 -> 7.86 mm PA, but it
+    biases fingers that are truly hyperextended (1.6 mm mean joint error on the exact synthetic clip of
+    tests/test_fit.py instead of < 1 mm); see BENCHMARKS.md).
     joint_w_2d, joint_w_3d: per-joint weights (21,), MediaPipe order, or None for ones.
     offsets: the detector's landmark convention, or None: per joint (MANO-21 order) of a right hand, metres,
     in the frame of the bone that carries the joint (`BONE_OF`), ``(ox, oy, oz)`` or ``(ox, oy, oz, dx, dy,
