@@ -237,3 +237,20 @@ def test_image_folder_in_segments_is_one_pass_exactly(data_dir):
     assert one.sides == two.sides and np.array_equal(one.frame_index, two.frame_index)
     for f in ("detected", "landmarks_px", "landmarks_world", "joints", "K"):
         assert np.array_equal(getattr(one, f), getattr(two, f)), f
+
+
+def test_truncated_file_in_segments_stops_where_one_pass_stops(data_dir, tmp_path):
+    """A cut copy whose first 11 frames decode (the container still says 621): the second segment's worker finds
+    nothing to decode at its start; the clip and the warning are one pass's."""
+    from core.capture import CaptureOptions, capture
+    from test_hostile import faststart
+
+    fast = faststart((data_dir / "video" / "single_hand.mp4").read_bytes())
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(fast[: int(len(fast) * 0.05)])
+    common = dict(input=str(cut), end=60, hands=1, vae=False)
+    one, src1 = capture(CaptureOptions(**common, workers=1))
+    two, src2 = capture(CaptureOptions(**common, workers=2))
+    assert one.n_frames == two.n_frames == 11
+    assert src1.warning == src2.warning and "only 11 of 60" in src2.warning
+    assert np.array_equal(one.landmarks_px, two.landmarks_px)
