@@ -214,7 +214,7 @@ def test_manifest_options_mean_what_the_capture_cli_means(tmp_path):
     every = {"hands": 1, "side": "right", "start": 3, "end": 40, "stride": 2, "fx": 512.5, "fy": 510.0, "cx": 320.0,
              "cy": 241.5, "fov": 61.0, "intrinsics": str(k), "static": True, "with_vertices": True,
              "model_right": "r.npz", "model_left": "l.npz", "min_confidence": 0.3, "vae": False, "fit": False,
-             "collide": False, "separate_sizes": True, "detector": "torch", "device": "cpu"}
+             "collide": False, "separate_sizes": True, "detector": "torch", "device": "cpu", "workers": 2}
     for options in ({}, every, {"hands": 2, "vae": True, "static": False}):
         spec = ClipSpec("x", str(tmp_path / "x.mp4"), options)
         parsed = cli.build_parser().parse_args(spec.capture_argv("o.npz"))
