@@ -361,7 +361,7 @@ def run_capture(opts: CaptureOptions) -> Generator[Progress, None, tuple]:
     if not opts.collide:
         config = dataclasses.replace(config, penetration=None)
     if opts.fit and opts.landmark_offsets:
-        from .net.renders import LANDMARK_OFFSETS, load_offsets
+        from .net.landmarks import LANDMARK_OFFSETS, load_offsets
         from .solve.fit import with_landmark_offsets
 
         config = with_landmark_offsets(config, load_offsets(LANDMARK_OFFSETS), shape=True, refine=False)

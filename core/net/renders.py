@@ -31,7 +31,7 @@ import torch
 
 DETECTOR_BIAS = Path(__file__).resolve().parent / "data" / "detector_bias.npz"
 # The 2D landmark convention (`measure_2d`): read by the capture's fit (`core.solve.fit.RefineConfig.offsets`).
-LANDMARK_OFFSETS = Path(__file__).resolve().parent / "data" / "landmark_offsets.npz"
+from .landmarks import LANDMARK_OFFSETS, load_offsets  # noqa: E402,F401  (the file and its loader live apart)
 
 
 def render_set(n: int, seed: int) -> dict:
@@ -238,13 +238,6 @@ def demo_project(points: np.ndarray, K) -> np.ndarray:
     """Pinhole projection (..., 3) -> (..., 2) pixels."""
     K = np.asarray(K, np.float64)
     return points[..., :2] / points[..., 2:3] * np.array([K[0, 0], K[1, 1]]) + K[:2, 2]
-
-
-def load_offsets(path: Path = LANDMARK_OFFSETS) -> np.ndarray:
-    """The landmark offsets (21, 6) float64 metres, MANO-21 order, each in its bone's frame, of a right hand:
-    ``o`` then ``d`` (the part that goes with `core.solve.fit.palm_facing`) (`measure_2d`)."""
-    with np.load(path, allow_pickle=False) as z:
-        return np.asarray(z["offsets"], np.float64)
 
 
 def load_bias(path: Path = DETECTOR_BIAS) -> tuple[np.ndarray, str]:
