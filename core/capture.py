@@ -216,17 +216,22 @@ def fit_shots(fit, cuts, fps: float | None, kp_px: np.ndarray, world: np.ndarray
                                        if f.name != "betas" and getattr(res, f.name) is not None})
 
 
+def _self_calibrate_allowed(opts: CaptureOptions, stills: bool) -> None:
+    """CaptureError where --fov auto cannot apply: with given intrinsics, or on stills."""
+    if opts.K is not None or opts.fx is not None:
+        raise CaptureError("--fov auto estimates the focal length; it cannot be used with --fx or --intrinsics")
+    if stills:
+        raise CaptureError("--fov auto needs a video (one camera over the clip); photos use their EXIF focal "
+                           "length or --fov DEGREES")
+
+
 def _self_calibrate(opts: CaptureOptions, slots, sizes: np.ndarray, K: np.ndarray, stills: bool):
     """--fov auto: (K, the report line). One field of view for the clip from every hand's detected frames
     (`core.solve.camera.self_calibrate`); K keeps the default field of view where the clip does not determine
     one. Refused with given intrinsics or on stills (each photo may come from another camera)."""
     from .solve import camera
 
-    if opts.K is not None or opts.fx is not None:
-        raise CaptureError("--fov auto estimates the focal length; it cannot be used with --fx or --intrinsics")
-    if stills:
-        raise CaptureError("--fov auto needs a video (one camera over the clip); photos use their EXIF focal "
-                           "length or --fov DEGREES")
+    _self_calibrate_allowed(opts, stills)
     w, h = (int(x) for x in sizes[0])
     shape = np.concatenate([tr.world[tr.detected] for tr in slots])
     px = np.concatenate([tr.landmarks_px[tr.detected] - 0.5 for tr in slots])
@@ -281,6 +286,8 @@ def run_capture(opts: CaptureOptions) -> Generator[Progress, None, tuple]:
     models = {"right": load_model("right", opts.model_right), "left": load_model("left", opts.model_left)}
     src = open_video(opts.input, start=opts.start, end=opts.end, stride=opts.stride)
     static = src.is_folder if opts.static is None else opts.static
+    if opts.fov_auto:  # refused before minutes of detection (`_self_calibrate` checks the same)
+        _self_calibrate_allowed(opts, static or src.is_folder)
     n = src.frame_count
     backend = resolve_backend(opts.detector, opts.device)
     rate = Rate()

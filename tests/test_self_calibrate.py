@@ -100,3 +100,21 @@ def test_cli_fov_auto_and_the_clip_key(tmp_path):
     assert load_clip(save_clip(c, tmp_path / "a.npz")).self_calibration == ""
     line = "--fov auto: self-calibrated: 50 deg across"
     assert load_clip(save_clip(dataclasses.replace(c, self_calibration=line), tmp_path / "b.npz")).self_calibration == line
+
+
+def test_cli_refuses_fov_auto_with_fx_before_detecting(tmp_path, data_dir):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    video = data_dir / "video" / "single_hand.mp4"
+    if not video.is_file():
+        pytest.skip(f"shared data absent: {video}")
+    r = subprocess.run([sys.executable, "-m", "core", "capture", str(video), "--fov", "auto", "--fx", "500",
+                        "--out", str(tmp_path / "c.npz"), "--quiet"], capture_output=True, text=True, cwd=root,
+                       env=dict(os.environ, PYTHONPATH=str(root)), timeout=120)
+    assert r.returncode == 2 and r.stderr.strip().splitlines() == [
+        "error: --fov auto estimates the focal length; it cannot be used with --fx or --intrinsics"], r.stderr
+    assert not (tmp_path / "c.npz").exists()
