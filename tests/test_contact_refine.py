@@ -16,6 +16,7 @@ from benchmarks.contact import OBJECTS, evaluate_scene
 from core.contact import scenes
 from core.contact.mesh import load_mesh
 from core.contact.refine import ContactConfig, HandTrack, refine_contact
+from core.contact.run import FIELD_RES
 from core.contact.sdf import Body, Field, signed_distance
 from core.hand.load import load_model
 from core.hand.mano import ManoLayer
@@ -52,7 +53,7 @@ def test_grasp_refined_to_truth(layers, data_dir, name):
     scene = scenes.grasp_scene(layer64, mesh, n_frames=FRAMES, seed=1)
     before = evaluate_scene(layer32, scene, scene.capture_rot, scene.capture_transl)
     assert before["max_pen"] > 3.0 and before["ok_frames"] < 50  # the capture sinks into the object
-    body = Body(mesh, scene.transforms, Field.build(mesh, res=128))
+    body = Body(mesh, scene.transforms, Field.build(mesh, res=FIELD_RES))  # the product's grid
     res = refine_contact([scenes.scene_track(layer32, scene)], [body], torch.eye(3).repeat(FRAMES, 1, 1))[0]
     after = evaluate_scene(layer32, scene, res.rotmats, res.transl)
     assert after["ok_frames"] >= 95.0, after
@@ -64,6 +65,29 @@ def test_grasp_refined_to_truth(layers, data_dir, name):
         # truth). Recorded with the measured figures, not hidden: see BENCHMARKS.md "Contact refinement".
         pytest.xfail(f"{name}: volume p95 {after['vol_p95']:.2f} cm^3 (goal 0.5), contact recall {after['recall']:.2f} "
                      f"(goal 0.9), joint error {after['err']:.1f} mm (goal 5)")
+
+
+def test_frames_away_from_everything_are_kept(layers, data_dir):
+    """Frames where the hand is far from the object (moved 30 cm away in the capture) are not in play: the
+    capture is returned there bit for bit, beyond PLAY_PAD frames of the grasp, which is still fixed."""
+    from core.contact.refine import PLAY_PAD, frames_in_play
+
+    layer32, layer64 = layers
+    mesh = _object(data_dir, "cracker_box")
+    scene = scenes.grasp_scene(layer64, mesh, n_frames=FRAMES, seed=1)
+    track = scenes.scene_track(layer32, scene)
+    away = np.zeros(FRAMES, bool)
+    away[15:55] = True
+    track.transl[torch.as_tensor(away)] += torch.tensor([0.3, 0.0, 0.0])
+    body = Body(mesh, scene.transforms, Field.build(mesh, res=FIELD_RES))
+    play = frames_in_play([track], [body], ContactConfig())[0]
+    assert play[:15 + PLAY_PAD].all() and play[55 - PLAY_PAD:].all() and not play[15 + PLAY_PAD:55 - PLAY_PAD].any()
+    res = refine_contact([track], [body], torch.eye(3).repeat(FRAMES, 1, 1))[0]
+    kept = ~play
+    assert torch.equal(res.rotmats[kept], track.rotmats[kept]) and torch.equal(res.transl[kept], track.transl[kept])
+    assert (res.penetration_mm[kept] == 0).all()
+    near = ~away
+    assert res.before_mm[near].max() > 3.0 and res.penetration_mm[near].max() <= 2.0
 
 
 def after_depths(layer32, scene, res):

@@ -209,6 +209,58 @@ def _object_in_hand(oih, verts: torch.Tensor, clearance_mm: float, n_rows: int) 
     return verts.new_zeros(n_rows).index_add(0, rows, pen)
 
 
+PLAY_MM = 15.0  # a frame is refined where a hand comes this near an object or within it of the other hand's box ...
+PLAY_PAD = 10  # ... and so are this many frames either side (the smoothness fades the correction out there)
+
+
+def _subset(h: HandTrack, cfg: ContactConfig) -> tuple[np.ndarray, list]:
+    """The inner loop's vertex ids (every ``vertex_stride``-th plus the contact regions) and the regions."""
+    regions = region_vertices(h.layer)
+    return np.union1d(np.arange(0, h.layer.v_template.shape[0], cfg.vertex_stride), np.concatenate(regions)), regions
+
+
+def frames_in_play(hands: list, bodies: list, cfg: ContactConfig) -> list[np.ndarray]:
+    """Per hand (T,) bool: the valid frames the solve may change. Elsewhere no hand vertex (of the inner
+    loop's subset) comes within PLAY_MM of an object (its grid) and the hands' boxes stay more than
+    PLAY_MM apart, so nothing pushes or pulls there and the capture is kept as it is; the frames near
+    those that do are added (PLAY_PAD either side), so that the correction fades out smoothly."""
+    from .sdf import Body
+
+    play, verts = [], []
+    for h in hands:
+        valid = np.asarray(h.valid, bool)
+        idx = np.nonzero(valid)[0]
+        sub, _ = _subset(h, cfg)
+        with torch.no_grad():
+            v = h.layer(h.betas.expand(len(idx), -1), None, None, h.transl[idx], with_vertices=True,
+                        rotmats=h.rotmats[idx], vertex_ids=torch.as_tensor(sub, device=h.rotmats.device)).vertices
+        p = np.zeros(len(valid), bool)
+        if bodies and cfg.pin:
+            p[idx] = True
+        for b in bodies:
+            if len(idx) == 0 or p[idx].all():
+                break
+            bf = b if b.n_frames == 1 else Body(b.mesh, b.transforms[idx], b.field)
+            d = bf.field.lookup(bf._to_mesh(v)).amin(1)
+            p[idx[(d * 1000.0 <= PLAY_MM).cpu().numpy()]] = True
+        play.append(p)
+        verts.append((idx, v))
+    if cfg.hand_hand and len(hands) == 2:
+        (ia, va), (ib, vb) = verts
+        common, ka, kb = np.intersect1d(ia, ib, return_indices=True)
+        if common.size:
+            a, b = va[ka], vb[kb]
+            m = PLAY_MM / 1000.0
+            near = ((a.amin(1) <= b.amax(1) + m) & (b.amin(1) <= a.amax(1) + m)).all(1).cpu().numpy()
+            for p in play:
+                p[common[near]] = True
+    out = []
+    for h, p in zip(hands, play):
+        grown = np.convolve(p.astype(np.int64), np.ones(2 * PLAY_PAD + 1, np.int64), mode="same") > 0
+        out.append(grown & np.asarray(h.valid, bool))
+    return out
+
+
 class _Problem:
     """The optimisation variables and the loss of one clip's hands against its bodies."""
 
@@ -216,9 +268,8 @@ class _Problem:
         self.hands, self.bodies, self.cfg = hands, bodies, cfg
         self.K = K
         self.state = []
-        for h in hands:
-            ok = torch.as_tensor(np.asarray(h.valid, bool))
-            idx = torch.nonzero(ok)[:, 0]
+        for h, ok in zip(hands, frames_in_play(hands, bodies, cfg)):
+            idx = torch.nonzero(torch.as_tensor(ok))[:, 0]
             rot = h.rotmats[idx]
             bb = h.betas
             ang0 = limits.joint_angles(h.layer, rot, bb).detach()
@@ -226,9 +277,8 @@ class _Problem:
                       ang=ang0.clone().requires_grad_(True),
                       dorient=torch.zeros(len(idx), 3, dtype=rot.dtype, device=rot.device, requires_grad=True),
                       dtr_mm=torch.zeros(len(idx), 3, dtype=rot.dtype, device=rot.device, requires_grad=True))
-            regions = region_vertices(h.layer)
+            sub, regions = _subset(h, cfg)
             st["regions"] = [torch.as_tensor(r, device=rot.device) for r in regions]
-            sub = np.union1d(np.arange(0, h.layer.v_template.shape[0], cfg.vertex_stride), np.concatenate(regions))
             st["sub"] = torch.as_tensor(sub, device=rot.device)
             st["regions_sub"] = [torch.as_tensor(np.searchsorted(sub, r), device=rot.device) for r in regions]
             # consecutive-frame mask over the valid rows (row k and k+1 are neighbouring frames)

@@ -48,7 +48,12 @@ def _layer(clip: ClipResult, h: int, dtype):
     return ManoLayer(load_model(clip.sides[h], clip.model_path(h)), dtype=dtype)
 
 
-def bodies_for(meshes: list[TriMesh], transforms: list[np.ndarray | None], n_frames: int, res: int = 128) -> list[Body]:
+FIELD_RES = 64  # SDF grid nodes along a mesh's longest side: the grid steps only bring the hand near the surface,
+# the exact steps finish (same penetration, volume and recall as 128 on the synthetic grasps; build 0.5 vs 4.4 s)
+
+
+def bodies_for(meshes: list[TriMesh], transforms: list[np.ndarray | None], n_frames: int,
+               res: int = FIELD_RES) -> list[Body]:
     """One `Body` per mesh with its SDF grid; transforms[i] (T, 4, 4) mesh-to-camera or None (static)."""
     out = []
     for m, tr in zip(meshes, transforms):
