@@ -33,8 +33,9 @@ TOP_FILES = ("__init__.py", "blender_manifest.toml", "LICENSE")
 CODE_SUFFIXES = {".py", ".md", ".json"}
 MODEL_DEST = Path("core/hand/assets")  # where the package carries the open model (core.hand.load.SHIPPED_DIR)
 MODEL_FILES = ("handcap_right.npz", "handcap_left.npz")
-# Trained by the project's own script (core/net/train.py) on its own poses; committed.
-WEIGHT_FILES = ("core/net/weights/joint_vae.pt",)
+# Trained / measured by the project's own scripts on its own poses and renders; committed: the VAE's weights
+# (core/net/train.py) and the detector's landmark convention the video fit uses (core/net/renders.py).
+WEIGHT_FILES = ("core/net/weights/joint_vae.pt", "core/net/data/landmark_offsets.npz")
 # The capture runtime's pinned, hashed packages (python build.py --lock) and the uv that installs them.
 RUNTIME_LOCK = "blender_addon/runtime-lock.txt"
 UV_LOCK = "blender_addon/uv-lock.txt"

@@ -105,6 +105,7 @@ class HANDCAP_OT_retarget_save(bpy.types.Operator, ExportHelper):
 
     bl_idname = "hand_capture.retarget_save"
     bl_label = "Save Mapping"
+    bl_options = {"REGISTER"}  # writes a file only: no undo step
     filename_ext = ".json"
     filter_glob: bpy.props.StringProperty(default="*.json", options={"HIDDEN"})
 

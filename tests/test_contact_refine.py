@@ -83,6 +83,9 @@ def test_frames_away_from_everything_are_kept(layers, data_dir):
     body = Body(mesh, scene.transforms, Field.build(mesh, res=FIELD_RES))
     play = frames_in_play([track], [body], ContactConfig())[0]
     assert play[:15 + PLAY_PAD].all() and play[55 - PLAY_PAD:].all() and not play[15 + PLAY_PAD:55 - PLAY_PAD].any()
+    for n in (1, 8, 2 * PLAY_PAD + 1, 2 * PLAY_PAD + 3):  # clips shorter and longer than the padding
+        short = HandTrack(layer32, track.betas, track.rotmats[:n], track.transl[:n], np.ones(n, bool))
+        np.testing.assert_array_equal(frames_in_play([short], [body], ContactConfig())[0], play[:n] | (np.arange(n) < 15))
     res = refine_contact([track], [body], torch.eye(3).repeat(FRAMES, 1, 1))[0]
     kept = ~play
     assert torch.equal(res.rotmats[kept], track.rotmats[kept]) and torch.equal(res.transl[kept], track.transl[kept])

@@ -256,7 +256,8 @@ def frames_in_play(hands: list, bodies: list, cfg: ContactConfig) -> list[np.nda
                 p[common[near]] = True
     out = []
     for h, p in zip(hands, play):
-        grown = np.convolve(p.astype(np.int64), np.ones(2 * PLAY_PAD + 1, np.int64), mode="same") > 0
+        k = np.ones(2 * PLAY_PAD + 1, np.int64)  # "full", then the centred T: "same" is max(T, len(k)) long
+        grown = np.convolve(p.astype(np.int64), k, mode="full")[PLAY_PAD:PLAY_PAD + len(p)] > 0
         out.append(grown & np.asarray(h.valid, bool))
     return out
 
