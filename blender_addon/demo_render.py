@@ -34,6 +34,25 @@ from pathlib import Path
 import numpy as np
 
 
+def mesh_from_arrays(bpy, name, verts, faces, smooth):
+    """A new mesh of triangles faces (F, 3) over vertices (V, 3), smooth- or flat-shaded (also used by
+    synth_render.py)."""
+    mesh = bpy.data.meshes.new(name)
+    verts = np.ascontiguousarray(verts, np.float32)
+    faces = np.ascontiguousarray(faces, np.int32)
+    mesh.vertices.add(len(verts))
+    mesh.vertices.foreach_set("co", verts.ravel())
+    mesh.loops.add(faces.size)
+    mesh.loops.foreach_set("vertex_index", faces.ravel())
+    mesh.polygons.add(len(faces))
+    mesh.polygons.foreach_set("loop_start", np.arange(0, faces.size, 3, dtype=np.int32))
+    mesh.polygons.foreach_set("loop_total", np.full(len(faces), 3, np.int32))
+    mesh.update()
+    mesh.validate()
+    mesh.polygons.foreach_set("use_smooth", np.full(len(mesh.polygons), bool(smooth)))
+    return mesh
+
+
 def _emit(stream, event: str, **fields) -> None:
     stream.write(json.dumps({"event": event, **fields}) + "\n")
     stream.flush()
@@ -99,19 +118,7 @@ def build_scene(bpy, scene_arrays: dict):
     sc.camera = cam_obj
 
     # 2. The hand (with forearm) as one smooth-shaded mesh; vertices are rewritten per frame.
-    verts = np.ascontiguousarray(scene_arrays["vertices"][0], np.float32)
-    faces = np.ascontiguousarray(scene_arrays["faces"], np.int32)
-    mesh = bpy.data.meshes.new("demo_hand")
-    mesh.vertices.add(len(verts))
-    mesh.vertices.foreach_set("co", verts.ravel())
-    mesh.loops.add(faces.size)
-    mesh.loops.foreach_set("vertex_index", faces.ravel())
-    mesh.polygons.add(len(faces))
-    mesh.polygons.foreach_set("loop_start", np.arange(0, faces.size, 3, dtype=np.int32))
-    mesh.polygons.foreach_set("loop_total", np.full(len(faces), 3, np.int32))
-    mesh.update()
-    mesh.validate()
-    mesh.polygons.foreach_set("use_smooth", np.ones(len(faces), bool))
+    mesh = mesh_from_arrays(bpy, "demo_hand", scene_arrays["vertices"][0], scene_arrays["faces"], True)
     mat = bpy.data.materials.new("demo_skin")
     mat.diffuse_color = (*skin, 1.0)
     mat.roughness = 0.6

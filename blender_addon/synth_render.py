@@ -185,23 +185,6 @@ def background_material(bpy, kind):
     return mat, p
 
 
-def mesh_from_arrays(bpy, name, verts, faces, smooth):
-    mesh = bpy.data.meshes.new(name)
-    verts = np.ascontiguousarray(verts, np.float32)
-    faces = np.ascontiguousarray(faces, np.int32)
-    mesh.vertices.add(len(verts))
-    mesh.vertices.foreach_set("co", verts.ravel())
-    mesh.loops.add(faces.size)
-    mesh.loops.foreach_set("vertex_index", faces.ravel())
-    mesh.polygons.add(len(faces))
-    mesh.polygons.foreach_set("loop_start", np.arange(0, faces.size, 3, dtype=np.int32))
-    mesh.polygons.foreach_set("loop_total", np.full(len(faces), 3, np.int32))
-    mesh.update()
-    mesh.validate()
-    mesh.polygons.foreach_set("use_smooth", np.full(len(mesh.polygons), bool(smooth)))
-    return mesh
-
-
 def use_gpu(bpy) -> str:
     """Point Cycles at the first GPU backend that has a device (OptiX, CUDA, HIP, oneAPI, Metal); its name."""
     prefs = bpy.context.preferences.addons["cycles"].preferences
@@ -232,6 +215,7 @@ class Scene:
         bpy.ops.wm.read_factory_settings(use_empty=True)
         sc = self.sc = bpy.context.scene
         self.dr = _demo_render()
+        mesh_from_arrays = self.dr.mesh_from_arrays
         cam = bpy.data.cameras.new("synth_camera")
         cam_obj = bpy.data.objects.new("synth_camera", cam)
         cam_obj.rotation_euler = (math.pi, 0.0, 0.0)
