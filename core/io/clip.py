@@ -286,18 +286,10 @@ def load_clip(path: str | os.PathLike) -> ClipResult:
     if fps is None or not np.isfinite(fps) or fps <= 0:
         shown = repr(a["fps"].tolist()) if a["fps"].size < 5 else f"shape {a['fps'].shape}"
         problems.append(f"fps must be one positive number; got {shown}")
-    if k_guessed is None:
-        problems.append(f"K_guessed must be one bool; got a {a['K_guessed'].dtype} array of shape "
-                        f"{a['K_guessed'].shape}")
-    if shared is None:
-        problems.append(f"shared_size must be one bool; got a {a['shared_size'].dtype} array of shape "
-                        f"{a['shared_size'].shape}")
-    if detector is None:
-        problems.append(f"detector must be one string; got a {a['detector'].dtype} array of shape "
-                        f"{a['detector'].shape}")
-    if calibration is None:
-        problems.append(f"self_calibration must be one string; got a {a['self_calibration'].dtype} array of shape "
-                        f"{a['self_calibration'].shape}")
+    problems += [f"{k} must be one {kind}; got a {a[k].dtype} array of shape {a[k].shape}"
+                 for k, v, kind in (("K_guessed", k_guessed, "bool"), ("shared_size", shared, "bool"),
+                                    ("detector", detector, "string"), ("self_calibration", calibration, "string"))
+                 if v is None]
     problems += [f"{k} must be a list of strings; got a {a[k].dtype} array of shape {a[k].shape}"
                  for k, v in texts.items() if v is None]
     arrays = {}
