@@ -258,11 +258,30 @@ def person_pair(detected: list[np.ndarray], sides: tuple, min_shared: float = 0.
     return (r, l) if both >= min_frames and both >= min_shared * fewer else None
 
 
+# torch's intra-op threads in the fit (the fit's tensors are small: 256 frames x a few joints). Measured on the
+# loaded 2-core machine (BENCHMARKS.md "End-to-end capture vs MediaPipe alone"): torch's default of one thread
+# per core made the fit of single_hand.mp4 cost 16-17 CPU seconds against 2.5 with one thread, the same result
+# bit for bit (its waiting threads spin while the other core is busy).
+FIT_THREADS = 1
+
+
 def run_capture(opts: CaptureOptions) -> Generator[Progress, None, tuple]:
     """The capture job as a step generator: yields Progress, returns (ClipResult, VideoSource).
 
     Imports are ordered for a light start: what reads and detects the frames first; torch and the fit's modules
-    once the frames are read (one pass), or while the segment workers detect (`core.detect.segments`)."""
+    once the frames are read (one pass), or while the segment workers detect (`core.detect.segments`). The fit
+    runs on `FIT_THREADS` torch threads; torch's setting is restored when the job ends (or is stopped)."""
+    saved = []  # torch's thread count before the job set its own (`_load_fit`)
+    try:
+        return (yield from _capture_steps(opts, saved))
+    finally:
+        if saved:
+            import torch
+
+            torch.set_num_threads(saved[0])
+
+
+def _capture_steps(opts: CaptureOptions, saved: list) -> Generator[Progress, None, tuple]:
     from .detect import create_detector, resolve_backend
     from .hand.load import load_model
     from .solve.cuts import Shots, find_cuts
@@ -307,7 +326,7 @@ def run_capture(opts: CaptureOptions) -> Generator[Progress, None, tuple]:
                                min_confidence=opts.min_confidence)
         try:
             seg.start()
-            refiner = _load_fit(opts)
+            refiner = _load_fit(opts, saved)
             stitched = yield from _segment_events(seg.collect(), rate, n)
         finally:
             seg.close()
@@ -330,7 +349,7 @@ def run_capture(opts: CaptureOptions) -> Generator[Progress, None, tuple]:
                 sizes.append((frame.shape[1], frame.shape[0]))  # a folder's images may differ in size
                 yield rate.event("detect", k + 1, n)
         cuts = set(shots.cuts()) if shots is not None else set()
-        refiner = _load_fit(opts)
+        refiner = _load_fit(opts, saved)
     from .solve.fit import FitConfig
     from .hand.mano import ManoLayer
     from .solve.pose import fit_hand
@@ -443,10 +462,17 @@ def run_capture(opts: CaptureOptions) -> Generator[Progress, None, tuple]:
     ), src
 
 
-def _load_fit(opts: CaptureOptions):
-    """Import the fit's modules (torch) and load the VAE refiner (None with ``vae`` off)."""
+def _load_fit(opts: CaptureOptions, saved: list):
+    """Import the fit's modules (torch), set torch's threads to `FIT_THREADS` (the old count appended to
+    ``saved``) and load the VAE refiner (None with ``vae`` off)."""
+    import torch
+
     from .solve import fit, pose  # noqa: F401 - imported here, at a known point of the job
     from .hand import mano  # noqa: F401
+
+    if not saved:
+        saved.append(torch.get_num_threads())
+    torch.set_num_threads(FIT_THREADS)
 
     if not opts.vae:
         return None
