@@ -14,12 +14,21 @@ THUMB = 32  # thumbnail side, pixels
 
 
 def signature(frame: np.ndarray) -> np.ndarray:
-    """(THUMB, THUMB) float32 grey thumbnail of a BGR / BGRA / grey uint8 frame, its mean removed."""
+    """(THUMB, THUMB) float32 grey thumbnail of a BGR / BGRA / grey uint8 frame, its mean removed.
+
+    Area averages in two steps: the grey frame by a whole factor to at least 4 THUMB a side (OpenCV's fast
+    path; the last rows / columns that do not fill a block are left out), then to THUMB x THUMB. One step
+    (a 720p frame straight to 32 x 32) cost 2.8 ms a frame, 4x these two, with the same differences to 0.05
+    grey levels on the shared videos (the cut floor is 12)."""
     import cv2
 
     f = np.asarray(frame)
     if f.ndim == 3:
         f = cv2.cvtColor(f[:, :, :3], cv2.COLOR_BGR2GRAY)
+    h, w = f.shape[:2]
+    k = min(h, w) // (4 * THUMB)
+    if k > 1:
+        f = cv2.resize(f[: h - h % k, : w - w % k], (w // k, h // k), interpolation=cv2.INTER_AREA)
     g = cv2.resize(f, (THUMB, THUMB), interpolation=cv2.INTER_AREA).astype(np.float32)
     return g - g.mean()
 
