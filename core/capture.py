@@ -70,6 +70,10 @@ class CaptureOptions:
     # Detection in parallel segments of the clip, one process each (`core.detect.segments`): None (auto) one per
     # core for a clip of at least 100 frames per core; 1 reads the clip in one pass in this process.
     workers: int | None = None
+    # "pipeline": the detector's 3D landmarks through the VAE and the fit (default); "paper": the paper's network
+    # (`core.net.paper`) on the detector's crops, its MANO branch placed on the image by the fit (issue 13)
+    model: str = "pipeline"
+    paper_weights: str | None = None  # the network's weights (default core/net/weights/paper.pt)
 
     @classmethod
     def from_args(cls, a) -> "CaptureOptions":
@@ -86,7 +90,8 @@ class CaptureOptions:
                    min_confidence=a.min_confidence, vae=not a.no_vae, fit=not a.no_fit,
                    collide=not a.no_collide, shared_size=not getattr(a, "separate_sizes", False),
                    detector=getattr(a, "detector", "auto"), device=getattr(a, "device", "auto"),
-                   workers=getattr(a, "workers", None))
+                   workers=getattr(a, "workers", None), model=getattr(a, "model", "pipeline"),
+                   paper_weights=getattr(a, "paper_weights", None))
 
 
 def parse_intrinsics_spec(spec: str) -> tuple[str, str | None]:
@@ -297,6 +302,15 @@ def _capture_steps(opts: CaptureOptions, saved: list) -> Generator[Progress, Non
     if opts.workers is not None and (isinstance(opts.workers, bool) or not isinstance(opts.workers, int)
                                      or opts.workers < 1):
         raise CaptureError(f"--workers must be 'auto' or a whole number >= 1; got {opts.workers!r}")
+    if opts.model not in ("pipeline", "paper"):
+        raise CaptureError(f"--model must be 'pipeline' or 'paper'; got {opts.model!r}")
+    if opts.model == "paper":  # a missing weights file fails before minutes of detection
+        from .net.paper.infer import default_weights
+
+        weights = Path(opts.paper_weights) if opts.paper_weights else default_weights()
+        if not weights.is_file():
+            raise CaptureError(f"--model paper: network weights not found: {weights} (train them with "
+                               f"`python -m core.net.paper.train`, docs/paper_net.md)")
     # Load the hand models first (numpy only): a bad model file fails before minutes of detection.
     if opts.model_right is None or opts.model_left is None:
         from .hand.gen import ensure_open_model
@@ -396,12 +410,24 @@ def _capture_steps(opts: CaptureOptions, saved: list) -> Generator[Progress, Non
     zs = [tr.landmarks_z * (sizes[:, :1] / float(sizes[0, 0])) if opts.fit else None for tr in slots]
     # Detector pixels have their origin at the pixel corner; K uses OpenCV's pixel centres.
     common = dict(image_width=int(sizes[0, 0]), config=config, refiner=refiner)
+    worlds = [tr.world for tr in slots]
+    model_ran = "pipeline"
+    if opts.model == "paper":  # the network's MANO-branch joints (camera axes) replace the detector's 3D
+        from .net.paper.infer import PaperModel, network_world
+
+        paper = PaperModel(opts.paper_weights)
+        pos = {int(i): k for k, i in enumerate(frame_index)}
+        again = open_video(opts.input, start=opts.start, end=opts.end, stride=opts.stride)
+        worlds = network_world(paper, ((pos[int(i)], f) for i, f in again if int(i) in pos), slots, K)
+        zs = [None] * len(slots)  # no MediaPipe depth: the network's 3D is the target
+        common.update(refiner=None, perspective=False)  # the VAE ran inside the network; joints in camera axes
+        model_ran = paper.describe()
     lengths = [None] * len(slots)
     pair = None if (static or not opts.shared_size) else person_pair([tr.detected for tr in slots], sides)
     if pair is not None:  # one person's two hands: one size from both hands' evidence
         from .solve.pose import shared_lengths, size_evidence
 
-        ev = [size_evidence(layers[h], slots[h].landmarks_px - 0.5, slots[h].world, slots[h].detected, K,
+        ev = [size_evidence(layers[h], slots[h].landmarks_px - 0.5, worlds[h], slots[h].detected, K,
                             landmarks_z=zs[h], confidence=slots[h].score, **common) for h in pair]
         for h in pair:
             lengths[h] = shared_lengths(ev)
@@ -411,7 +437,7 @@ def _capture_steps(opts: CaptureOptions, saved: list) -> Generator[Progress, Non
         # Neither gap filling nor smoothing crosses a scene cut (`fit_shots`).
         fits.append(fit_shots(lambda *a, _l=layers[h], **kw: fit_hand(_l, *a, **kw), sorted(cuts),
                               None if src.is_folder else float(src.fps) / opts.stride,
-                              tr.landmarks_px - 0.5, tr.world, tr.detected, K,
+                              tr.landmarks_px - 0.5, worlds[h], tr.detected, K,
                               landmarks_z=zs[h], with_vertices=opts.with_vertices, lengths=lengths[h], **common))
     if pair is not None and opts.pair_depth:  # one person's two hands: each aligned again with the pair's depth
         from .solve.pose import pair_depths
@@ -421,7 +447,7 @@ def _capture_steps(opts: CaptureOptions, saved: list) -> Generator[Progress, Non
         for h, prior in zip(pair, priors):
             fits[h] = fit_shots(lambda *a, _l=layers[h], **kw: fit_hand(_l, *a, **kw), sorted(cuts),
                                 None if src.is_folder else float(src.fps) / opts.stride,
-                                slots[h].landmarks_px - 0.5, slots[h].world, slots[h].detected, K,
+                                slots[h].landmarks_px - 0.5, worlds[h], slots[h].detected, K,
                                 landmarks_z=zs[h], with_vertices=opts.with_vertices, lengths=lengths[h],
                                 depth_prior=prior, **common)
     yield Progress("fit", len(slots), len(slots))
@@ -459,6 +485,7 @@ def _capture_steps(opts: CaptureOptions, saved: list) -> Generator[Progress, Non
         shared_size=pair is not None,
         detector=backend,
         self_calibration=calibration,
+        model=model_ran,
     ), src
 
 

@@ -182,6 +182,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "batched on a GPU); auto (default): torch on a GPU, MediaPipe on the CPU")
     c.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="device of the torch detector (default: a GPU where torch sees one)")
+    c.add_argument("--model", choices=("pipeline", "paper"), default="pipeline",
+                   help="what makes the 3D: pipeline (default: the detector's 3D landmarks, VAE, 2D-aware fit) or "
+                        "paper (the paper's network on the detector's crops, its MANO branch fitted to the image; "
+                        "BENCHMARKS.md 'The paper's network')")
+    c.add_argument("--paper-weights", type=_path, help="the network's weights for --model paper "
+                   "(default core/net/weights/paper.pt)")
     c.add_argument("--workers", type=_workers, default=None, metavar="N|auto",
                    help="detect the clip in N parallel segments, one process each (default auto: one per CPU core "
                         "for clips of at least 100 frames per core; 1: one pass in this process)")

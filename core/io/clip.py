@@ -56,6 +56,9 @@ class ClipResult:
     detector: str = ""  # the hand detector backend that ran ("mediapipe", "torch"); optional ("": not recorded)
     # --fov auto: what the focal self-calibration found (one line; "" = not asked). Optional in the file.
     self_calibration: str = ""
+    # which model made the 3D: "pipeline" (the detector's 3D landmarks, VAE, fit) or "paper:<weights> ..." (the
+    # paper's network, `core.net.paper`); optional in the file ("": not recorded, older clips)
+    model: str = ""
 
     def frame_sizes(self) -> np.ndarray:
         """(T, 2) int [W, H] of every frame: ``image_sizes`` where the clip has it, else ``image_size``."""
@@ -197,6 +200,8 @@ def save_clip(c: ClipResult, path: str | os.PathLike) -> Path:
         arrays["detector"] = np.array(str(c.detector))
     if c.self_calibration:
         arrays["self_calibration"] = np.array(str(c.self_calibration))
+    if c.model:
+        arrays["model"] = np.array(str(c.model))
     tmp = path.with_name(path.name + ".part")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -280,6 +285,7 @@ def load_clip(path: str | os.PathLike) -> ClipResult:
     shared = _scalar(a["shared_size"], "biu") if "shared_size" in a else False
     detector = _scalar(a["detector"], "U") if "detector" in a else ""
     calibration = _scalar(a["self_calibration"], "U") if "self_calibration" in a else ""
+    model = _scalar(a["model"], "U") if "model" in a else ""
     texts = {k: _strings(a[k]) for k in ("sides", "model_names", "model_paths")}
     if source is None:
         problems.append(f"source is a {a['source'].dtype} array of shape {a['source'].shape}, expected a string")
@@ -288,7 +294,8 @@ def load_clip(path: str | os.PathLike) -> ClipResult:
         problems.append(f"fps must be one positive number; got {shown}")
     problems += [f"{k} must be one {kind}; got a {a[k].dtype} array of shape {a[k].shape}"
                  for k, v, kind in (("K_guessed", k_guessed, "bool"), ("shared_size", shared, "bool"),
-                                    ("detector", detector, "string"), ("self_calibration", calibration, "string"))
+                                    ("detector", detector, "string"), ("self_calibration", calibration, "string"),
+                                    ("model", model, "string"))
                  if v is None]
     problems += [f"{k} must be a list of strings; got a {a[k].dtype} array of shape {a[k].shape}"
                  for k, v in texts.items() if v is None]
@@ -315,7 +322,7 @@ def load_clip(path: str | os.PathLike) -> ClipResult:
         cuts=tuple(int(x) for x in np.ravel(arrays["cuts"])) if "cuts" in arrays else (),
         image_sizes=arrays.get("image_sizes"), K_exif=arrays.get("K_exif"), shared_size=bool(shared),
         contact=arrays.get("contact"), penetration_mm=arrays.get("penetration_mm"), detector=str(detector),
-        self_calibration=str(calibration),
+        self_calibration=str(calibration), model=str(model),
     )
     check_clip(c, path.name)
     problems = []

@@ -1,0 +1,182 @@
+"""The paper's network (core/net/paper, issue 13): data sources, geometry, shapes and losses (seconds)."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from core.errors import CaptureError
+from core.net.paper import data as D
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = Path(os.environ.get("HANDCAP_DATA", ROOT.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="module")
+def net():
+    from core.net.paper.train import build_net
+
+    torch.manual_seed(0)
+    return build_net()
+
+
+def _fake_chunk(d: Path, meta: dict | None = None, keys=D.SYNTH_KEYS) -> Path:
+    d.mkdir(parents=True)
+    np.savez(d / "labels.npz", **{k: np.zeros(1) for k in keys})
+    if meta is not None:
+        (d / "meta.json").write_text(json.dumps(meta))
+    return d
+
+
+# ----------------------------------------------------------------------------------------------- sources
+
+def test_loader_reads_only_project_renders(tmp_path):
+    """The training data loader takes folders written by core.net.synth only: a labelled image folder of another
+    kind (a research set's labels.npz, or a chunk without the generator's meta) is refused, one line each."""
+    good_meta = {k: "x" for k in D.SYNTH_META}
+    ok = _fake_chunk(tmp_path / "synth" / "chunk_0000", good_meta)
+    assert D.check_synth_chunk(ok) == good_meta
+    assert D.synth_chunks(tmp_path / "synth") == [ok]
+    for name, meta, keys in (("no_meta", None, D.SYNTH_KEYS), ("foreign_meta", {"dataset": "FreiHAND"}, D.SYNTH_KEYS),
+                             ("foreign_labels", good_meta, ("K", "joints_cam", "images"))):
+        bad = _fake_chunk(tmp_path / name / "chunk_0000", meta, keys)
+        with pytest.raises(CaptureError) as e:
+            D.synth_chunks(tmp_path / name)
+        assert "\n" not in str(e.value) and "core.net.synth" in str(e.value)
+        assert bad.is_dir()
+    with pytest.raises(CaptureError):
+        D.synth_chunks(tmp_path / "absent")
+
+
+@pytest.mark.parametrize("name", ["real_world_testset_dev", "interhand_samples", "rhd_samples"])
+def test_research_sets_are_refused(name):
+    """The shared evaluation sets (research licences) cannot be read as training chunks."""
+    d = DATA / name
+    if not d.is_dir():
+        pytest.skip(f"{d} absent (HANDCAP_DATA)")
+    with pytest.raises(CaptureError):
+        D.check_synth_chunk(d)
+    assert D.synth_chunks(d) == []  # no chunk_NNNN folders: nothing to train on
+
+
+def test_training_reads_features_of_checked_chunks_only():
+    """`cache_features` reads chunks through `synth_chunks` (which checks each), and `train` reads only the
+    feature files the cache wrote (feat_NNNN.npz with the chunk's label hash)."""
+    import inspect
+
+    from core.net.paper import train as T
+
+    src = inspect.getsource(D.cache_features)
+    assert "synth_chunks(synth)" in src and "np.load" not in src.split("synth_chunks(synth)")[0]
+    assert 'glob("feat_[0-9][0-9][0-9][0-9].npz")' in inspect.getsource(T.train)
+
+
+# ------------------------------------------------------------------------------------------- geometry
+
+def test_view_rotation_and_crop_points():
+    K = np.array([[500.0, 0, 300], [0, 500.0, 200], [0, 0, 1]])
+    roi = np.array([420.0, 90.0, 150.0, 0.7])
+    for left in (False, True):
+        r = D.view_rotation(roi, K, left)
+        assert np.allclose(r @ r.T, np.eye(3), atol=1e-9)
+        assert np.isclose(np.linalg.det(r), -1.0 if left else 1.0)
+        ray = np.linalg.solve(K, [roi[0], roi[1], 1.0])
+        assert np.allclose(r @ (ray / np.linalg.norm(ray)), [0, 0, 1], atol=1e-9)
+        # the crop's centre is at 0, a point along the crop's x axis maps to +x (-x flipped for a left hand)
+        c = D.crop_points(np.array([[roi[0], roi[1]], [roi[0] + 30 * np.cos(0.7), roi[1] + 30 * np.sin(0.7)]]), roi, left)
+        assert np.allclose(c[0], 0, atol=0.01)
+        assert (c[1, 0] < 0) == left and abs(c[1, 1]) < 0.01
+
+
+def test_jitter_roi_bounds():
+    rng = np.random.default_rng(0)
+    roi = np.array([100.0, 120.0, 80.0, 0.2])
+    j = np.stack([D.jitter_roi(roi, rng) for _ in range(200)])
+    assert np.abs(j[:, :2] - roi[:2]).max() <= 0.06 * 80 + 1e-9
+    assert np.abs(np.log(j[:, 2] / 80)).max() <= 0.1 + 1e-9
+    assert np.abs(j[:, 3] - 0.2).max() <= np.radians(10) + 1e-9
+
+
+# ------------------------------------------------------------------------------------------- network
+
+def test_upsampling_matrix(net):
+    from core.net.paper.model import upsampling
+
+    up = net.up.numpy()
+    assert np.allclose(up.sum(1), 1.0, atol=1e-5) and (up >= 0).all()
+    ids = net.coarse_ids.numpy()
+    assert np.allclose(up[ids], np.eye(len(ids))[np.arange(len(ids))], atol=1e-6)
+    t = np.random.default_rng(1).normal(size=(40, 3))
+    u = upsampling(t, np.arange(0, 40, 4))
+    assert u.shape == (40, 10)
+
+
+def test_shapes_and_losses(net):
+    from core.net.paper.model import losses
+
+    torch.manual_seed(0)
+    net.eval()  # no dropout: the two calls below compare
+    f = torch.randn(3, D.FEATURE_DIM)
+    out = net(f)
+    v = net.layer.v_template.shape[0]
+    assert out.joints_np.shape == (3, 21, 3) and out.verts_np.shape == (3, v, 3)
+    assert out.joints_mano.shape == (3, 21, 3) and out.verts_mano.shape == (3, v, 3)
+    assert out.rotmats.shape == (3, 16, 3, 3) and out.cam.shape == (3, 3)
+    assert torch.allclose(out.joints_np[:, 0], torch.zeros(3, 3)) and torch.allclose(out.joints_mano[:, 0], torch.zeros(3, 3), atol=1e-6)
+    # the joint matrix is the J-regressor of the up-sampled mesh
+    assert torch.allclose(net.regress(out.verts_np) - net.regress(out.verts_np)[:, :1], out.joints_np, atol=1e-6)
+    target = out.joints_np.detach() + 0.01
+    terms = losses(net, out, target, torch.zeros(3, 21, 2))
+    for k in ("joints_np", "joints_mano", "reproj", "distill", "edge", "normal", "betas", "total"):
+        assert torch.isfinite(terms[k]), k
+    assert abs(float(terms["joints_np"].detach()) - 30.0) < 1e-3  # 10 mm on each of x, y, z: L1 sum 30 mm
+    net.zero_grad()
+    terms["total"].backward()
+    grads = [p.grad for p in net.head.parameters()]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+    assert all(p.grad is None for p in net.vae.parameters())  # the VAE stays frozen
+    # the non-parametric branch alone, without the mesh
+    o2 = net(f, mano=False, vertices=False)
+    assert o2.joints_mano.numel() == 0 and o2.verts_np.numel() == 0
+    assert torch.allclose(o2.joints_np, out.joints_np, atol=1e-6)
+
+
+def test_weights_round_trip(tmp_path, net):
+    from core.net.paper.train import load, save
+
+    p = tmp_path / "w.pt"
+    save(p, net, 7, {"code": "abc", "train_crops": 5})
+    net2, blob = load(p)
+    assert blob["step"] == 7 and blob["meta"]["code"] == "abc"
+    f = torch.randn(2, D.FEATURE_DIM)
+    net.eval()
+    with torch.no_grad():
+        assert torch.allclose(net(f, mano=False).joints_np, net2(f, mano=False).joints_np, atol=1e-6)
+    torch.save({"x": 1}, tmp_path / "foreign.pt")
+    for bad in (tmp_path / "foreign.pt", tmp_path / "missing.pt"):
+        with pytest.raises(CaptureError) as e:
+            load(bad)
+        assert "\n" not in str(e.value)
+
+
+def test_capture_model_paper_missing_weights(tmp_path):
+    """--model paper with no weights file: one error line, exit 2, before any detection."""
+    img = tmp_path / "imgs"
+    img.mkdir()
+    import cv2
+
+    cv2.imwrite(str(img / "a.png"), np.zeros((32, 32, 3), np.uint8))
+    r = subprocess.run([sys.executable, "-m", "core", "capture", str(img), "--out", str(tmp_path / "c.npz"),
+                        "--static", "--model", "paper", "--paper-weights", str(tmp_path / "none.pt")],
+                       cwd=ROOT, capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+    assert r.returncode == 2, r.stderr
+    lines = [x for x in r.stderr.splitlines() if x.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:") and "none.pt" in lines[0]
+    assert not (tmp_path / "c.npz").exists()
