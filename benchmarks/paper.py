@@ -11,8 +11,12 @@ rotation alignment), PA-MPVPE (meshes only), edge-length error against the true 
 5 deg outside the joint limits (MANO outputs: their rotations; joints-only outputs: the IK of their joints
 before any limit projection, `benchmarks.samples_eval.raw_ik_excess_deg`).
 
+`--dev`: the real dev crops (static, known K; research data, evaluation only): raw MediaPipe and today's
+pipeline (one capture), ``capture --model paper``, and the network's two branches on the pipeline's detections.
+
 Usage: python -m benchmarks.paper --synth out/synth/v1 --cache build/paper/feats --weights build/paper/paper_final.pt
        [--limit N] [--no-pipeline]
+       python -m benchmarks.paper --dev --weights build/paper/paper_final.pt [--out out/paper]
 """
 from __future__ import annotations
 
@@ -180,6 +184,85 @@ def run(synth: Path, cache: Path, weights: Path, limit: int | None, pipeline: bo
     return "\n".join(lines)
 
 
+def _capture(images: Path, labels: Path, out: Path, flags: tuple) -> Path:
+    from core.capture import CaptureOptions, capture_to_file
+    from core.cli import build_parser
+
+    if out.is_file():
+        return out
+    a = build_parser().parse_args(["capture", str(images), "--out", str(out), "--static", "--hands", "1",
+                                   "--intrinsics", f"{labels}:K_crop", *flags])
+    out.parent.mkdir(parents=True, exist_ok=True)
+    capture_to_file(CaptureOptions.from_args(a), out, None)
+    return out
+
+
+def run_dev(weights: Path, out_dir: Path) -> str:
+    """The real dev crops (static, known K): today's pipeline, capture --model paper, and the network's two
+    branches on the pipeline's detections (its crops), against the labels' 3D joints."""
+    import cv2
+    import torch
+
+    from benchmarks.common import need_data
+    from core.contact.hands import self_penetration
+    from core.eval.evaluate import evaluate, load_gt
+    from core.eval.metrics import mpjpe, pa_mpjpe
+    from core.hand.load import load_model
+    from core.hand.mano import ManoLayer
+    from core.hand.model import MP_FROM_MANO21
+    from core.io.clip import load_clip
+    from core.net.paper.infer import PaperModel
+
+    torch.set_num_threads(2)
+    root = need_data("real_world_testset_dev")
+    labels = root / "labels.npz"
+    t0 = time.time()
+    pipe = load_clip(_capture(root / "images", labels, out_dir / "dev_pipeline.npz", ()))
+    t1 = time.time()
+    paper = load_clip(_capture(root / "images", labels, out_dir / f"dev_paper_{weights.stem}.npz",
+                               ("--model", "paper", "--paper-weights", str(weights))))
+    t2 = time.time()
+    gt = load_gt(labels)
+    lines = [f"{'method':<22}{'detected':>9}{'PA-MPJPE':>9}{'wrist-rel':>10}{'>5deg':>7}{'self-pen':>9}"]
+    rp = evaluate(pipe, gt)
+    rq = evaluate(paper, gt)
+    for name, rep, row in (("raw MediaPipe", rp, "mediapipe"), ("today's pipeline", rp, "ours"),
+                           ("capture --model paper", rq, "ours")):
+        r = rep.rows[row]
+        lines.append(f"{name:<22}{rep.n_detected:>9}{r['pa_mpjpe_mm']:>9.2f}{r['wrist_rel_mm']:>10.2f}"
+                     f"{r.get('limit_viol_frames', '-'):>7}{'':>9}")
+    # the branches on the pipeline's detections
+    model = PaperModel(weights, threads=2)
+    h = pipe.hand(rp.side)
+    with np.load(labels) as z:
+        names, joints = z["names"], np.asarray(z["joints_cam"], np.float64)
+        K_all = z["K_crop"]
+    right = ManoLayer(load_model("right"))
+    got = {"np": [], "mano": []}
+    verts = {"np": [], "mano": []}
+    gts = []
+    for k, fi in enumerate(pipe.frame_index):
+        if not pipe.detected[h][k]:
+            continue
+        bgr = cv2.imread(str(root / "images" / f"{names[fi]}.jpg"))
+        b = model.branches(bgr, np.asarray(pipe.landmarks_px[h][k], np.float64), K_all[fi], pipe.sides[h])
+        mirror = np.array([-1.0, 1.0, 1.0]) if pipe.sides[h] == "left" else np.ones(3)
+        for br in ("np", "mano"):
+            got[br].append(b[f"{br}_joints"][MP_FROM_MANO21])
+            verts[br].append(b[f"{br}_verts"] * mirror)
+        gts.append(joints[fi] - joints[fi][:1])
+    g = np.stack(gts)
+    for br, name in (("np", "net: non-parametric"), ("mano", "net: MANO branch")):
+        j = np.stack(got[br])
+        pen = self_penetration(right, np.stack(verts[br]))
+        lines.append(f"{name:<22}{len(j):>9}{pa_mpjpe(j, g).mean():>9.2f}{mpjpe(j, g, root=0).mean():>10.2f}"
+                     f"{'':>7}{pen.mean():>9.2f}")
+    lines.append(f"{len(pipe.frame_index)} dev crops (real, 256 px, known K); the branches: the network on the "
+                 f"pipeline's detections (crops of its landmarks); capture {t1 - t0:.0f} s (pipeline), "
+                 f"{t2 - t1:.0f} s (--model paper) on the loaded 2-core machine; weights {weights}")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--synth", type=Path, default=ROOT / "out" / "synth" / "v1")
@@ -187,8 +270,13 @@ def main(argv=None) -> int:
     ap.add_argument("--weights", type=Path, default=ROOT / "build" / "paper" / "paper_final.pt")
     ap.add_argument("--limit", type=int, default=None)
     ap.add_argument("--no-pipeline", action="store_true")
+    ap.add_argument("--dev", action="store_true", help="the real dev crops instead of the held-out renders")
+    ap.add_argument("--out", type=Path, default=ROOT / "out" / "paper", help="where the dev clips go")
     a = ap.parse_args(argv)
-    print(run(a.synth, a.cache, a.weights, a.limit, not a.no_pipeline))
+    if a.dev:
+        print(run_dev(a.weights, a.out))
+    else:
+        print(run(a.synth, a.cache, a.weights, a.limit, not a.no_pipeline))
     return 0
 
 

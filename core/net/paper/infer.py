@@ -42,12 +42,11 @@ class PaperModel:
         return (f"paper:{Path(self.path).name} step {self.step} code {self.meta.get('code', '?')[:12]} "
                 f"data {self.meta.get('train_crops', '?')} crops")
 
-    def joints(self, bgr: np.ndarray, landmarks_px: np.ndarray, K: np.ndarray, side: str) -> np.ndarray:
-        """MANO-branch joints (21, 3) MediaPipe order, camera axes, wrist-relative, metres, of one hand whose
-        detector landmarks (21, 2) pixel centres are given."""
+    def branches(self, bgr: np.ndarray, landmarks_px: np.ndarray, K: np.ndarray, side: str) -> dict:
+        """Both branches of one hand whose detector landmarks (21, 2) pixel centres are given: joints (21, 3)
+        MANO-21 order and vertices (V, 3) of the non-parametric ("np") and MANO ("mano") branches, camera axes,
+        wrist-relative, metres (a left hand mirrored back)."""
         import torch
-
-        from ...hand.model import MP_FROM_MANO21
 
         left = side == "left"
         roi = crop_roi(landmarks_px)
@@ -55,8 +54,16 @@ class PaperModel:
         feat = self.trunk(crop_image(bgr, roi, left)[None])["feature"]
         with torch.no_grad():
             out = self.net(torch.as_tensor(feat, dtype=torch.float32))
-        j = out.joints_mano[0].numpy().astype(np.float64) @ view  # view is orthogonal: inverse = transpose
-        return j[MP_FROM_MANO21].astype(np.float32)
+        back = lambda t: t[0].numpy().astype(np.float64) @ view  # noqa: E731  view is orthogonal
+        return {"np_joints": back(out.joints_np), "np_verts": back(out.verts_np),
+                "mano_joints": back(out.joints_mano), "mano_verts": back(out.verts_mano)}
+
+    def joints(self, bgr: np.ndarray, landmarks_px: np.ndarray, K: np.ndarray, side: str) -> np.ndarray:
+        """MANO-branch joints (21, 3) MediaPipe order, camera axes, wrist-relative, metres, of one hand whose
+        detector landmarks (21, 2) pixel centres are given."""
+        from ...hand.model import MP_FROM_MANO21
+
+        return self.branches(bgr, landmarks_px, K, side)["mano_joints"][MP_FROM_MANO21].astype(np.float32)
 
 
 def network_world(model: PaperModel, frames, slots, K: np.ndarray) -> list[np.ndarray]:

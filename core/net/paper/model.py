@@ -8,8 +8,9 @@ wrist-relative, metres, MANO-21 joint order, a right hand):
    inverse-distance blend of its 4 nearest coarse vertices on the template) gives all V vertices; the model's
    J-regressor and fingertip vertices give 21 joints;
 2. **MANO branch**: those joints -> the shipped VAE refinement (`core.net.vae`, frozen, with gradients) ->
-   twist-swing IK (`core.solve.ik.solve`, differentiable) with the shape the head predicts (betas) -> MANO
-   forward kinematics -> vertices and joints;
+   twist-swing IK (`core.solve.ik.solve`, differentiable) with the shape the head predicts (betas) -> each joint
+   projected into its anatomical range (`core.solve.limits.project_to_limits`, differentiable) -> MANO forward
+   kinematics -> vertices and joints;
 3. a weak-perspective camera (scale, offset) from the head for the 2D loss on the crop.
 
 `losses`: 3D joint L1 on both branches (the only 3D label), 2D reprojection of the non-parametric joints on
@@ -25,7 +26,7 @@ import numpy as np
 import torch
 
 from ...hand.mano import ManoLayer
-from ...solve import ik
+from ...solve import ik, limits
 from ..vae import JointVAE, canonical_frame
 
 COARSE = 384
@@ -150,12 +151,13 @@ class PaperNet(torch.nn.Module):
         return frame.from_canonical(y)
 
     def mano(self, joints21: torch.Tensor, betas: torch.Tensor):
-        """Twist-swing IK of joints (B, 21, 3) with betas, then MANO: (joints (B, 21, 3), vertices, rotmats),
-        wrist-relative."""
+        """Twist-swing IK of joints (B, 21, 3) with betas, every joint projected into its anatomical range
+        (`core.solve.limits.project_to_limits`), then MANO: (joints (B, 21, 3), vertices, rotmats), wrist-relative."""
         res = ik.solve(self.layer, joints21, betas)
-        out = self.layer(betas, None, None, None, with_vertices=True, rotmats=res.rotmats)
+        rot = limits.project_to_limits(self.layer, res.rotmats, betas)  # differentiable (clamped angles: zero)
+        out = self.layer(betas, None, None, None, with_vertices=True, rotmats=rot)
         root = out.joints21[:, :1]
-        return out.joints21 - root, out.vertices - root, res.rotmats
+        return out.joints21 - root, out.vertices - root, rot
 
     def forward(self, feature: torch.Tensor, mano: bool = True, vertices: bool = True) -> Output:
         """``mano`` False: the non-parametric branch only (and its vertices only with ``vertices``)."""
