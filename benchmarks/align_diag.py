@@ -148,7 +148,7 @@ def score(joints: np.ndarray, K: np.ndarray, ref_px: np.ndarray, det: np.ndarray
            "frame_med_p90": float(np.percentile(per_frame, 90)),
            "groups": {g: float(np.nanmedian(r.dist[:, j])) for g, j in GROUPS.items()},
            "groups_p95": {g: float(np.nanpercentile(r.dist[:, j], 95)) for g, j in GROUPS.items()},
-           "offsets": image_frame_offsets(reproj.project(joints[det], K[det]), ref_px[det])}
+           "offsets": image_frame_offsets(reproj.project(joints[det], K[det]), ref_px[det]), "dist": r.dist}
     return out
 
 
@@ -212,7 +212,8 @@ def run_variant(calls: list[dict], extra: dict, variant, frames_max: int | None 
                "limit_frames": int((lim > LIMIT_DEG).sum()), "pen_frames": int((pen > 2.0).sum()),
                "pen_max": float(pen.max()) if len(pen) else 0.0,
                "vs_det": score(j, Kk, args["kp_px"].astype(np.float64), det), "jitter": jitter(j, det),
-               "size_mm": 1000 * float(np.median(reproj.hand_size_3d(j[det]))), "depth_m": float(np.median(j[det][:, 9, 2]))}
+               "size_mm": 1000 * float(np.median(reproj.hand_size_3d(j[det]))), "depth_m": float(np.median(j[det][:, 9, 2])),
+               "motion": motion(args["kp_px"].astype(np.float64), args["detected"])[det]}
         if "truth" in extra:
             k = list(extra["truth_sides"]).index(c["side"])
             gt = extra["truth"][: len(det), k]
@@ -229,6 +230,55 @@ def run_variant(calls: list[dict], extra: dict, variant, frames_max: int | None 
             row["jitter_true"] = jitter(gt, det)
         rows.append(row)
     return rows
+
+
+def motion(kp: np.ndarray, det: np.ndarray) -> np.ndarray:
+    """(T, 2) per frame, hand sizes (`core.eval.reproj.hand_size_px`), median over the 21 landmarks: the detector
+    2D's speed |kp[t+1] - kp[t-1]| / 2 and its jerk |kp[t] - (kp[t-1] + kp[t+1]) / 2| (a landmark off the line
+    through its neighbours: a fast turn or a detector glitch); nan without both neighbours detected."""
+    from core.eval import reproj
+
+    out = np.full((len(kp), 2), np.nan)
+    ok = np.zeros(len(kp), bool)
+    ok[1:-1] = det[1:-1] & det[:-2] & det[2:]
+    if ok.any():
+        t = np.flatnonzero(ok)
+        size = reproj.hand_size_px(kp[t])
+        out[t, 0] = np.median(np.linalg.norm(kp[t + 1] - kp[t - 1], axis=-1), 1) / 2 / size
+        out[t, 1] = np.median(np.linalg.norm(kp[t] - (kp[t - 1] + kp[t + 1]) / 2, axis=-1), 1) / size
+    return out
+
+
+def tail_report(results: dict) -> None:
+    """What makes the p95: per hand and variant, the reference's distances (true 2D on renders; on videos the
+    detector's 2D against our landmark points) above their own p95, by joint group (share of the tail over the
+    group's share of joints: 1 = as many as its size), by frame (share of the tail on the worst 5 % of frames),
+    and the p95 on the detected frames split by the detector 2D's speed and jerk (`motion`) quartiles."""
+    print("\nThe tail (distances above the p95): joint groups' share of it over their share of joints; share on the "
+          "worst 5 % of frames; p95 per quartile of the detector 2D's speed, then of its jerk (slow/low -> fast/high)")
+    print("| case | hand | variant | p95 | " + " | ".join(GROUPS) + " | worst 5 % frames | p95 by speed quartile | "
+          "by jerk quartile |")
+    print("|---" * (7 + len(GROUPS)) + "|")
+    for (case, side, name), r in results.items():
+        d = r["vs_true"]["dist"] if "vs_true" in r else r["conv_vs_det"]["dist"]
+        thr = np.nanpercentile(d, 95)
+        tail = d > thr
+        share = [tail[:, j].sum() / max(tail.sum(), 1) / (len(j) / 21) for j in GROUPS.values()]
+        per_frame = tail.sum(1)
+        k = max(1, int(round(0.05 * len(d))))
+        worst = np.sort(per_frame)[::-1][:k].sum() / max(tail.sum(), 1)
+        cols = []
+        for m in (0, 1):
+            v = r["motion"][:, m]
+            ok = np.isfinite(v)
+            if ok.sum() < 8:
+                cols.append("-")
+                continue
+            q = np.quantile(v[ok], [0.25, 0.5, 0.75])
+            bins = np.digitize(v[ok], q)
+            cols.append(" / ".join(f"{np.nanpercentile(d[ok][bins == b], 95):.3f}" for b in range(4)))
+        print(f"| {case} | {side} | {name} | {thr:.3f} | " + " | ".join(f"{x:.1f}" for x in share)
+              + f" | {100 * worst:.0f} % | {cols[0]} | {cols[1]} |")
 
 
 def pair_priors(calls, pair_cfg, frames_max=None, cfg=None):
@@ -293,14 +343,22 @@ def variants() -> dict:
 
     shipped = fitmod.with_landmark_offsets(base, load_offsets(LANDMARK_OFFSETS), True, False)
 
+    def hyper(cfg, gate, w=3.0, align=True):  # the hyperextension prior, gated by the bend's visibility
+        return dataclasses.replace(cfg, refine=dataclasses.replace(cfg.refine, w_hyper=w, hyper_gate=gate),
+                                   align=dataclasses.replace(cfg.align, w_hyper=w if align else 0.0, hyper_gate=gate))
+
     return {
         "pair": paired(PairDepthConfig()),
         "pair_strong": paired(PairDepthConfig(gap_sigma=0.05)),
         "shipped": lambda c: ({}, shipped),
-        "shipped_hyper": lambda c: ({}, dataclasses.replace(
-            shipped, refine=dataclasses.replace(shipped.refine, w_hyper=3.0),
-            align=dataclasses.replace(shipped.align, w_hyper=3.0))),
+        "shipped_hyper": lambda c: ({}, hyper(shipped, None)),  # ungated
+        "shipped_nohyper": lambda c: ({}, hyper(shipped, None, 0.0)),  # the prior off (the fit before it)
+        "shipped_gate_0.03": lambda c: ({}, hyper(shipped, 0.03)),  # the prior gated by the mirror's 2D fit
+        "shipped_gate_0.1": lambda c: ({}, hyper(shipped, 0.1)),
         "shipped_pair": paired(PairDepthConfig(), shipped),
+        # per-frame fit (no clean-up, no alignment) with the convention in its 2D term and shape fit: the
+        # shipped fit's per-frame counterpart
+        "static_conv": lambda c: ({"fps": None}, fitmod.with_landmark_offsets(base, load_offsets(LANDMARK_OFFSETS))),
         "offsets": lambda c: ({}, with_offsets(base)),
         "offsets3d": lambda c: ({}, with_offsets(base, True)),
         "offsets_fingers": lambda c: ({}, with_offsets(base, fingers_only=True)),
@@ -336,11 +394,11 @@ def dev_crops(out: Path, only=(False, True)) -> None:
             fitmod.with_landmark_offsets = lambda cfg, off, shape=True, refine=True: real(cfg, off, True, True)
         else:
             fitmod.with_landmark_offsets = real
-        if on == "hyper":  # the shipped fit plus the hyperextension prior (RefineConfig.w_hyper 3) in both stages
-            def hyper():
+        if on in ("hyper", "nohyper"):  # the hyperextension prior (RefineConfig.w_hyper 3) ungated / off, both stages
+            def hyper(w=3.0 if on == "hyper" else 0.0):
                 c = real_cfg()
-                return dataclasses.replace(c, refine=dataclasses.replace(c.refine, w_hyper=3.0),
-                                           align=dataclasses.replace(c.align, w_hyper=3.0))
+                return dataclasses.replace(c, refine=dataclasses.replace(c.refine, w_hyper=w, hyper_gate=None),
+                                           align=dataclasses.replace(c.align, w_hyper=w, hyper_gate=None))
             fitmod.FitConfig = hyper
         path = capture_to_file(CaptureOptions(input=str(d / "images"), static=True, hands=1, landmark_offsets=bool(on),
                                               K=load_intrinsics(f"{d / 'labels.npz'}:K_crop")),
@@ -387,6 +445,7 @@ def main(argv=None) -> None:
     ap.add_argument("--frames-max", type=int, default=0, help="fit only the first N frames of each case")
     ap.add_argument("--variants", default="base")
     ap.add_argument("--detail", action="store_true", help="per joint group and offsets")
+    ap.add_argument("--tail", action="store_true", help="what makes the p95 (joints, frames, motion)")
     ap.add_argument("--dev-crops", action="store_true",
                     help="only the real dev crops, captured with and without the landmark convention")
     ap.add_argument("--fov-auto", action="store_true",
@@ -404,7 +463,8 @@ def main(argv=None) -> None:
         fov_auto(cases)
         return
     if a.dev_crops:
-        dev_crops(out, [{"off": False, "on": True, "2d": "2d", "on_all": "on_all", "hyper": "hyper"}[k]
+        dev_crops(out, [{"off": False, "on": True, "2d": "2d", "on_all": "on_all", "hyper": "hyper",
+                         "nohyper": "nohyper"}[k]
                         for k in a.variants.split(",")]
                   if a.variants != "base" else (False, True))
         return
@@ -431,6 +491,8 @@ def main(argv=None) -> None:
                       f"{r['limit_frames']} / {r['pen_frames']} ({r['pen_max']:.2f} mm) | "
                       f"{r['seconds']:.1f} |" + (f" PA {r['pa_mm']:.2f} mm, wrist-relative {r['wrist_mm']:.2f} mm"
                                                  if "pa_mm" in r else ""), flush=True)
+    if a.tail:
+        tail_report(results)
     if a.detail:
         print("\nPer joint group, median (p95), hand sizes; ref = true 2D on views, detector 2D on videos; "
               "'detector' = detector 2D vs true 2D")

@@ -99,10 +99,11 @@ def test_align_is_video_only(layer):
 
 def test_hyperextension_prior_takes_the_flexed_side(layer):
     """Fingers pointing at the camera (the hand turned 70 deg out of the image plane), the index finger
-    flexed (MCP and PIP 50-60 deg), while the detector's 3D and relative depth show it bent backwards (the
-    depth flip the 2D cannot tell apart). Without the prior (`RefineConfig.w_hyper` 0, the default) the PIP
-    comes out bent backwards; with it the fingers are not bent backwards beyond a few degrees, at about
-    the same reprojection."""
+    flexed (MCP and PIP 50-60 deg), while the detector's 3D and relative depth show it bent backwards. The 2D
+    shows the flexed side, but the 3D target wins without the prior (`RefineConfig.w_hyper` 0): the PIP comes
+    out bent backwards; with it (3, gated as the capture's default, `fit.HYPER_GATE`: the mirrored, flexed
+    side fits the 2D better, so the prior acts) the fingers are not bent backwards beyond a few degrees, at
+    about the same reprojection."""
     from core.rot import aa_to_rotmat
 
     n = 2
@@ -137,3 +138,36 @@ def test_hyperextension_prior_takes_the_flexed_side(layer):
     assert flex[0.0][:, 1].min() < -5.0, flex[0.0][:, 1]  # index PIP bent backwards without the prior
     assert flex[3.0].min() > -3.0, flex[3.0].min()  # no finger joint bent backwards with it
     assert err[3.0] < err[0.0] + 1.0, (err[3.0], err[0.0])
+
+
+def test_hyperextension_the_image_shows_is_kept(layer):
+    """Index and middle truly hyperextended (MCP -30 / -20 deg, DIP -20 deg) and seen side-on (every bend
+    across the viewing ray), exact 2D and 3D: the gated prior (the default, `fit.HYPER_GATE`) leaves the
+    flexions where they are (the mirrored side would fit the 2D far worse), while the prior everywhere
+    (``hyper_gate`` None) pulls them towards straight."""
+    n = 2
+    b = torch.zeros(n, layer.n_betas)
+    ang = torch.zeros(n, 15, 3)
+    ang[:, 0, 0], ang[:, 2, 0] = float(np.radians(-30.0)), float(np.radians(-20.0))  # index MCP, DIP
+    ang[:, 3, 0], ang[:, 5, 0] = float(np.radians(-20.0)), float(np.radians(-20.0))  # middle MCP, DIP
+    rot = torch.cat([torch.eye(3).expand(n, 1, 3, 3), limits.angles_to_rotmats(layer, ang, b)], 1)
+    true = layer(b, None, None, torch.tensor([0.0, 0.0, 0.5]).expand(n, 3), with_vertices=False,
+                 rotmats=rot).joints21[:, MP_FROM_MANO21]
+    K = torch.as_tensor(K_TEST, dtype=torch.float32).expand(n, 3, 3)
+    px = true[..., :2] / true[..., 2:3] * 600.0 + torch.tensor([319.5, 239.5])
+    z = true[..., 2]
+    z_px = 600.0 * (z / z[:, :1] - 1)
+    world = (true - true.mean(1, keepdim=True)) @ ray_rotation(px, K)
+    flex = {}
+    for name, gate in (("gated", fit.HYPER_GATE), ("everywhere", None)):
+        c = fit.FitConfig()
+        cfg = dataclasses.replace(c, refine=dataclasses.replace(c.refine, hyper_gate=gate))
+        r = fit_hand(layer, px.numpy(), world.numpy(), np.ones(n, bool), K.numpy().astype(np.float64),
+                     landmarks_z=(z_px / WIDTH).numpy(), image_width=WIDTH, config=cfg)
+        from core.rot import aa_to_rotmat
+
+        rr = aa_to_rotmat(torch.as_tensor(np.concatenate([r.global_orient[:, None], r.hand_pose], 1)))
+        flex[name] = np.degrees(limits.joint_angles(layer, rr, torch.as_tensor(r.betas)[None])[..., :6, 0].numpy())
+    want = np.degrees(ang[:, :6, 0].numpy())
+    assert np.abs(flex["gated"] - want).max() < 3.0, flex["gated"] - want
+    assert (flex["everywhere"] - want).max() > 8.0, flex["everywhere"] - want

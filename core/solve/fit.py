@@ -98,10 +98,14 @@ class RefineConfig:
     Newton); damping_floor: the entries used are at least this fraction of their mean.
     w_hyper: weight of the squared hyperextension (negative flexion, radians) of the four fingers' joints:
     where the image leaves the side of a bend open (a finger pointing towards or away from the camera), the
-    flexed side wins; 0 = off (the default: on the hard-view renders 3.0 removes nearly every finger bent
-    against the truth, also with the landmark convention, and the dev crops move 7.88 -> 7.86 mm PA, but it
-    biases fingers that are truly hyperextended (1.6 mm mean joint error on the exact synthetic clip of
-    tests/test_fit.py instead of < 1 mm); see BENCHMARKS.md).
+    flexed side wins; 0 = off (the class default; `FitConfig`'s stages use 3.0 gated by `HYPER_GATE`). Ungated
+    it also bends truly hyperextended fingers that the image shows side-on (1.6 mm mean joint error on the
+    exact synthetic clip of tests/test_fit.py, 0.4 mm without it, 0.8 mm gated; see BENCHMARKS.md).
+    hyper_gate: hand sizes, or None (the prior everywhere): the prior acts only where the image leaves the side
+    open or prefers the flexed side. Per joint and step, the joint's flexion t is mirrored (-t: its descendants
+    turned about it) and the mean 2D distance of its descendants' landmark points to the 2D landmarks compared
+    (`mirror_excess`); the prior's weight is full where the mirror fits the 2D at most ``hyper_gate`` worse than
+    the pose as it is, 0 where ``2 hyper_gate`` worse or more (a hyperextension the image shows), linear between.
     joint_w_2d, joint_w_3d: per-joint weights (21,), MediaPipe order, or None for ones.
     offsets: the detector's landmark convention, or None: per joint (MANO-21 order) of a right hand, metres,
     in the frame of the bone that carries the joint (`BONE_OF`), ``(ox, oy, oz)`` or ``(ox, oy, oz, dx, dy,
@@ -127,11 +131,17 @@ class RefineConfig:
     damping: float = 0.1
     damping_floor: float = 0.01
     w_hyper: float = 0.0
+    hyper_gate: tuple | None = None
     joint_w_2d: tuple | None = None
     joint_w_3d: tuple | None = (10.0,) + (1.0,) * 20  # the wrist pinned: joints are read wrist-relative
     offsets: tuple | None = None
     offsets_3d: bool = False
     offsets_shape: bool = False
+
+
+# `RefineConfig.hyper_gate` of the capture's fit, hand sizes: the detector's typical 2D error on the fingers (median
+# 0.02-0.06 hand sizes against the truth on the hard-view renders; see BENCHMARKS.md, issue 15).
+HYPER_GATE = 0.05
 
 
 @dataclasses.dataclass(frozen=True)
@@ -157,8 +167,9 @@ class FitConfig:
     blend: float = 0.3
     blend_rot: float = 0.2
     z_scale: float = 1.0
-    refine: RefineConfig | None = dataclasses.field(default_factory=RefineConfig)
-    align: RefineConfig | None = dataclasses.field(default_factory=lambda: RefineConfig(w_2d=3.0, w_prior=1.0))
+    refine: RefineConfig | None = dataclasses.field(default_factory=lambda: RefineConfig(w_hyper=3.0, hyper_gate=HYPER_GATE))
+    align: RefineConfig | None = dataclasses.field(
+        default_factory=lambda: RefineConfig(w_2d=3.0, w_prior=1.0, w_hyper=3.0, hyper_gate=HYPER_GATE))
     penetration: float | None = 0.0015
     penetration_target: float = 0.8
 
@@ -320,18 +331,59 @@ def _angle_jacobian(layer: ManoLayer, rotmats: torch.Tensor, betas: torch.Tensor
 _FINGERS = torch.tensor([1.0] * 12 + [0.0] * 3)  # MANO joints 1..15: index, middle, pinky, ring; thumb last
 
 
+def _descendants() -> np.ndarray:
+    """(15, 21) bool: for MANO joints 1..15, the MANO-21 joints their rotation moves (proper descendants)."""
+    out = np.zeros((15, 21), bool)
+    for k in range(21):
+        p = int(MANO21_PARENTS[k])
+        while p > 0:
+            out[p - 1, k] = True
+            p = int(MANO21_PARENTS[p])
+    return out
+
+
+_DESC = _descendants()
+
+
+def mirror_excess(layer: ManoLayer, betas: torch.Tensor, flex: torch.Tensor, grot: torch.Tensor, j21: torch.Tensor,
+                  lm: torch.Tensor, kp_px: torch.Tensor, K: torch.Tensor, s_px: torch.Tensor) -> torch.Tensor:
+    """(B, 15): how much worse the 2D fits with each joint's flexion mirrored (``flex`` (B, 15) rad -> -flex, its
+    descendants turned about the joint by -2 flex about the flexion axis; `RefineConfig.hyper_gate`), hand sizes:
+    the mean over the joint's descendants' landmark points ``lm`` (B, 21, 3) of their 2D distance to ``kp_px``
+    (B, 21, 2) MANO-21 order, mirrored minus as they are. ~0: the image cannot tell the two sides apart."""
+    a, _, _ = limits._joint_frames(layer, betas)
+    par = torch.as_tensor(MANO21_PARENTS[1:16], device=grot.device)
+    axis = (grot[:, par] * a.to(grot)[:, :, None, :]).sum(-1)  # (B, 15, 3) flexion axes, camera frame
+    m = aa_to_rotmat(axis * (-2 * flex)[..., None])  # (B, 15, 3, 3)
+    rel = lm[:, None] - j21[:, 1:16, None]  # (B, 15, 21, 3)
+    moved = j21[:, 1:16, None] + (m[:, :, None] * rel[..., None, :]).sum(-1)
+
+    def err(pts):
+        z = pts[..., 2].clamp_min(1e-4)
+        uv = torch.stack([K[:, 0, 0, None, None] * pts[..., 0] / z + K[:, 0, 2, None, None],
+                          K[:, 1, 1, None, None] * pts[..., 1] / z + K[:, 1, 2, None, None]], -1)
+        return (uv - kp_px[:, None]).norm(dim=-1) / s_px[:, None, None]  # (B, 15, 21)
+
+    d = torch.as_tensor(_DESC, dtype=lm.dtype, device=lm.device)
+    return ((err(moved) - err(lm[:, None].expand_as(moved))) * d).sum(-1) / d.sum(-1)
+
+
 def _hyper_terms(layer: ManoLayer, rotmats: torch.Tensor, betas: torch.Tensor, band_deg: float = 4.0,
-                 eps: float = 1e-3) -> tuple[torch.Tensor, torch.Tensor]:
+                 eps: float = 1e-3, gate=None) -> tuple[torch.Tensor, torch.Tensor]:
     """Hyperextension rows of joints 1..15: residual e (B, 15) = min(flexion, 0) radians on the four
     fingers (0 on the thumb), and its Jacobian (B, 15, 3) with respect to ``R_j exp(delta_j)``, kept for
-    flexions below ``band_deg`` (curvature just inside, as `_limit_terms`)."""
+    flexions below ``band_deg`` (curvature just inside, as `_limit_terms`); ``gate`` (B, 15) in [0, 1] or
+    None, or a callable of the flexion (B, 15) giving it: the rows' square-root weights scale by it
+    (`RefineConfig.hyper_gate`)."""
     flex = limits.joint_angles(layer, rotmats, betas)[..., 0]
     mask = _FINGERS.to(flex)
+    if gate is not None:
+        mask = mask * (gate(flex) if callable(gate) else gate).sqrt()
     e = flex.clamp(max=0.0) * mask
     near = (flex < np.radians(band_deg)) & (mask > 0)
     if not bool(near.any()):
         return e, torch.zeros(*e.shape, 3, dtype=e.dtype, device=e.device)
-    return e, _angle_jacobian(layer, rotmats, betas, flex, eps, flexion_only=True) * near[..., None]
+    return e, _angle_jacobian(layer, rotmats, betas, flex, eps, flexion_only=True) * (near * mask)[..., None]
 
 
 def refine(layer: ManoLayer, betas: torch.Tensor, rotmats: torch.Tensor, transl: torch.Tensor,
@@ -430,7 +482,12 @@ def refine(layer: ManoLayer, betas: torch.Tensor, rotmats: torch.Tensor, transl:
             h[:, idx[:, :, None], idx[:, None, :]] += hl
             g[:, 3:48] += gl.reshape(bsz, 45)
         if cfg.w_hyper > 0:
-            e, ja = _hyper_terms(layer, rot, lim_betas)
+            gate = None
+            if cfg.hyper_gate is not None:
+                tol = cfg.hyper_gate
+                gate = lambda fl: ((2 * tol - mirror_excess(layer, lim_betas, fl, grot, j21, lm, kp_px, K, s_px))  # noqa: E731
+                                   / tol).clamp(0, 1)
+            e, ja = _hyper_terms(layer, rot, lim_betas, gate=gate)
             hl = torch.einsum("bjp,bjq->bjpq", ja, ja) * cfg.w_hyper
             gl = ja * e[..., None] * cfg.w_hyper
             idx = torch.arange(3, 48, device=dev).reshape(15, 3)
