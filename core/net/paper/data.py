@@ -9,6 +9,7 @@ and keeps its pooled 1152-d feature, so training never touches an image again:
 
 * training chunks: ``jitters`` crops from the label ROI (the tracker's ROI of the true landmarks,
   `core.net.synth.labels.landmark_roi`) shifted, scaled and turned a little, as a tracker's ROI would be;
+  every second one also recoloured (`photometric`);
 * held-out chunks: one such crop per image (fixed seed), the same for every method compared: MediaPipe's
   own heads on that crop (kept: ``net_world``, ``net_screen``) are the "raw MediaPipe" row of the benchmark.
   (MediaPipe's palm detector finds few of these hands in the 224 px windows - 4 of 16 in chunk 0 - so the
@@ -32,7 +33,7 @@ from ...errors import CaptureError
 
 CROP = 224
 FEATURE_DIM = 1152
-FEATURE_VERSION = 2
+FEATURE_VERSION = 3
 SYNTH_KEYS = ("K", "side", "present", "joints3d", "joints2d", "joints2d_mp", "roi", "rotmats", "betas", "transl",
               "mirrored", "files")
 SYNTH_META = ("chunk_seed", "settings", "hand_model", "blender", "code")
@@ -139,6 +140,22 @@ def jitter_roi(roi: np.ndarray, rng: np.random.Generator, shift: float = 0.06, s
     return out
 
 
+def photometric(crop: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A crop (224, 224, 3) RGB 0..1 with random colour, gamma, contrast, grey and blur (real cameras differ
+    from the renderer more than the renders differ from each other)."""
+    x = crop * rng.uniform(0.75, 1.25, 3).astype(np.float32)  # white balance / exposure
+    x = np.clip(x, 0.0, 1.0) ** np.float32(rng.uniform(0.7, 1.4))
+    m = x.mean()
+    x = (x - m) * np.float32(rng.uniform(0.7, 1.3)) + m + np.float32(rng.uniform(-0.08, 0.08))
+    if rng.random() < 0.1:
+        x = np.repeat(x.mean(-1, keepdims=True), 3, -1)
+    if rng.random() < 0.2:
+        import cv2
+
+        x = cv2.GaussianBlur(x, (0, 0), float(rng.uniform(0.5, 1.5)))
+    return np.ascontiguousarray(np.clip(x, 0.0, 1.0), dtype=np.float32)
+
+
 def crop_roi(landmarks_px: np.ndarray) -> np.ndarray:
     """The ROI (cx, cy, size, angle) the network's crop is cut from, of 2D landmarks (21, 2) in MediaPipe order
     (pixel centres): the tracker's ROI (`core.net.synth.labels.landmark_roi`)."""
@@ -197,7 +214,7 @@ def _read_bgr(path: Path) -> np.ndarray:
     return img
 
 
-def chunk_features(d: Path, held_out: bool, jitters: int = 2, seed: int = 0, trunk: Trunk | None = None) -> dict:
+def chunk_features(d: Path, held_out: bool, jitters: int = 4, seed: int = 0, trunk: Trunk | None = None) -> dict:
     """Features and targets of one synth chunk (slot 0 of every image); see the module docstring."""
     meta = check_synth_chunk(d)
     trunk = trunk or Trunk()
@@ -213,7 +230,7 @@ def chunk_features(d: Path, held_out: bool, jitters: int = 2, seed: int = 0, tru
         K = z["K"][i]
         j3 = z["joints3d"][i, 0]
         bgr = _read_bgr(Path(d) / str(z["files"][i]))
-        for _ in range(1 if held_out else jitters):
+        for rep in range(1 if held_out else jitters):
             roi = jitter_roi(z["roi"][i, 0], rng)
             view = view_rotation(roi, K, left)
             rows["image"].append(i)
@@ -222,7 +239,8 @@ def chunk_features(d: Path, held_out: bool, jitters: int = 2, seed: int = 0, tru
             rows["left"].append(left)
             rows["target"].append((j3 - j3[0]) @ view.T)
             rows["crop2d"].append(crop_points(z["joints2d"][i, 0], roi, left))
-            crops.append(crop_image(bgr, roi, left))
+            crop = crop_image(bgr, roi, left)
+            crops.append(photometric(crop, rng) if rep % 2 == 1 else crop)
             if held_out:  # MediaPipe's own reading of the crop as the product cuts it (not flipped)
                 plain.append(crop_image(bgr, roi, False) if left else None)
     feats = {"feature": np.zeros((0, FEATURE_DIM), np.float32), "screen": np.zeros((0, 63), np.float32),
@@ -250,7 +268,7 @@ def file_sha(p: Path) -> str:
     return hashlib.sha256(Path(p).read_bytes()).hexdigest()[:16]
 
 
-def cache_features(synth: Path, cache: Path, held_out: set[int], jitters: int = 2, seed: int = 0, log=print) -> list[Path]:
+def cache_features(synth: Path, cache: Path, held_out: set[int], jitters: int = 4, seed: int = 0, log=print) -> list[Path]:
     """`chunk_features` of every complete chunk of ``synth`` into ``cache/feat_NNNN.npz`` (resumable: a file whose
     labels' hash still matches is kept); returns the files."""
     cache = Path(cache)

@@ -202,7 +202,7 @@ def main(argv=None) -> int:
     f.add_argument("--synth", type=Path, required=True)
     f.add_argument("--cache", type=Path, required=True)
     f.add_argument("--held-out", default="0:4", help="chunks A:B held out for the benchmark")
-    f.add_argument("--jitters", type=int, default=2)
+    f.add_argument("--jitters", type=int, default=4, help="crops per training image")
     t = sub.add_parser("train", help="train (resumable)")
     t.add_argument("--cache", type=Path, required=True)
     t.add_argument("--out", type=Path, required=True)
