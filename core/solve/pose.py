@@ -88,6 +88,23 @@ def _solve_ik(layer: ManoLayer, joints21: torch.Tensor, bb: torch.Tensor) -> ik.
     return ik.solve(layer, joints21, bb, twist_fallback=previous_twist(first.twist, first.bend))
 
 
+def _resolve_penetrations(layer: ManoLayer, rotmats: torch.Tensor, bb: torch.Tensor, caps: collide.Capsules,
+                          cfg: fit.FitConfig) -> torch.Tensor:
+    """`collide.resolve` over the clip (rotmats (N, 16, 3, 3), bb (N, NB)): the frames above the threshold are
+    gathered from the whole clip first and solved ``CHUNK`` at a time (its 40 gradient steps cost much the same
+    for a few frames as for a chunk: on single_hand.mp4 ~120 of 621 frames, most of them in one chunk); every
+    other frame is returned as it is, as `collide.resolve` returns it."""
+    depth = torch.cat([collide.penetration_depth(layer(bb[c], None, None, None, with_vertices=False,
+                                                       rotmats=rotmats[c]).joints21, caps) for c in _chunks(len(bb))])
+    idx = torch.nonzero(depth > cfg.penetration)[:, 0]
+    if not len(idx):
+        return rotmats
+    out = rotmats.clone()
+    out[idx] = torch.cat([collide.resolve(layer, rotmats[idx[c]], bb[idx[c]], caps, threshold=cfg.penetration,
+                                          target=cfg.penetration_target).rotmats for c in _chunks(len(idx))])
+    return out
+
+
 def _reproj_error(layer: ManoLayer, betas: torch.Tensor, rotmats: torch.Tensor, transl: torch.Tensor,
                   kp_px: torch.Tensor, K: torch.Tensor, offsets=None) -> torch.Tensor:
     """Median (B,) over the joints of the distance between the projected joints (their landmark points with
@@ -327,8 +344,7 @@ def fit_hand(layer: ManoLayer, kp_px: np.ndarray, world: np.ndarray, detected: n
         if cfg.penetration is not None and n_v:
             caps = collide.hand_capsules(layer, betas[None])
             for _ in range(2):  # the second pass only sees the few frames the first left above the threshold
-                rot_v = torch.cat([collide.resolve(layer, rot_v[c], bv[c], caps, threshold=cfg.penetration,
-                                                   target=cfg.penetration_target).rotmats for c in _chunks(n_v)])
+                rot_v = _resolve_penetrations(layer, rot_v, bv, caps, cfg)
         aa_v = rotmat_to_aa(rot_v)
         outs = [layer(bv[c], None, None, tr_v[c], with_vertices=with_vertices, rotmats=rot_v[c]) for c in _chunks(n_v)]
         joints21 = torch.cat([o.joints21 for o in outs])
