@@ -77,7 +77,25 @@ for _f, _name in enumerate(FINGER_ORDER):
 
 def _joint_frames(layer: ManoLayer, betas: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Flexion axis a, bone (twist axis) b, abduction axis c of joints 1..15: each (B, 15, 3) unit,
-    rest frame (b and c negated for a left hand, see the module docstring)."""
+    rest frame (b and c negated for a left hand, see the module docstring).
+
+    For one shape (B = 1, no gradient wanted) the layer keeps the frames of the last shape it was asked about: a
+    clip's shape is asked for dozens of times per refinement step (limit rows, their differences, the
+    hyperextension gate), each time the same tensors (the same values bit for bit)."""
+    if betas.shape[0] != 1 or betas.requires_grad or torch.is_inference_mode_enabled() or betas.is_inference():
+        return _frames_of(layer, betas)
+    key = (layer.side, layer.v_template.dtype, layer.v_template.device, betas.dtype, betas.device,
+           betas.detach().cpu().numpy().tobytes())
+    hit = layer.__dict__.get("_frames_cache")
+    if hit is not None and hit[0] == key:
+        return hit[1]
+    out = _frames_of(layer, betas)
+    if not any(x.requires_grad for x in out):
+        layer.__dict__["_frames_cache"] = (key, out)
+    return out
+
+
+def _frames_of(layer: ManoLayer, betas: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     j_rest = layer.rest_joints(betas)
     tips = layer.rest_tips(betas)
     rest21 = torch.cat([j_rest, tips], 1)  # (B, 21, 3)
