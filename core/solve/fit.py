@@ -292,8 +292,30 @@ def fk_rigid(rotmats: torch.Tensor, rest21: torch.Tensor, transl: torch.Tensor) 
     return torch.stack(pos, 1) + transl[:, None], torch.stack(g, 1)
 
 
+class _Angles:
+    """The angles (B, 15, 3) of joints 1..15 of one pose and their `_angle_jacobian` (B, 15, 3, 3), each computed
+    once when first asked for: the limit and hyperextension rows of a refinement step share them."""
+
+    def __init__(self, layer: ManoLayer, rotmats: torch.Tensor, betas: torch.Tensor, eps: float = 1e-3):
+        self.layer, self.rotmats, self.betas, self.eps = layer, rotmats, betas, eps
+        self._ang = self._jac = None
+
+    @property
+    def ang(self) -> torch.Tensor:
+        if self._ang is None:
+            self._ang = limits.joint_angles(self.layer, self.rotmats, self.betas)
+        return self._ang
+
+    @property
+    def jac(self) -> torch.Tensor:
+        if self._jac is None:
+            self._jac = _angle_jacobian(self.layer, self.rotmats, self.betas, self.ang, self.eps)
+        return self._jac
+
+
 def _limit_terms(layer: ManoLayer, rotmats: torch.Tensor, betas: torch.Tensor, margin_deg: float = 1.0,
-                 band_deg: float = 4.0, eps: float = 1e-3) -> tuple[torch.Tensor, torch.Tensor]:
+                 band_deg: float = 4.0, eps: float = 1e-3, angles: _Angles | None = None,
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The joint-limit rows of joints 1..15: residual e (B, 15, 3) radians and Jacobian (B, 15, 3, 3).
 
     e: signed excess of flexion, abduction, twist over the `core.solve.limits` ranges pulled ``margin_deg``
@@ -303,13 +325,15 @@ def _limit_terms(layer: ManoLayer, rotmats: torch.Tensor, betas: torch.Tensor, m
     ``band_deg`` of the pulled-in bounds (rows with e = 0 there add curvature only), so a joint just
     brought inside does not jump back out on the next step, and zeroed elsewhere.
     ``betas`` (B, NB) or (1, NB) for one shape over the batch (the joint frames are then built once).
+    ``angles``: the pose's `_Angles` where the caller shares them (else built here).
     """
-    ang = limits.joint_angles(layer, rotmats, betas)
+    angles = _Angles(layer, rotmats, betas, eps) if angles is None else angles
+    ang = angles.ang
     e = ang - limits.clamp_angles(ang, margin_deg)
     near = ang != limits.clamp_angles(ang, margin_deg + band_deg)  # (B, 15, 3)
     if not bool(near.any()):
         return e, torch.zeros(*e.shape, 3, dtype=e.dtype, device=e.device)
-    return e, _angle_jacobian(layer, rotmats, betas, ang, eps) * near[..., None]
+    return e, angles.jac * near[..., None]
 
 
 def _angle_jacobian(layer: ManoLayer, rotmats: torch.Tensor, betas: torch.Tensor, ang: torch.Tensor, eps: float,
@@ -369,13 +393,14 @@ def mirror_excess(layer: ManoLayer, betas: torch.Tensor, flex: torch.Tensor, gro
 
 
 def _hyper_terms(layer: ManoLayer, rotmats: torch.Tensor, betas: torch.Tensor, band_deg: float = 4.0,
-                 eps: float = 1e-3, gate=None) -> tuple[torch.Tensor, torch.Tensor]:
+                 eps: float = 1e-3, gate=None, angles: _Angles | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Hyperextension rows of joints 1..15: residual e (B, 15) = min(flexion, 0) radians on the four
     fingers (0 on the thumb), and its Jacobian (B, 15, 3) with respect to ``R_j exp(delta_j)``, kept for
     flexions below ``band_deg`` (curvature just inside, as `_limit_terms`); ``gate`` (B, 15) in [0, 1] or
     None, or a callable of the flexion (B, 15) giving it: the rows' square-root weights scale by it
-    (`RefineConfig.hyper_gate`)."""
-    flex = limits.joint_angles(layer, rotmats, betas)[..., 0]
+    (`RefineConfig.hyper_gate`). ``angles``: the pose's `_Angles` where the caller shares them."""
+    angles = _Angles(layer, rotmats, betas, eps) if angles is None else angles
+    flex = angles.ang[..., 0]
     mask = _FINGERS.to(flex)
     if gate is not None:
         mask = mask * (gate(flex) if callable(gate) else gate).sqrt()
@@ -383,7 +408,7 @@ def _hyper_terms(layer: ManoLayer, rotmats: torch.Tensor, betas: torch.Tensor, b
     near = (flex < np.radians(band_deg)) & (mask > 0)
     if not bool(near.any()):
         return e, torch.zeros(*e.shape, 3, dtype=e.dtype, device=e.device)
-    return e, _angle_jacobian(layer, rotmats, betas, flex, eps, flexion_only=True) * (near * mask)[..., None]
+    return e, angles.jac[..., 0, :] * (near * mask)[..., None]  # the flexion row: its own differences
 
 
 def refine(layer: ManoLayer, betas: torch.Tensor, rotmats: torch.Tensor, transl: torch.Tensor,
@@ -473,9 +498,10 @@ def refine(layer: ManoLayer, betas: torch.Tensor, rotmats: torch.Tensor, transl:
         at = a.transpose(1, 2)
         h = at @ a + torch.diag_embed(prior.expand(bsz, -1))
         g = (at @ r[..., None])[..., 0] + prior * acc
+        angles = _Angles(layer, rot, lim_betas)  # shared by the limit and hyperextension rows
         if use_limits:
             # excess e (B, 15, 3) and de/ddelta (B, 15, 3, 3) of joints 1..15 (parameters 3..47)
-            e, ja = _limit_terms(layer, rot, lim_betas)
+            e, ja = _limit_terms(layer, rot, lim_betas, angles=angles)
             hl = torch.einsum("bjrp,bjrq->bjpq", ja, ja) * cfg.w_limit  # (B, 15, 3, 3) block diagonal
             gl = torch.einsum("bjrp,bjr->bjp", ja, e) * cfg.w_limit
             idx = torch.arange(3, 48, device=dev).reshape(15, 3)
@@ -487,7 +513,7 @@ def refine(layer: ManoLayer, betas: torch.Tensor, rotmats: torch.Tensor, transl:
                 tol = cfg.hyper_gate
                 gate = lambda fl: ((2 * tol - mirror_excess(layer, lim_betas, fl, grot, j21, lm, kp_px, K, s_px))  # noqa: E731
                                    / tol).clamp(0, 1)
-            e, ja = _hyper_terms(layer, rot, lim_betas, gate=gate)
+            e, ja = _hyper_terms(layer, rot, lim_betas, gate=gate, angles=angles)
             hl = torch.einsum("bjp,bjq->bjpq", ja, ja) * cfg.w_hyper
             gl = ja * e[..., None] * cfg.w_hyper
             idx = torch.arange(3, 48, device=dev).reshape(15, 3)
