@@ -356,6 +356,11 @@ def variants() -> dict:
         "shipped_gate_0.03": lambda c: ({}, hyper(shipped, 0.03)),  # the prior gated by the mirror's 2D fit
         "shipped_gate_0.1": lambda c: ({}, hyper(shipped, 0.1)),
         "shipped_pair": paired(PairDepthConfig(), shipped),
+        # the alignment (6b) with one weight changed (issue 15 p95 study)
+        "align_robust_0.2": lambda c: ({}, dataclasses.replace(shipped, align=dataclasses.replace(shipped.align, robust_2d=0.2))),
+        "align_w2d_10": lambda c: ({}, dataclasses.replace(shipped, align=dataclasses.replace(shipped.align, w_2d=10.0))),
+        "align_wrist_free": lambda c: ({}, dataclasses.replace(shipped, align=dataclasses.replace(shipped.align,
+                                                                                                 joint_w_3d=None))),
         # per-frame fit (no clean-up, no alignment) with the convention in its 2D term and shape fit: the
         # shipped fit's per-frame counterpart
         "static_conv": lambda c: ({"fps": None}, fitmod.with_landmark_offsets(base, load_offsets(LANDMARK_OFFSETS))),
@@ -410,6 +415,46 @@ def dev_crops(out: Path, only=(False, True)) -> None:
               + f"; {time.perf_counter() - t0:.0f} s", flush=True)
 
 
+def synthetic(seeds=(60, 61), n=(12, 40)) -> None:
+    """The hyperextension prior's bias on exact inputs: tests/test_fit.py's synthetic clips (random in-range poses and
+    orientations, ``limits.sample_poses`` scale 0.6: MCPs down to -24 deg, DIPs to -15 deg; exact 2D, relative
+    depth and metric 3D; stills), mean joint error mm with the prior off, everywhere (ungated) and gated (the default)."""
+    import torch
+
+    from core.hand.load import load_model
+    from core.hand.mano import ManoLayer
+    from core.hand.model import MP_FROM_MANO21
+    from core.solve import fit, limits
+    from core.solve.camera import ray_rotation
+    from core.solve.pose import fit_hand
+
+    K = np.array([[600.0, 0.0, 319.5], [0.0, 600.0, 239.5], [0.0, 0.0, 1.0]])
+    print("| hand | seed | frames | off | everywhere | gated (default) |")
+    print("|---|---|---|---|---|---|")
+    for side in ("right", "left"):
+        layer = ManoLayer(load_model(side))
+        for seed, m in zip(seeds, n):
+            g = torch.Generator().manual_seed(seed)
+            betas = torch.zeros(m, layer.n_betas)
+            rot = limits.sample_poses(layer, m, g, betas, scale=0.6)
+            transl = torch.stack([torch.rand(m, generator=g) * 0.2 - 0.1, torch.rand(m, generator=g) * 0.2 - 0.1,
+                                  0.45 + torch.rand(m, generator=g) * 0.3], -1)
+            j = layer(betas, None, None, transl, with_vertices=False, rotmats=rot).joints21[:, MP_FROM_MANO21]
+            kk = torch.as_tensor(K, dtype=torch.float32).expand(m, 3, 3)
+            px = j[..., :2] / j[..., 2:3] * 600.0 + torch.tensor([319.5, 239.5])
+            z_px = 600.0 * (j[..., 2] / j[:, :1, 2] - 1)
+            world = (j - j.mean(1, keepdim=True)) @ ray_rotation(px, kk)
+            row = []
+            for w, gate in ((0.0, None), (3.0, None), (3.0, fit.HYPER_GATE)):
+                c = fit.FitConfig()
+                cfg = dataclasses.replace(c, refine=dataclasses.replace(c.refine, w_hyper=w, hyper_gate=gate))
+                with torch.no_grad():
+                    r = fit_hand(layer, px.numpy(), world.numpy(), np.ones(m, bool), kk.numpy().astype(np.float64),
+                                 landmarks_z=(z_px / 640).numpy(), image_width=640, config=cfg)
+                row.append(float(np.linalg.norm(r.joints - j.numpy(), axis=-1).mean() * 1000))
+            print(f"| {side} | {seed} | {m} | " + " | ".join(f"{x:.2f}" for x in row) + " |", flush=True)
+
+
 def fov_auto(cases: dict) -> None:
     """--fov auto on each case: every hand's detected frames (the detector's 3D and 2D), the pick or the reason."""
     from core.solve import camera
@@ -450,10 +495,15 @@ def main(argv=None) -> None:
                     help="only the real dev crops, captured with and without the landmark convention")
     ap.add_argument("--fov-auto", action="store_true",
                     help="only `core.solve.camera.self_calibrate` (--fov auto) on every case's detections")
+    ap.add_argument("--synthetic", action="store_true",
+                    help="only the hyperextension prior's bias on exact synthetic clips (tests/test_fit.py's)")
     a = ap.parse_args(argv)
     from core.hand.gen import ensure_open_model
 
     ensure_open_model()
+    if a.synthetic:
+        synthetic()
+        return
     out = Path(a.out)
     only = set(filter(None, a.only.split(",")))
     views = [] if a.no_views else [v for v in hv.VIEWS if not only or v.name in only]
