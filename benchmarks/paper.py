@@ -127,7 +127,7 @@ def run(synth: Path, cache: Path, weights: Path, limit: int | None, pipeline: bo
     from core.net.paper.model import edge_error_mm, mesh_edges
     from core.net.paper.train import load
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)  # one thread: several times faster than two on the loaded 2-core machine
     files = sorted(Path(cache).glob("feat_[0-9][0-9][0-9][0-9].npz"))
     rows = load_features(files, held_out=True)
     if not rows:
@@ -213,7 +213,7 @@ def run_dev(weights: Path, out_dir: Path) -> str:
     from core.io.clip import load_clip
     from core.net.paper.infer import PaperModel
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)  # one thread: several times faster than two on the loaded 2-core machine
     root = need_data("real_world_testset_dev")
     labels = root / "labels.npz"
     t0 = time.time()
@@ -232,7 +232,7 @@ def run_dev(weights: Path, out_dir: Path) -> str:
         lines.append(f"{name:<22}{rep.n_detected:>9}{r['pa_mpjpe_mm']:>9.2f}{r['wrist_rel_mm']:>10.2f}"
                      f"{r.get('limit_viol_frames', '-'):>7}{'':>9}")
     # the branches on the pipeline's detections
-    model = PaperModel(weights, threads=2)
+    model = PaperModel(weights, threads=1)
     h = pipe.hand(rp.side)
     with np.load(labels) as z:
         names, joints = z["names"], np.asarray(z["joints_cam"], np.float64)
@@ -263,6 +263,44 @@ def run_dev(weights: Path, out_dir: Path) -> str:
     return "\n".join(lines)
 
 
+def run_video(weights: Path, out_dir: Path, name: str = "single_hand.mp4") -> str:
+    """A shared video (no 3D labels): today's pipeline vs capture --model paper: fingertip reprojection against
+    the detector's 2D (median / p95 px), jitter, frames outside the joint limits, mesh self-penetration frames."""
+    from benchmarks.common import need_data
+    from core.eval import metrics
+    from core.eval.plausibility import check_clip
+    from core.eval.reproj import reprojection
+    from core.io.clip import load_clip
+
+    video = need_data(f"video/{name}")
+    lines = [f"{'method':<22}{'frames':>7}{'tip med px':>11}{'tip p95 px':>11}{'jitter':>8}{'>5deg':>7}{'pen>2mm':>8}"]
+    for label, flags, stem in (("today's pipeline", (), "pipeline"),
+                               ("capture --model paper", ("--model", "paper", "--paper-weights", str(weights)),
+                                f"paper_{weights.stem}")):
+        out = out_dir / f"{Path(name).stem}_{stem}.npz"
+        t0 = time.time()
+        if not out.is_file():
+            from core.capture import CaptureOptions, capture_to_file
+            from core.cli import build_parser
+
+            a = build_parser().parse_args(["capture", str(video), "--out", str(out), "--hands", "1", *flags])
+            out.parent.mkdir(parents=True, exist_ok=True)
+            capture_to_file(CaptureOptions.from_args(a), out, None)
+        c = load_clip(out)
+        h = 0
+        det = c.detected[h] & c.valid[h]
+        r = reprojection(c.joints[h][det], c.K[det], c.landmarks_px[h][det], joints=[4, 8, 12, 16, 20])
+        px = (r.dist * r.hand_size[:, None])[:, [4, 8, 12, 16, 20]]
+        px = px[np.isfinite(px)]
+        pl = check_clip(c, h)
+        lines.append(f"{label:<22}{int(det.sum()):>7}{np.median(px):>11.1f}{np.percentile(px, 95):>11.1f}"
+                     f"{metrics.jitter(c.joints[h], c.valid[h]):>8.2f}{pl.limit_frames:>7}{pl.mesh_penetration_frames:>8}"
+                     f"   ({time.time() - t0:.0f} s)")
+    lines.append(f"{name}: fingertips' distance to the detector's 2D landmarks, px of the frame; jitter mm/frame^2 "
+                 "(wrist-relative); >5deg, pen>2mm: frames")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--synth", type=Path, default=ROOT / "out" / "synth" / "v1")
@@ -272,8 +310,11 @@ def main(argv=None) -> int:
     ap.add_argument("--no-pipeline", action="store_true")
     ap.add_argument("--dev", action="store_true", help="the real dev crops instead of the held-out renders")
     ap.add_argument("--out", type=Path, default=ROOT / "out" / "paper", help="where the dev clips go")
+    ap.add_argument("--video", help="a shared video (e.g. single_hand.mp4) instead of the held-out renders")
     a = ap.parse_args(argv)
-    if a.dev:
+    if a.video:
+        print(run_video(a.weights, a.out, a.video))
+    elif a.dev:
         print(run_dev(a.weights, a.out))
     else:
         print(run(a.synth, a.cache, a.weights, a.limit, not a.no_pipeline))

@@ -86,8 +86,11 @@ class PaperNet(torch.nn.Module):
     """Head over trunk features + the fixed decoder + the MANO branch (right hand model)."""
 
     def __init__(self, layer: ManoLayer, vae: JointVAE, coarse: int = COARSE, hidden: int = HIDDEN,
-                 feature_dim: int = 1152):
+                 feature_dim: int = 1152, dropout: float = 0.1, feature_noise: float = 0.0):
+        """``dropout`` after the first hidden layer; ``feature_noise``: Gaussian noise (in standard deviations of
+        each standardised feature) added in training (a regulariser: the renders are few)."""
         super().__init__()
+        self.feature_noise = float(feature_noise)
         if layer.side != "right":
             raise ValueError("the network is built on the right hand model (left hands are mirrored)")
         self.layer = layer
@@ -105,7 +108,7 @@ class PaperNet(torch.nn.Module):
         n_b = layer.n_betas
         self.n_betas = n_b
         self.head = torch.nn.Sequential(
-            torch.nn.Linear(feature_dim, hidden), torch.nn.SiLU(), torch.nn.Dropout(0.1),
+            torch.nn.Linear(feature_dim, hidden), torch.nn.SiLU(), torch.nn.Dropout(dropout),
             torch.nn.Linear(hidden, hidden), torch.nn.SiLU(),
             torch.nn.Linear(hidden, coarse * 3 + 3 + n_b))
         # start from the template's coarse vertices (wrist-relative), looking down +z
@@ -125,6 +128,8 @@ class PaperNet(torch.nn.Module):
     def decode(self, feature: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """features (B, F) -> (coarse vertices (B, C, 3), cam (B, 3), betas (B, NB)); all vertices = up @ coarse."""
         x = (feature.float() - self.feat_mean) / self.feat_std
+        if self.training and self.feature_noise > 0:
+            x = x + torch.randn_like(x) * self.feature_noise
         h = self.head(x)
         c = len(self.coarse_ids)
         coarse = h[:, : 3 * c].reshape(-1, c, 3)
