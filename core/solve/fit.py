@@ -88,7 +88,9 @@ class RefineConfig:
     skeleton's spread. Parameters per frame: 16 local rotations (3 each) and the translation (3).
 
     iters: Levenberg-Marquardt steps (each: one FK, the joint-limit terms, one (B, 51, 51) solve).
-    w_2d: weight of the projected-joint term; robust_2d: Geman-McClure scale of that term (hand sizes).
+    w_2d: weight of the projected-joint term; robust_2d: Geman-McClure scale of that term (hand sizes);
+    robust_2d_frame: 0, or per frame and step the scale is at least this times the frame's median 2D residual
+    (a frame that is off as a whole follows its 2D; single landmarks far off the rest stay outliers).
     w_3d: weight of the 3D term (joints near the fused target).
     w_depth: extra factor on the 3D term's depth (camera z) component, the least certain one.
     w_prior: weight of the local-rotation change from the IK result (per radian^2, finger joints);
@@ -131,6 +133,7 @@ class RefineConfig:
     damping: float = 0.1
     damping_floor: float = 0.01
     w_hyper: float = 0.0
+    robust_2d_frame: float = 0.0
     hyper_gate: tuple | None = None
     joint_w_2d: tuple | None = None
     joint_w_3d: tuple | None = (10.0,) + (1.0,) * 20  # the wrist pinned: joints are read wrist-relative
@@ -482,6 +485,9 @@ def refine(layer: ManoLayer, betas: torch.Tensor, rotmats: torch.Tensor, transl:
                          torch.stack([zero, fy / z, -fy * lm[..., 1] / z**2], -1)], -2) / s_px[:, None, None, None]
         jac2 = p @ jl  # (B, 21, 2, 51)
         sig2 = cfg.robust_2d**2
+        if cfg.robust_2d_frame > 0:  # per frame: at least that share of the frame's median residual
+            sig2 = torch.maximum(torch.full_like(s_px, sig2),
+                                 (cfg.robust_2d_frame * r2.norm(dim=-1).median(1).values) ** 2)[:, None]
         sw2 = (w2 * sig2**2 / (r2.square().sum(-1) + sig2) ** 2).sqrt()  # (B, 21) sqrt of weight x IRLS
         # 3. 3D: residual in hand sizes, depth component down-weighted.
         sw3 = w3.sqrt()[:, None] * axis_w  # (21, 3)
