@@ -1,7 +1,9 @@
 """Where the remaining reprojection error is (issue 15): per joint, per frame, systematic offsets, focal, smoothing.
 
     python -m benchmarks.align_diag [--out out/align_diag] [--no-videos] [--only front,...] [--frames-max N]
-                                    [--variants base,bias,...]
+                                    [--variants base,bias,...] [--detail] [--tail]
+    python -m benchmarks.align_diag --synthetic     # the hyperextension prior's bias on exact synthetic clips
+    python -m benchmarks.align_diag --dev-crops --variants off,nohyper,hyper
 
 Every clip is captured once with the real capture path (`core.capture.run_capture`); the arguments it hands to
 `core.solve.pose.fit_hand` (the tracked 2D, the detector's 3D and relative depth, K, the shared size) are
