@@ -11,9 +11,10 @@ Batched over frames (B); every function is torch, dtype and device follow the in
    (two noisy estimates of the pose and orientation, partly independent).
 3. `refine`: Gauss-Newton (IRLS for a robust 2D term) on the MANO local rotations and translation,
    warm-started from the analytic IK: projected joints match the 2D landmarks (Geman-McClure), the 3D
-   joints stay near the fused target, the pose stays near the IK result, and joint angles outside
-   `core.solve.limits` ranges are penalised. The Jacobian is analytic (a rotation at joint i moves every
-   descendant k by ``w x (J_k - J_i)``); fingertips move rigidly with their last joint.
+   joints stay near the fused target, the pose stays near the IK result, joint angles outside
+   `core.solve.limits` ranges are penalised, and so are hyperextended fingers where the 2D does not show
+   the hyperextension (`RefineConfig.w_hyper`, ``hyper_gate``). The Jacobian is analytic (a rotation at
+   joint i moves every descendant k by ``w x (J_k - J_i)``); fingertips move rigidly with their last joint.
 """
 from __future__ import annotations
 
