@@ -31,6 +31,7 @@ import numpy as np
 from benchmarks.common import ROOT
 
 sys.path.insert(0, str(ROOT))
+from core.progress import Reporter  # noqa: E402
 
 
 def _rz(a: float) -> np.ndarray:
@@ -193,7 +194,7 @@ def _capture(images: Path, labels: Path, out: Path, flags: tuple) -> Path:
     a = build_parser().parse_args(["capture", str(images), "--out", str(out), "--static", "--hands", "1",
                                    "--intrinsics", f"{labels}:K_crop", *flags])
     out.parent.mkdir(parents=True, exist_ok=True)
-    capture_to_file(CaptureOptions.from_args(a), out, None)
+    capture_to_file(CaptureOptions.from_args(a), out, Reporter("quiet"))
     return out
 
 
@@ -285,7 +286,7 @@ def run_video(weights: Path, out_dir: Path, name: str = "single_hand.mp4") -> st
 
             a = build_parser().parse_args(["capture", str(video), "--out", str(out), "--hands", "1", *flags])
             out.parent.mkdir(parents=True, exist_ok=True)
-            capture_to_file(CaptureOptions.from_args(a), out, None)
+            capture_to_file(CaptureOptions.from_args(a), out, Reporter("quiet"))
         c = load_clip(out)
         h = 0
         det = c.detected[h] & c.valid[h]

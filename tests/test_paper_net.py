@@ -189,6 +189,7 @@ def test_capture_model_paper_records_the_model(tmp_path, net):
     if not (d / "labels.npz").is_file():
         pytest.skip(f"{d} absent (HANDCAP_DATA)")
     from core.capture import CaptureOptions, capture_to_file
+    from core.progress import Reporter
     from core.cli import build_parser
     from core.io.clip import load_clip
     from core.net.paper.train import save
@@ -199,7 +200,7 @@ def test_capture_model_paper_records_the_model(tmp_path, net):
     a = build_parser().parse_args(["capture", str(d / "images"), "--out", str(out), "--static", "--hands", "1",
                                    "--end", "2", "--intrinsics", f"{d / 'labels.npz'}:K_crop", "--model", "paper",
                                    "--paper-weights", str(w)])
-    capture_to_file(CaptureOptions.from_args(a), out, None)
+    capture_to_file(CaptureOptions.from_args(a), out, Reporter("quiet"))
     c = load_clip(out)
     assert c.model.startswith("paper:fresh.pt step 0")
     assert c.valid.sum() == c.detected.sum() > 0 and np.isfinite(c.joints).all()

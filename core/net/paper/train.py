@@ -196,7 +196,8 @@ def train(cache: Path, out: Path, cfg: TrainConfig, log=print) -> dict:
             opt.step()
         step += 1
         for k, v in terms.items():
-            run[k] = 0.98 * run.get(k, float(v)) + 0.02 * float(v.detach())
+            x = float(v.detach())
+            run[k] = 0.98 * run.get(k, x) + 0.02 * x
         if step % 50 == 0:
             log(f"step {step}/{cfg.steps} lr {lr:.2e} " + " ".join(f"{k} {v:.2f}" for k, v in run.items())
                 + f" ({time.time() - t0:.0f} s)")
