@@ -43,45 +43,58 @@ def load_frames(path, n: int) -> list[np.ndarray]:
 
 
 def child(backend: str, video: str, n_frames: int, device: str, out: str) -> None:
-    """One detector over the first frames of one video in this process alone (MediaPipe's threads slow
-    torch down in a shared process and the other way round): per-frame hands and the detection time to
-    ``out`` (.npz), plus the torch pipeline's ROIs of every 4th frame."""
+    """One detector over the first frames of one video (``n_frames`` <= 0: all of them) in this process alone
+    (MediaPipe's threads slow torch down in a shared process and the other way round): per-frame hands, the
+    detection time (wall and this process's CPU, around the detector's calls only: frames are decoded in
+    between) and the palm detector's runs to ``out`` (.npz), plus the torch pipeline's ROIs of every 4th frame.
+    ``backend`` "torch:K" runs the torch detector with ``palm_every`` K."""
     import torch
 
     from core.detect import create_detector, make_config
     from core.detect.torch_hands.detector import TorchHands
+    from core.io.video import open_video
 
-    frames = load_frames(need_data(f"video/{video}"), n_frames)
-    if backend == "mediapipe-perturbed":  # MediaPipe's own noise floor: one pixel one level off per frame
-        for f in frames:
-            f[0, 0, 0] ^= 1
+    path = need_data(f"video/{video}")
+    frames = (f for _, (_, f) in zip(range(n_frames) if n_frames > 0 else iter(int, 1), open_video(path)))
+    perturb = backend == "mediapipe-perturbed"  # MediaPipe's own noise floor: one pixel one level off per frame
+    if perturb:
         backend = "mediapipe"
+    palm_every = None
+    if backend.startswith("torch:"):
+        backend, palm_every = "torch", int(backend.split(":")[1])
     if backend == "torch":
+        first = next(iter(open_video(path)))[1]
         with TorchHands(make_config(name="torch", static=False, max_hands=2, device=device)) as warm:
-            warm.detect(frames[0])  # kernels and allocations outside the timing
-        det = TorchHands(make_config(name="torch", static=False, max_hands=2, device=device))
+            warm.detect(first)  # kernels and allocations outside the timing
+        det = TorchHands(make_config(name="torch", static=False, max_hands=2, device=device), palm_every=palm_every)
     else:
         det = create_detector("mediapipe", static=False, max_hands=2)
-    hands, rois = [], []
+    hands, rois, dt, cpu = [], [], 0.0, 0.0
     with det:
-        if device == "cuda":
-            torch.cuda.synchronize()
-        t = time.perf_counter()
         for k, f in enumerate(frames):
+            if perturb:
+                f[0, 0, 0] ^= 1
+            if device == "cuda":
+                torch.cuda.synchronize()
+            t, c = time.perf_counter(), time.process_time()
             hs = det.detect(f)
+            if device == "cuda":
+                torch.cuda.synchronize()
+            dt += time.perf_counter() - t
+            cpu += time.process_time() - c
             hands.append(hs)
             if backend == "torch" and k % 4 == 0:
                 rois += [(k, r.rect) for r in det.last]
-        dt = time.perf_counter() - t
+        palm_runs = getattr(det, "palm_runs", -1)
     flat = [(k, h) for k, hs in enumerate(hands) for h in hs]
-    np.savez(out, seconds=dt, n=len(frames), frame=np.array([k for k, _ in flat], int),
+    np.savez(out, seconds=dt, cpu=cpu, palm_runs=palm_runs, n=len(hands), frame=np.array([k for k, _ in flat], int),
              px=np.array([h.landmarks_px for _, h in flat]).reshape(-1, 21, 2),
              world=np.array([h.world for _, h in flat]).reshape(-1, 21, 3),
              side=np.array([h.side for _, h in flat], "<U5"), score=np.array([h.score for _, h in flat]),
              roi_frame=np.array([k for k, _ in rois], int), roi=np.array([r for _, r in rois]).reshape(-1, 5))
 
 
-def run_child(backend: str, video: str, n_frames: int, device: str) -> tuple[list, float, list]:
+def run_child(backend: str, video: str, n_frames: int, device: str, stats: dict | None = None) -> tuple[list, float, list]:
     import subprocess
     import sys
     import tempfile
@@ -93,6 +106,8 @@ def run_child(backend: str, video: str, n_frames: int, device: str) -> tuple[lis
                         "--frames", str(n_frames), "--device", device, "--out", out], check=True,
                        stderr=subprocess.DEVNULL)
         z = dict(np.load(out))
+    if stats is not None:
+        stats.update(cpu=float(z["cpu"]), palm_runs=int(z["palm_runs"]))
     per = [[] for _ in range(int(z["n"]))]
     for k, px, w, side, score in zip(z["frame"], z["px"], z["world"], z["side"], z["score"]):
         per[k].append(SimpleNamespace(landmarks_px=px, world=w, side=str(side), score=float(score)))
@@ -328,6 +343,43 @@ def section_c(batches, device) -> None:
         print(f"(c) palm network, {device}, batch {bs}, fp32: {5 * bs / (time.perf_counter() - t):.0f} frames/s")
 
 
+def section_d(videos, n_frames, device, rounds, schedules) -> None:
+    """The palm detector's schedule (`TorchHands.palm_every`): per video, MediaPipe and the torch detector with
+    each ``palm_every``, each its own process, ``rounds`` rounds in alternating order: frames with a hand, hands
+    per frame, landmark distance and sides against MediaPipe's (first round), palm runs, detection wall and CPU
+    seconds; ratios to MediaPipe of the same round."""
+    configs = ["mediapipe"] + [f"torch:{k}" for k in schedules]
+    for video in videos:
+        res = {c: [] for c in configs}
+        hands = {}
+        for r in range(rounds):
+            for c in (configs if r % 2 == 0 else configs[::-1]):
+                stats = {}
+                per, secs, _ = run_child(c, video, n_frames, device, stats)
+                res[c].append((len(per) / secs, stats["cpu"] / len(per) * 1000, stats["palm_runs"]))
+                hands.setdefault(c, per)
+        want = hands["mediapipe"]
+        n = len(want)
+        two = sum(len(a) == 2 for a in want)
+        print(f"(d) {video}, {n} frames, device {device}, {rounds} rounds alternated: MediaPipe: hand on "
+              f"{sum(map(bool, want))} frames, 2 hands on {two}; {np.median([x[0] for x in res['mediapipe']]):.1f} "
+              f"frames/s, {np.median([x[1] for x in res['mediapipe']]):.1f} CPU ms a frame (medians)")
+        for c in configs[1:]:
+            got = hands[c]
+            cmp = compare(want, got)
+            ratios = [res[c][r][0] / res["mediapipe"][r][0] for r in range(rounds)]
+            cpu_ratios = [res["mediapipe"][r][1] / res[c][r][1] for r in range(rounds)]
+            d_frames = sum(map(bool, got)) - sum(map(bool, want))
+            print(f"    palm_every {c.split(':')[1]:>2}: hand on {sum(map(bool, got))} frames ({d_frames:+d}, "
+                  f"{100 * d_frames / max(sum(map(bool, want)), 1):+.2f} %), 2 hands on {sum(len(g) == 2 for g in got)} "
+                  f"({sum(len(g) == 2 for g in got) - two:+d}); same hand count on {cmp['same_hand_count']}/{n}; "
+                  f"landmarks {cmp['px_median']:.3f} px median, {cmp['px_p99']:.2f} p99; same side "
+                  f"{cmp['same_side']}/{cmp['hands']}; palm ran on {res[c][0][2]} frames; "
+                  f"{np.median([x[0] for x in res[c]]):.1f} frames/s, {np.median([x[1] for x in res[c]]):.1f} CPU ms a "
+                  f"frame; torch / MediaPipe throughput {np.median(ratios):.2f}x ({', '.join(f'{x:.2f}' for x in ratios)}), "
+                  f"CPU {np.median(cpu_ratios):.2f}x", flush=True)
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--frames", type=int, default=120)
@@ -337,7 +389,10 @@ def main(argv=None) -> None:
     ap.add_argument("--rounds", type=int, default=3, help="alternated timing rounds of (a)")
     ap.add_argument("--skip-network", action="store_true", help="skip (b)")
     ap.add_argument("--skip-steps", action="store_true", help="skip (s)")
-    ap.add_argument("--child", choices=["mediapipe", "mediapipe-perturbed", "torch"], help=argparse.SUPPRESS)
+    ap.add_argument("--schedule", default="",
+                    help="only (d): whole videos (--frames 0) or the first --frames, MediaPipe against the torch "
+                         "detector with each of these palm_every values (e.g. 1,3,5,10)")
+    ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     os.environ.setdefault("HANDCAP_CACHE", "build/cache")
@@ -347,6 +402,9 @@ def main(argv=None) -> None:
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {a.device}"
           + (f" ({torch.cuda.get_device_name()})" if a.device == "cuda" else ""))
+    if a.schedule:
+        return section_d([v for v in a.videos.split(",") if v], a.frames, a.device, a.rounds,
+                         [int(k) for k in a.schedule.split(",")])
     if not a.skip_steps:
         section_steps([v for v in a.videos.split(",") if v], a.frames)
     samples = section_a([v for v in a.videos.split(",") if v], a.frames, a.device, a.rounds)

@@ -6,6 +6,13 @@ MediaPipe gives them), same tracking behaviour (see `pipeline`). On the CPU the 
 OpenCV exactly as MediaPipe cuts them; on a GPU with ``grid_sample`` from the frame uploaded once, and
 all hands of a frame go through the landmark network in one batch.
 
+Palm detection schedule (`palm_due`): MediaPipe's legacy graph runs the palm detector on every frame
+while fewer hands are tracked than asked for (max_hands 2 and one hand in view: every frame, the palm
+network costing about as much as the landmark network). Here it runs on every frame only while NO hand is
+tracked, and on the frame after the number of tracked hands fell; while at least one hand is tracked and
+fewer than asked, every ``palm_every``-th frame (`PALM_EVERY`; 1 = MediaPipe's schedule exactly). A second
+hand entering the picture is picked up at most ``palm_every - 1`` frames later than MediaPipe would.
+
 On the CPU the networks run on ONE intra-op thread (as MediaPipe's XNNPACK runs them on desktop Linux)
 and one hand crop at a time: with 2 threads on a loaded machine every operator waits at OpenMP's barrier
 for a descheduled thread (measured 4-20x slower a forward), and a batch of 2 crops measured slower than 2
@@ -25,6 +32,29 @@ from . import pipeline as P
 from .net import frozen, load_net
 
 
+# the palm detector's period while some but fewer hands than asked are tracked (BENCHMARKS.md, "Torch port": the
+# detections on the shared videos against MediaPipe's, and the CPU time, for 1, 3, 5, 10)
+PALM_EVERY = 5
+
+
+def palm_due(tracked: int, tracked_before: int, since: int, max_hands: int, every: int) -> bool:
+    """Whether the palm detector runs on this frame.
+
+    Args:
+        tracked: hands tracked into this frame (ROIs from the previous frame's landmarks).
+        tracked_before: hands tracked into the previous frame.
+        since: frames since the palm detector last ran (1 = it ran on the previous frame).
+        max_hands, every: the detector's ``max_hands`` and ``palm_every``.
+    Returns:
+        True where nothing is tracked (every frame, as MediaPipe), where a tracked hand was just lost (the
+        frame after the count fell), and every ``every``-th frame while fewer than ``max_hands`` are tracked;
+        False where ``max_hands`` hands are tracked (as MediaPipe).
+    """
+    if tracked >= max_hands:
+        return False
+    return tracked == 0 or tracked < tracked_before or since >= max(1, int(every))
+
+
 def resolve_device(device: str) -> torch.device:
     """"auto" -> cuda where torch sees a GPU, else cpu; other names as torch reads them."""
     if device == "auto":
@@ -36,11 +66,13 @@ class TorchHands(Detector):
     """`Detector` on the torch ports of palm_detection_full and hand_landmark_full (model_complexity 1)."""
 
     def __init__(self, config: DetectorConfig, device: str | torch.device | None = None,
-                 grid_sample: bool | None = None, threads: int | None = None):
+                 grid_sample: bool | None = None, threads: int | None = None, palm_every: int | None = None):
         """``device``: torch device (default: the config's ``device``); ``grid_sample``: cut crops with
         ``grid_sample`` on the device (default: on GPUs; the CPU default is OpenCV, MediaPipe's own warp);
         ``threads``: torch's intra-op threads while the networks run on the CPU (default 1; the process's
-        setting is restored after each call; 0 = leave it as it is)."""
+        setting is restored after each call; 0 = leave it as it is); ``palm_every``: the palm detector's
+        period while some but fewer hands than asked are tracked (default `PALM_EVERY`; 1 = MediaPipe's
+        schedule, see `palm_due`)."""
         super().__init__(config)
         if int(config.model_complexity) != 1:
             from ...errors import CaptureError
@@ -55,7 +87,11 @@ class TorchHands(Detector):
         if self.device.type == "cpu":  # traced and frozen: same outputs, less time a forward
             with self._threads():
                 self.palm, self.landmark = frozen(self.palm), frozen(self.landmark)
+        self.palm_every = PALM_EVERY if palm_every is None else max(1, int(palm_every))
         self._prev: list[np.ndarray] = []
+        self._tracked_before = 0  # hands tracked into the previous frame
+        self._since_palm = 1  # frames since the palm detector last ran
+        self.palm_runs = 0  # frames the palm detector ran on (for tests and benchmarks)
         self.last: list[P.HandResult] = []
         self._open = True
 
@@ -128,8 +164,13 @@ class TorchHands(Detector):
         frame = self._frame_tensor(bgr)
         prev = [] if cfg.static else self._prev
         palm_rects = []
-        if len(prev) < cfg.max_hands:
-            palm_rects = [P.palm_to_rect(d, w, h) for d in self.palms(bgr, frame)[: cfg.max_hands]]
+        if cfg.static or palm_due(len(prev), self._tracked_before, self._since_palm, cfg.max_hands, self.palm_every):
+            if len(prev) < cfg.max_hands:
+                palm_rects = [P.palm_to_rect(d, w, h) for d in self.palms(bgr, frame)[: cfg.max_hands]]
+                self.palm_runs += 1
+                self._since_palm = 0
+        self._since_palm += 1
+        self._tracked_before = len(prev)
         rects = P.associate(palm_rects, prev)
         kept = [r for r in self.hands_in(bgr, rects, frame) if r.presence > float(cfg.min_tracking_confidence)]
         self._prev = [P.landmarks_to_rect(r.landmarks, w, h) for r in kept]
@@ -158,6 +199,7 @@ class TorchHands(Detector):
     def close(self) -> None:
         self._open = False
         self._prev = []
+        self._tracked_before, self._since_palm = 0, 1
 
 
 def to_handdet(r: P.HandResult, width: int, height: int) -> HandDet:
