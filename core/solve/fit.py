@@ -135,7 +135,7 @@ class RefineConfig:
     damping_floor: float = 0.01
     w_hyper: float = 0.0
     robust_2d_frame: float = 0.0
-    hyper_gate: tuple | None = None
+    hyper_gate: float | None = None
     joint_w_2d: tuple | None = None
     joint_w_3d: tuple | None = (10.0,) + (1.0,) * 20  # the wrist pinned: joints are read wrist-relative
     offsets: tuple | None = None
