@@ -359,18 +359,21 @@ def _angle_jacobian(layer: ManoLayer, rotmats: torch.Tensor, betas: torch.Tensor
 _FINGERS = torch.tensor([1.0] * 12 + [0.0] * 3)  # MANO joints 1..15: index, middle, pinky, ring; thumb last
 
 
-def _descendants() -> np.ndarray:
-    """(15, 21) bool: for MANO joints 1..15, the MANO-21 joints their rotation moves (proper descendants)."""
-    out = np.zeros((15, 21), bool)
+def _descendant_pairs() -> tuple[np.ndarray, np.ndarray]:
+    """(j, k) index arrays (P,): every MANO joint j in 1..15 (as j - 1) and each MANO-21 joint k its rotation moves
+    (a proper descendant)."""
+    js, ks = [], []
     for k in range(21):
         p = int(MANO21_PARENTS[k])
         while p > 0:
-            out[p - 1, k] = True
+            js.append(p - 1)
+            ks.append(k)
             p = int(MANO21_PARENTS[p])
-    return out
+    return np.array(js), np.array(ks)
 
 
-_DESC = _descendants()
+_DESC_J, _DESC_K = _descendant_pairs()
+_DESC_N = np.bincount(_DESC_J, minlength=15)
 
 
 def mirror_excess(layer: ManoLayer, betas: torch.Tensor, flex: torch.Tensor, grot: torch.Tensor, j21: torch.Tensor,
@@ -379,21 +382,25 @@ def mirror_excess(layer: ManoLayer, betas: torch.Tensor, flex: torch.Tensor, gro
     descendants turned about the joint by -2 flex about the flexion axis; `RefineConfig.hyper_gate`), hand sizes:
     the mean over the joint's descendants' landmark points ``lm`` (B, 21, 3) of their 2D distance to ``kp_px``
     (B, 21, 2) MANO-21 order, mirrored minus as they are. ~0: the image cannot tell the two sides apart."""
+    dev = grot.device
     a, _, _ = limits._joint_frames(layer, betas)
-    par = torch.as_tensor(MANO21_PARENTS[1:16], device=grot.device)
+    par = torch.as_tensor(MANO21_PARENTS[1:16], device=dev)
     axis = (grot[:, par] * a.to(grot)[:, :, None, :]).sum(-1)  # (B, 15, 3) flexion axes, camera frame
     m = aa_to_rotmat(axis * (-2 * flex)[..., None])  # (B, 15, 3, 3)
-    rel = lm[:, None] - j21[:, 1:16, None]  # (B, 15, 21, 3)
-    moved = j21[:, 1:16, None] + (m[:, :, None] * rel[..., None, :]).sum(-1)
+    dj, dk = torch.as_tensor(_DESC_J, device=dev), torch.as_tensor(_DESC_K, device=dev)
+    centre = j21[:, 1 + dj]  # (B, P, 3)
+    pts = lm[:, dk]
+    moved = centre + (m[:, dj] * (pts - centre)[..., None, :]).sum(-1)
 
-    def err(pts):
-        z = pts[..., 2].clamp_min(1e-4)
-        uv = torch.stack([K[:, 0, 0, None, None] * pts[..., 0] / z + K[:, 0, 2, None, None],
-                          K[:, 1, 1, None, None] * pts[..., 1] / z + K[:, 1, 2, None, None]], -1)
-        return (uv - kp_px[:, None]).norm(dim=-1) / s_px[:, None, None]  # (B, 15, 21)
+    def err(q):  # (B, P) 2D distance to the pair's landmark, hand sizes
+        z = q[..., 2].clamp_min(1e-4)
+        uv = torch.stack([K[:, 0, 0, None] * q[..., 0] / z + K[:, 0, 2, None],
+                          K[:, 1, 1, None] * q[..., 1] / z + K[:, 1, 2, None]], -1)
+        return (uv - kp_px[:, dk]).norm(dim=-1) / s_px[:, None]
 
-    d = torch.as_tensor(_DESC, dtype=lm.dtype, device=lm.device)
-    return ((err(moved) - err(lm[:, None].expand_as(moved))) * d).sum(-1) / d.sum(-1)
+    diff = err(moved) - err(pts)
+    out = torch.zeros(flex.shape, dtype=diff.dtype, device=dev).index_add_(1, dj, diff)
+    return out / torch.as_tensor(_DESC_N, dtype=diff.dtype, device=dev)
 
 
 def _hyper_terms(layer: ManoLayer, rotmats: torch.Tensor, betas: torch.Tensor, band_deg: float = 4.0,
