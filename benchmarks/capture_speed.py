@@ -6,7 +6,9 @@ set-up, decode, detection and, for ours, the whole pipeline and the clip file):
 * ``mediapipe``: MediaPipe alone -- a Python script that imports ``mediapipe`` as its users do, decodes the video
   with OpenCV and runs the legacy Hands graph in tracking mode (up to 2 hands, as our capture asks);
 * ``ours-wN``: ``python -m core capture VIDEO --out ... --workers N`` (default settings otherwise), for each
-  N of ``--workers`` (default ``1,auto``; auto is one worker per core for a clip this long).
+  N of ``--workers`` (default ``1,auto``; auto is one worker per core for a clip this long); with ``--detector``
+  a comma-separated list of detector backends (default ``auto``), each N of each backend (``ours-wN-torch``: the
+  capture with ``--detector torch``).
 
 The runs alternate: each round runs every configuration once, odd rounds in reverse order, so that a load
 that changes during the run (the machine is shared) falls on all of them. Prints per round each run's
@@ -18,7 +20,7 @@ ratio over the rounds, and the share of MediaPipe-alone detections where our cli
 progress event of frame 1), alternating between this checkout and the checkouts given with ``--tree`` (e.g. an
 earlier commit's ``git archive``), ``--rounds`` times each.
 
-Usage: python -m benchmarks.capture_speed [--video P] [--rounds 3] [--workers 1,2,auto]
+Usage: python -m benchmarks.capture_speed [--video P] [--rounds 3] [--workers 1,2,auto] [--detector auto,torch]
        python -m benchmarks.capture_speed --first-frame [--tree /tmp/before] [--rounds 5]
 """
 from __future__ import annotations
@@ -79,12 +81,13 @@ def run_mediapipe(video: str, tmp: Path, env: dict) -> tuple[float, float, float
     return wall, cpu, load, np.array(json.loads(out.read_text()), bool)
 
 
-def run_ours(video: str, workers: str, tmp: Path, env: dict) -> tuple[float, float, float, object]:
+def run_ours(video: str, workers: str, tmp: Path, env: dict, detector: str = "auto") -> tuple[float, float, float, object]:
     """Our capture as a whole process: (wall s, CPU s, load, its `ClipResult`)."""
     from core.io.clip import load_clip
 
-    out = tmp / f"ours_{workers}.npz"
+    out = tmp / f"ours_{workers}_{detector}.npz"
     wall, cpu, load = _timed([sys.executable, "-m", "core", "capture", video, "--out", str(out), "--workers", workers,
+                              "--detector", detector,
                               "--quiet"], env)
     return wall, cpu, load, load_clip(out)
 
@@ -138,6 +141,7 @@ def main(argv=None):
     ap.add_argument("--video", default=None, help="default: the shared single_hand.mp4")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--workers", default="1,auto", help="comma-separated --workers values of our capture")
+    ap.add_argument("--detector", default="auto", help="comma-separated --detector values of our capture")
     ap.add_argument("--first-frame", action="store_true", help="time to the first detected frame instead")
     ap.add_argument("--tree", action="append", default=[], help="with --first-frame: another checkout to compare")
     a = ap.parse_args(argv)
@@ -154,7 +158,9 @@ def main(argv=None):
             print(f"  {str(t):40s} first frame after {np.median(times[t]):5.2f} s (median of {a.rounds}; "
                   f"{', '.join(f'{x:.2f}' for x in times[t])}), load average {os.getloadavg()[0]:.2f} at the end")
         return
-    configs = ["mediapipe"] + [f"ours-w{w.strip()}" for w in a.workers.split(",") if w.strip()]
+    dets = [d.strip() for d in a.detector.split(",") if d.strip()]
+    configs = ["mediapipe"] + [f"ours-w{w.strip()}" + ("" if d == "auto" else f"-{d}") for d in dets
+                               for w in a.workers.split(",") if w.strip()]
     rows, found, clips = {c: [] for c in configs}, {}, {}
     print(f"video {os.path.basename(video)}; {os.cpu_count()} CPUs; {a.rounds} rounds, order alternating")
     with tempfile.TemporaryDirectory(prefix="capture_speed_") as tmp:
@@ -165,7 +171,8 @@ def main(argv=None):
                 if c == "mediapipe":
                     wall, cpu, load, det = run_mediapipe(video, tmp, env)
                 else:
-                    wall, cpu, load, clips[c] = run_ours(video, c.removeprefix("ours-w"), tmp, env)
+                    w, _, d = c.removeprefix("ours-w").partition("-")
+                    wall, cpu, load, clips[c] = run_ours(video, w, tmp, env, d or "auto")
                     det = clips[c].valid.any(0)
                 found[c] = det
                 rows[c].append((len(det) / wall, wall, cpu, load))
@@ -181,8 +188,9 @@ def main(argv=None):
               f"CPU s median {np.median([x[2] for x in rows[c]]):.1f} (MediaPipe alone "
               f"{np.median([x[2] for x in rows['mediapipe']]):.1f}); hand on {100 * share:.1f} % of MediaPipe's "
               f"{mp_found.sum()} detections")
-        if c != "ours-w1" and "ours-w1" in configs:
-            print("\n".join(seam_report(clips["ours-w1"], clips[c])))
+        one = "ours-w1" + c.partition("-w")[2].partition("-")[1] + c.partition("-w")[2].partition("-")[2]
+        if c != one and one in configs:
+            print("\n".join(seam_report(clips[one], clips[c])))
 
 
 if __name__ == "__main__":

@@ -47,7 +47,7 @@ def child(backend: str, video: str, n_frames: int, device: str, out: str) -> Non
     (MediaPipe's threads slow torch down in a shared process and the other way round): per-frame hands, the
     detection time (wall and this process's CPU, around the detector's calls only: frames are decoded in
     between) and the palm detector's runs to ``out`` (.npz), plus the torch pipeline's ROIs of every 4th frame.
-    ``backend`` "torch:K" runs the torch detector with ``palm_every`` K."""
+    ``backend`` "torch:K" runs the torch detector with ``palm_every`` K, "torch:K:G" also with ``palm_grace`` G."""
     import torch
 
     from core.detect import create_detector, make_config
@@ -59,14 +59,17 @@ def child(backend: str, video: str, n_frames: int, device: str, out: str) -> Non
     perturb = backend == "mediapipe-perturbed"  # MediaPipe's own noise floor: one pixel one level off per frame
     if perturb:
         backend = "mediapipe"
-    palm_every = None
+    palm_every = palm_grace = None
     if backend.startswith("torch:"):
-        backend, palm_every = "torch", int(backend.split(":")[1])
+        parts = backend.split(":")
+        backend, palm_every = "torch", int(parts[1])
+        palm_grace = int(parts[2]) if len(parts) > 2 else None
     if backend == "torch":
         first = next(iter(open_video(path)))[1]
         with TorchHands(make_config(name="torch", static=False, max_hands=2, device=device)) as warm:
             warm.detect(first)  # kernels and allocations outside the timing
-        det = TorchHands(make_config(name="torch", static=False, max_hands=2, device=device), palm_every=palm_every)
+        det = TorchHands(make_config(name="torch", static=False, max_hands=2, device=device), palm_every=palm_every,
+                          palm_grace=palm_grace)
     else:
         det = create_detector("mediapipe", static=False, max_hands=2)
     hands, rois, dt, cpu = [], [], 0.0, 0.0
@@ -370,7 +373,7 @@ def section_d(videos, n_frames, device, rounds, schedules) -> None:
             ratios = [res[c][r][0] / res["mediapipe"][r][0] for r in range(rounds)]
             cpu_ratios = [res["mediapipe"][r][1] / res[c][r][1] for r in range(rounds)]
             d_frames = sum(map(bool, got)) - sum(map(bool, want))
-            print(f"    palm_every {c.split(':')[1]:>2}: hand on {sum(map(bool, got))} frames ({d_frames:+d}, "
+            print(f"    palm_every {c.removeprefix('torch:'):>4}: hand on {sum(map(bool, got))} frames ({d_frames:+d}, "
                   f"{100 * d_frames / max(sum(map(bool, want)), 1):+.2f} %), 2 hands on {sum(len(g) == 2 for g in got)} "
                   f"({sum(len(g) == 2 for g in got) - two:+d}); same hand count on {cmp['same_hand_count']}/{n}; "
                   f"landmarks {cmp['px_median']:.3f} px median, {cmp['px_p99']:.2f} p99; same side "
@@ -391,7 +394,7 @@ def main(argv=None) -> None:
     ap.add_argument("--skip-steps", action="store_true", help="skip (s)")
     ap.add_argument("--schedule", default="",
                     help="only (d): whole videos (--frames 0) or the first --frames, MediaPipe against the torch "
-                         "detector with each of these palm_every values (e.g. 1,3,5,10)")
+                         "detector with each of these palm_every values (e.g. 1,3,5,10; K:G also sets palm_grace G)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
@@ -404,7 +407,7 @@ def main(argv=None) -> None:
           + (f" ({torch.cuda.get_device_name()})" if a.device == "cuda" else ""))
     if a.schedule:
         return section_d([v for v in a.videos.split(",") if v], a.frames, a.device, a.rounds,
-                         [int(k) for k in a.schedule.split(",")])
+                         [k.strip() for k in a.schedule.split(",") if k.strip()])
     if not a.skip_steps:
         section_steps([v for v in a.videos.split(",") if v], a.frames)
     samples = section_a([v for v in a.videos.split(",") if v], a.frames, a.device, a.rounds)

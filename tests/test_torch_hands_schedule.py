@@ -1,8 +1,8 @@
 """The torch detector's palm schedule (`core.detect.torch_hands.detector.palm_due`, ``palm_every``).
 
 MediaPipe's legacy graph runs the palm detector on every frame while fewer hands are tracked than asked for;
-`TorchHands` runs it every frame only while nothing is tracked (and on the frame after a tracked hand is lost),
-else every ``palm_every``-th frame. Checked on the real networks with a real frame of two_hands.mp4: a second
+`TorchHands` runs it every frame only while nothing is tracked and for ``palm_grace`` frames after the start and
+after a tracked hand is lost, else every ``palm_every``-th frame. Checked on the real networks with a real frame of two_hands.mp4: a second
 hand entering is picked up within ``palm_every`` frames, a lost hand is looked for again at once, and with both
 hands tracked the palm detector does not run. Skips only where mediapipe (the models' source) or the shared
 video is missing.
@@ -17,7 +17,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from core.detect import make_config  # noqa: E402
-from core.detect.torch_hands.detector import PALM_EVERY, TorchHands, palm_due  # noqa: E402
+from core.detect.torch_hands.detector import PALM_EVERY, PALM_GRACE, TorchHands, palm_due  # noqa: E402
 
 needs_mp = pytest.mark.skipif(importlib.util.find_spec("mediapipe") is None,
                               reason="the mediapipe package (the models' source) is not installed")
@@ -33,17 +33,17 @@ def _one_thread():
 
 def test_palm_due():
     # nothing tracked: every frame, whatever the period
-    assert all(palm_due(0, 0, since, 2, 5) for since in (1, 2, 3))
-    assert palm_due(0, 1, 1, 2, 5)
+    assert all(palm_due(0, lost, since, 2, 5, 0) for lost in (1, 50) for since in (1, 2, 3))
     # as many hands tracked as asked: never (MediaPipe's gate)
-    assert not any(palm_due(2, b, since, 2, 1) for b in (0, 1, 2) for since in (1, 5, 50))
-    assert not palm_due(1, 1, 9, 1, 5)
-    # some tracked, fewer than asked: every 5th frame ...
-    assert [palm_due(1, 1, since, 2, 5) for since in range(1, 7)] == [False] * 4 + [True] * 2
-    # ... but at once on the frame after a tracked hand was lost
-    assert palm_due(1, 2, 1, 2, 5)
+    assert not any(palm_due(2, lost, since, 2, 1, 10) for lost in (1, 50) for since in (1, 5, 50))
+    assert not palm_due(1, 1, 9, 1, 5, 10)
+    # some tracked, fewer than asked, long after the start or a loss: every 5th frame ...
+    assert [palm_due(1, 50, since, 2, 5, 10) for since in range(1, 7)] == [False] * 4 + [True] * 2
+    # ... but on every frame of the grace after the start or a loss
+    assert all(palm_due(1, lost, 1, 2, 5, 10) for lost in range(1, 11)) and not palm_due(1, 11, 1, 2, 5, 10)
+    assert palm_due(1, 1, 1, 2, 5, 0) is False  # no grace: the period alone
     # period 1 is MediaPipe's schedule: every frame while fewer than asked
-    assert all(palm_due(1, 1, 1, 2, 1) for _ in range(3))
+    assert all(palm_due(1, 50, 1, 2, 1, 0) for _ in range(3))
 
 
 @pytest.fixture(scope="module")
@@ -79,18 +79,19 @@ def test_second_hand_is_picked_up_within_the_period(two_hand_frame):
     frame, boxes = two_hand_frame
     one = _hide(frame, boxes[1])
     k = 4
-    with TorchHands(make_config(name="torch", static=False, max_hands=2), palm_every=k) as det:
+    with TorchHands(make_config(name="torch", static=False, max_hands=2), palm_every=k, palm_grace=2) as det:
         counts, runs = [], []
         for f in [one] * 7 + [frame] * (k + 2):
             before = det.palm_runs
             counts.append(len(det.detect(f)))
             runs.append(det.palm_runs - before)
-    # one hand in view: the palm detector on the first frame (nothing tracked yet), then every k-th frame
+    # one hand in view: the palm detector on the first frame (nothing tracked yet) and the grace after the start
+    # (frames 1, 2: since_lost 2, 3 > 2 ends it on frame 2), then every k-th frame (frame 5)
     assert counts[:7] == [1] * 7
-    assert runs[:7] == [1, 0, 0, 0, 1, 0, 0]
-    # the second hand enters on frame 7: found on the next palm frame (frame 8, k frames after frame 4), kept
-    assert counts[7:] == [1, 2, 2, 2, 2, 2]
-    assert runs[7:] == [0, 1, 0, 0, 0, 0]  # both hands tracked: no palm detector
+    assert runs[:7] == [1, 1, 0, 0, 0, 1, 0]
+    # the second hand enters on frame 7: found on the next palm frame (frame 9, k frames after frame 5), kept
+    assert counts[7:] == [1, 1, 2, 2, 2, 2]
+    assert runs[7:] == [0, 0, 1, 0, 0, 0]  # both hands tracked: no palm detector
     # the schedule of MediaPipe (period 1) finds it on the frame it enters
     with TorchHands(make_config(name="torch", static=False, max_hands=2), palm_every=1) as det:
         counts = [len(det.detect(f)) for f in [one] * 2 + [frame] * 2]
@@ -102,14 +103,16 @@ def test_lost_tracking_redetects_at_once(two_hand_frame):
     frame, boxes = two_hand_frame
     blank = np.full_like(frame, 128)
     one = _hide(frame, boxes[1])
-    assert PALM_EVERY > 1
-    with TorchHands(make_config(name="torch", static=False, max_hands=2)) as det:
+    assert PALM_EVERY > 1 and PALM_GRACE >= 1
+    with TorchHands(make_config(name="torch", static=False, max_hands=2), palm_every=5, palm_grace=3) as det:
         counts, runs = [], []
-        for f in [frame, frame, one, one, blank, blank, blank, frame]:
+        for f in [frame, frame] + [one] * 9 + [blank, blank, frame]:
             before = det.palm_runs
             counts.append(len(det.detect(f)))
             runs.append(det.palm_runs - before)
-    # both tracked (no palm run on frame 1); one hand hidden: lost on frame 2, the palm detector on frame 3 at
-    # once; nothing in view: every frame; the hands back: found on the frame they return
-    assert counts == [2, 2, 1, 1, 0, 0, 0, 2]
-    assert runs == [1, 0, 0, 1, 0, 1, 1, 1]
+    # both tracked (no palm run on frame 1); one hand hidden: lost on frame 2, the palm detector on the 3 frames
+    # after at once (the grace), then every 5th frame (frame 10); the last hand lost on frame 11 (a blank
+    # frame, no palm run due): nothing tracked, the palm detector on every frame; the hands back: found on the
+    # frame they return
+    assert counts == [2, 2] + [1] * 9 + [0, 0, 2]
+    assert runs == [1, 0, 0, 1, 1, 1, 0, 0, 0, 0, 1, 0, 1, 1]

@@ -9,9 +9,11 @@ all hands of a frame go through the landmark network in one batch.
 Palm detection schedule (`palm_due`): MediaPipe's legacy graph runs the palm detector on every frame
 while fewer hands are tracked than asked for (max_hands 2 and one hand in view: every frame, the palm
 network costing about as much as the landmark network). Here it runs on every frame only while NO hand is
-tracked, and on the frame after the number of tracked hands fell; while at least one hand is tracked and
-fewer than asked, every ``palm_every``-th frame (`PALM_EVERY`; 1 = MediaPipe's schedule exactly). A second
-hand entering the picture is picked up at most ``palm_every - 1`` frames later than MediaPipe would.
+tracked, and on every frame of the ``palm_grace`` frames after the clip's start and after the number of
+tracked hands fell (a hand just lost is looked for again as MediaPipe does); otherwise, while at least one
+hand is tracked and fewer than asked, every ``palm_every``-th frame (`PALM_EVERY`, `PALM_GRACE`;
+``palm_every`` 1 = MediaPipe's schedule exactly). A second hand entering the picture later is picked up at
+most ``palm_every - 1`` frames later than MediaPipe would (where the palm detector finds it on that frame).
 
 On the CPU the networks run on ONE intra-op thread (as MediaPipe's XNNPACK runs them on desktop Linux)
 and one hand crop at a time: with 2 threads on a loaded machine every operator waits at OpenMP's barrier
@@ -35,24 +37,26 @@ from .net import frozen, load_net
 # the palm detector's period while some but fewer hands than asked are tracked (BENCHMARKS.md, "Torch port": the
 # detections on the shared videos against MediaPipe's, and the CPU time, for 1, 3, 5, 10)
 PALM_EVERY = 5
+PALM_GRACE = 10  # frames after the start and after a hand was lost with the palm detector on every frame
 
 
-def palm_due(tracked: int, tracked_before: int, since: int, max_hands: int, every: int) -> bool:
+def palm_due(tracked: int, since_lost: int, since: int, max_hands: int, every: int, grace: int = 1) -> bool:
     """Whether the palm detector runs on this frame.
 
     Args:
         tracked: hands tracked into this frame (ROIs from the previous frame's landmarks).
-        tracked_before: hands tracked into the previous frame.
+        since_lost: frames since the clip's start or since the number of tracked hands last fell (1 = this is
+            the first frame after the fall: the previous frame tracked fewer out than in).
         since: frames since the palm detector last ran (1 = it ran on the previous frame).
-        max_hands, every: the detector's ``max_hands`` and ``palm_every``.
+        max_hands, every, grace: the detector's ``max_hands``, ``palm_every`` and ``palm_grace``.
     Returns:
-        True where nothing is tracked (every frame, as MediaPipe), where a tracked hand was just lost (the
-        frame after the count fell), and every ``every``-th frame while fewer than ``max_hands`` are tracked;
-        False where ``max_hands`` hands are tracked (as MediaPipe).
+        True where nothing is tracked (every frame, as MediaPipe), on the ``grace`` frames after the start
+        or a loss, and every ``every``-th frame while fewer than ``max_hands`` are tracked; False where
+        ``max_hands`` hands are tracked (as MediaPipe).
     """
     if tracked >= max_hands:
         return False
-    return tracked == 0 or tracked < tracked_before or since >= max(1, int(every))
+    return tracked == 0 or since_lost <= grace or since >= max(1, int(every))
 
 
 def resolve_device(device: str) -> torch.device:
@@ -66,13 +70,15 @@ class TorchHands(Detector):
     """`Detector` on the torch ports of palm_detection_full and hand_landmark_full (model_complexity 1)."""
 
     def __init__(self, config: DetectorConfig, device: str | torch.device | None = None,
-                 grid_sample: bool | None = None, threads: int | None = None, palm_every: int | None = None):
+                 grid_sample: bool | None = None, threads: int | None = None, palm_every: int | None = None,
+                 palm_grace: int | None = None):
         """``device``: torch device (default: the config's ``device``); ``grid_sample``: cut crops with
         ``grid_sample`` on the device (default: on GPUs; the CPU default is OpenCV, MediaPipe's own warp);
         ``threads``: torch's intra-op threads while the networks run on the CPU (default 1; the process's
         setting is restored after each call; 0 = leave it as it is); ``palm_every``: the palm detector's
         period while some but fewer hands than asked are tracked (default `PALM_EVERY`; 1 = MediaPipe's
-        schedule, see `palm_due`)."""
+        schedule, see `palm_due`); ``palm_grace``: frames after the start and after a loss with the palm
+        detector on every frame (default `PALM_GRACE`)."""
         super().__init__(config)
         if int(config.model_complexity) != 1:
             from ...errors import CaptureError
@@ -89,7 +95,9 @@ class TorchHands(Detector):
                 self.palm, self.landmark = frozen(self.palm), frozen(self.landmark)
         self.palm_every = PALM_EVERY if palm_every is None else max(1, int(palm_every))
         self._prev: list[np.ndarray] = []
+        self.palm_grace = PALM_GRACE if palm_grace is None else max(0, int(palm_grace))
         self._tracked_before = 0  # hands tracked into the previous frame
+        self._since_lost = 1  # frames since the start or since the number of tracked hands fell
         self._since_palm = 1  # frames since the palm detector last ran
         self.palm_runs = 0  # frames the palm detector ran on (for tests and benchmarks)
         self.last: list[P.HandResult] = []
@@ -164,12 +172,16 @@ class TorchHands(Detector):
         frame = self._frame_tensor(bgr)
         prev = [] if cfg.static else self._prev
         palm_rects = []
-        if cfg.static or palm_due(len(prev), self._tracked_before, self._since_palm, cfg.max_hands, self.palm_every):
+        if len(prev) < self._tracked_before:  # a tracked hand was lost on the previous frame
+            self._since_lost = 1
+        if cfg.static or palm_due(len(prev), self._since_lost, self._since_palm, cfg.max_hands, self.palm_every,
+                                  self.palm_grace):
             if len(prev) < cfg.max_hands:
                 palm_rects = [P.palm_to_rect(d, w, h) for d in self.palms(bgr, frame)[: cfg.max_hands]]
                 self.palm_runs += 1
                 self._since_palm = 0
         self._since_palm += 1
+        self._since_lost += 1
         self._tracked_before = len(prev)
         rects = P.associate(palm_rects, prev)
         kept = [r for r in self.hands_in(bgr, rects, frame) if r.presence > float(cfg.min_tracking_confidence)]
@@ -199,7 +211,7 @@ class TorchHands(Detector):
     def close(self) -> None:
         self._open = False
         self._prev = []
-        self._tracked_before, self._since_palm = 0, 1
+        self._tracked_before, self._since_palm, self._since_lost = 0, 1, 1
 
 
 def to_handdet(r: P.HandResult, width: int, height: int) -> HandDet:
