@@ -33,8 +33,10 @@ OPTIONS = {
     "min_confidence": ("float", "--min-confidence"), "vae": ("nobool", "--no-vae"), "fit": ("nobool", "--no-fit"),
     "collide": ("nobool", "--no-collide"), "separate_sizes": ("bool", "--separate-sizes"),
     "detector": ("str", "--detector"), "device": ("str", "--device"), "workers": ("int", "--workers"),
+    "model": ("str", "--model"), "paper_weights": ("path", "--paper-weights"),
 }
-_CHOICES = {"side": ("right", "left"), "detector": ("auto", "mediapipe", "torch"), "device": ("auto", "cpu", "cuda")}
+_CHOICES = {"side": ("right", "left"), "detector": ("auto", "mediapipe", "torch"), "device": ("auto", "cpu", "cuda"),
+            "model": ("pipeline", "paper")}
 # The same checks as the capture CLI's argument types (core.cli), so a bad value fails when the manifest is read.
 _RANGES = {"hands": (1, 2), "start": (0, None), "end": (1, None), "stride": (1, None), "fov": (0.01, 179.99),
            "min_confidence": (0.0, 1.0), "fx": (1e-9, 1e7), "fy": (1e-9, 1e7), "cx": (-1e7, 1e7), "cy": (-1e7, 1e7),
@@ -80,7 +82,7 @@ class ClipSpec:
             no_vae=not o.get("vae", True), no_fit=not o.get("fit", True), no_collide=not o.get("collide", True),
             separate_sizes=bool(o.get("separate_sizes", False)), min_confidence=o.get("min_confidence", 0.5),
             detector=o.get("detector", "auto"), device=o.get("device", "auto"), workers=o.get("workers"),
-            json_progress=False, quiet=True)
+            model=o.get("model", "pipeline"), paper_weights=o.get("paper_weights"), json_progress=False, quiet=True)
 
     def config(self) -> dict:
         """What decides the clip's result besides its input's bytes (recorded in the sidecar; a change redoes it)."""
