@@ -128,6 +128,18 @@ def test_exact_winding_sign_agrees_with_fast(mug):
     np.testing.assert_array_equal(fast[0], exact[0])
 
 
+def test_fast_sign_accuracy_follows_closedness(mug):
+    """Closed meshes get the cheaper hierarchy (accuracy 1: the winding number is an integer off the
+    surface) and still sign every point within mm of the surface as the exact winding number does; open
+    ones keep libigl's recommended 2."""
+    fast = Exact(mug, "fast")
+    assert mug.closed and fast.accuracy == 1.0
+    p = near(mug, 4000, 0.004, seed=3)
+    np.testing.assert_array_equal(np.abs(fast.winding(p)) > 0.5, np.abs(igl.winding_number(mug.vertices, mug.faces, p)) > 0.5)
+    holed = mesh_from_arrays(mug.vertices, mug.faces[np.random.default_rng(4).random(mug.n_faces) > 0.05], "holed")
+    assert not holed.closed and Exact(holed, "fast").accuracy == 2.0
+
+
 # ---------------------------------------------------------------- gradients and the grid
 def test_exact_gradient_is_the_unit_direction(sphere):
     p0 = near(sphere, 600, 0.02, seed=2).reshape(2, 300, 3)

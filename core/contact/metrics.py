@@ -46,7 +46,7 @@ def _inside(verts: np.ndarray, faces: np.ndarray, points: np.ndarray) -> np.ndar
     return np.abs(igl.fast_winding_number(verts, faces, points)) > 0.5
 
 
-def intersection_volume(verts_hand, faces_hand, obj_vertices, obj_faces, pitch: float = PITCH_M) -> float:
+def intersection_volume(verts_hand, faces_hand, obj_vertices, obj_faces, pitch: float = PITCH_M, _obj_bvh=None) -> float:
     """Volume inside both meshes, cm^3, counted on voxels of ``pitch`` metres (default 2 mm).
 
     The overlap of the two bounding boxes is cut into cubes of side ``pitch`` (a grid anchored at the
@@ -57,6 +57,8 @@ def intersection_volume(verts_hand, faces_hand, obj_vertices, obj_faces, pitch: 
     Args:
         verts_hand (V, 3), faces_hand (F, 3): the hand (metres); obj_vertices (M, 3), obj_faces (G, 3):
         the other mesh (an object, or the other hand), in the same frame. pitch: metres, > 0.
+        _obj_bvh: the other mesh's prebuilt ``igl.FastWindingNumberBVH`` (the same winding numbers, built
+        once for a static mesh by `intersection_volume_frames`).
     """
     vh, fh = _mesh(verts_hand, faces_hand, "hand mesh")
     vo, fo = _mesh(obj_vertices, obj_faces, "object mesh")
@@ -77,7 +79,9 @@ def intersection_volume(verts_hand, faces_hand, obj_vertices, obj_faces, pitch: 
         g = np.stack(np.meshgrid(axes[0][i : i + step], axes[1], axes[2], indexing="ij"), -1).reshape(-1, 3)
         in_h = _inside(vh, fh, g)
         if in_h.any():
-            count += int(_inside(vo, fo, np.ascontiguousarray(g[in_h])).sum())
+            q = np.ascontiguousarray(g[in_h])
+            inside = _inside(vo, fo, q) if _obj_bvh is None else np.abs(_obj_bvh.winding_number(q)) > 0.5
+            count += int(inside.sum())
     return count * pitch**3 * 1e6
 
 
@@ -88,12 +92,16 @@ def intersection_volume_frames(verts, faces, obj_verts, obj_faces, pitch: float 
     o = np.asarray(obj_verts, np.float64)
     if v.ndim != 3:
         raise CaptureError(f"Expected hand vertices as a (T, V, 3) array, got shape {v.shape}; pass one mesh per frame.")
+    bvh = None
     if o.ndim == 2:
+        vo, fo = _mesh(o, obj_faces, "object mesh")
+        bvh = igl.FastWindingNumberBVH()  # a static mesh: its winding-number hierarchy built once
+        bvh.init(vo, fo)
         o = np.broadcast_to(o, (len(v), *o.shape))
     if len(o) != len(v):
         raise CaptureError(f"Expected the object's vertices for the hand's {len(v)} frames, got {len(o)}; "
                            "pass (T, M, 3) or one static (M, 3).")
-    return np.array([intersection_volume(v[t], faces, o[t], obj_faces, pitch) for t in range(len(v))])
+    return np.array([intersection_volume(v[t], faces, o[t], obj_faces, pitch, bvh) for t in range(len(v))])
 
 
 def contact_recall(tip_dist_true, tip_dist_pred, touch_mm: float = TOUCH_MM) -> float:

@@ -79,8 +79,9 @@ def vertex_faces(faces: np.ndarray, n_vertices: int) -> np.ndarray:
 
 
 def nearest_vertices(points: torch.Tensor, rows: torch.Tensor, verts: torch.Tensor, k: int = 1,
-                     candidates: torch.Tensor | None = None) -> torch.Tensor:
-    """The k nearest vertices (M, k) long of ``verts[rows]`` to each point.
+                     candidates: torch.Tensor | None = None, with_distance: bool = False):
+    """The k nearest vertices (M, k) long of ``verts[rows]`` to each point (``with_distance``: and the
+    distance (M,) to the nearest of them).
 
     Args:
         points (M, 3); rows (M,) long: the frame of each point; verts (N, V, 3) the meshes of the frames;
@@ -91,6 +92,7 @@ def nearest_vertices(points: torch.Tensor, rows: torch.Tensor, verts: torch.Tens
     M, dev = points.shape[0], points.device
     allv = torch.arange(verts.shape[1], device=dev)
     near = torch.zeros(M, k, dtype=torch.long, device=dev)
+    dmin = points.new_zeros(M)
     order = torch.argsort(rows, stable=True)
     bounds = torch.searchsorted(rows[order], torch.arange(verts.shape[0] + 1, device=dev)).tolist()
     for n in range(verts.shape[0]):
@@ -104,9 +106,12 @@ def nearest_vertices(points: torch.Tensor, rows: torch.Tensor, verts: torch.Tens
             cols = allv if len(cols) == 0 else cols
         kk = min(k, len(cols))
         dist = torch.cdist(points[sel], verts[n, cols])
-        nn = cols[dist.argmin(1, keepdim=True) if kk == 1 else dist.topk(kk, dim=1, largest=False).indices]
+        best = dist.argmin(1, keepdim=True) if kk == 1 else dist.topk(kk, dim=1, largest=False).indices
+        nn = cols[best]
         near[sel] = torch.cat([nn, nn[:, -1:].expand(-1, k - kk)], 1)
-    return near
+        if with_distance:
+            dmin[sel] = dist.gather(1, best[:, :1])[:, 0]
+    return (near, dmin) if with_distance else near
 
 
 def faces_around(points: torch.Tensor, rows: torch.Tensor, verts: torch.Tensor, faces: torch.Tensor,
@@ -126,17 +131,18 @@ def faces_around(points: torch.Tensor, rows: torch.Tensor, verts: torch.Tensor, 
         e = torch.zeros(0, 3, dtype=dt, device=dev)
         return torch.zeros(0, dtype=torch.long, device=dev), e, e, torch.zeros(0, dtype=dt, device=dev)
     cand = ring[near].reshape(M, -1)  # (M, k*K) faces, -1 = padding
-    valid = cand >= 0
-    cand = cand.clamp_min(0)
-    tri = faces[cand]  # (M, C, 3)
-    vv = verts[rows[:, None, None], tri]  # (M, C, 3, 3)
-    p = points[:, None].expand(-1, cand.shape[1], -1)
-    closest, bary = closest_point_triangle(p, vv[:, :, 0], vv[:, :, 1], vv[:, :, 2])
-    dist2 = (p - closest).square().sum(-1).masked_fill(~valid, float("inf"))
-    best = dist2.argmin(1)
-    ar = torch.arange(M, device=dev)
-    face, closest, bary = cand[ar, best], closest[ar, best], bary[ar, best]
-    corners = vv[ar, best]
+    m, slot = torch.nonzero(cand >= 0, as_tuple=True)  # the real (point, face) pairs, in row-major order
+    fid = cand[m, slot]
+    vv = verts[rows[m][:, None], faces[fid]]  # (P, 3, 3)
+    p = points[m]
+    closest, bary = closest_point_triangle(p, vv[:, 0], vv[:, 1], vv[:, 2])
+    dist2 = (p - closest).square().sum(-1)
+    # per point the first pair of least distance (what argmin over the padded rows picked)
+    low = dist2.new_full((M,), float("inf")).scatter_reduce(0, m, dist2, "amin")
+    pos = torch.arange(len(m), device=dev)
+    best = torch.full((M,), len(m), dtype=torch.long, device=dev).scatter_reduce(
+        0, m, torch.where(dist2 == low[m], pos, len(m)), "amin")
+    face, closest, bary, corners = fid[best], closest[best], bary[best], vv[best]
     normal = torch.linalg.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
     diff = points - closest
     dist = diff.norm(dim=-1)
