@@ -119,11 +119,12 @@ def run_child(backend: str, video: str, n_frames: int, device: str, stats: dict 
 
 def compare(want, got) -> dict:
     """Landmark px distances, world mm differences and counts between two detectors' per-frame hands."""
-    px, mm, same_n, same_side, n_want, n_got = [], [], 0, 0, 0, 0
+    px, mm, same_n, same_side, n_want, n_got, px_same = [], [], 0, 0, 0, 0, []
     for a, b in zip(want, got):
         n_want += bool(a)
         n_got += bool(b)
         same_n += len(a) == len(b)
+        n_px = len(px)
         for ha in a:
             if not b:
                 continue
@@ -132,8 +133,11 @@ def compare(want, got) -> dict:
             px.append(d[k])
             mm.append(np.abs(ha.world - b[k].world).max() * 1000)
             same_side += ha.side == b[k].side
+        if len(a) == len(b):
+            px_same += px[n_px:]
     px = np.concatenate(px) if px else np.full(1, np.nan)
-    return {"px_median": float(np.median(px)), "px_p99": float(np.percentile(px, 99)), "px_max": float(px.max()),
+    px_same = np.concatenate(px_same) if px_same else np.full(1, np.nan)
+    return {"px_median": float(np.median(px)), "px_median_same_count": float(np.median(px_same)), "px_p99": float(np.percentile(px, 99)), "px_max": float(px.max()),
             "world_mm_max": float(max(mm) if mm else np.nan), "frames_with_hand": (n_want, n_got),
             "same_hand_count": same_n, "same_side": same_side, "hands": sum(len(a) for a in want)}
 
@@ -376,7 +380,8 @@ def section_d(videos, n_frames, device, rounds, schedules) -> None:
             print(f"    palm_every {c.removeprefix('torch:'):>4}: hand on {sum(map(bool, got))} frames ({d_frames:+d}, "
                   f"{100 * d_frames / max(sum(map(bool, want)), 1):+.2f} %), 2 hands on {sum(len(g) == 2 for g in got)} "
                   f"({sum(len(g) == 2 for g in got) - two:+d}); same hand count on {cmp['same_hand_count']}/{n}; "
-                  f"landmarks {cmp['px_median']:.3f} px median, {cmp['px_p99']:.2f} p99; same side "
+                  f"landmarks {cmp['px_median']:.3f} px median ({cmp['px_median_same_count']:.3f} on frames with the same "
+                  f"hand count), {cmp['px_p99']:.2f} p99; same side "
                   f"{cmp['same_side']}/{cmp['hands']}; palm ran on {res[c][0][2]} frames; "
                   f"{np.median([x[0] for x in res[c]]):.1f} frames/s, {np.median([x[1] for x in res[c]]):.1f} CPU ms a "
                   f"frame; torch / MediaPipe throughput {np.median(ratios):.2f}x ({', '.join(f'{x:.2f}' for x in ratios)}), "

@@ -37,7 +37,7 @@ from .net import frozen, load_net
 # the palm detector's period while some but fewer hands than asked are tracked (BENCHMARKS.md, "Torch port": the
 # detections on the shared videos against MediaPipe's, and the CPU time, for 1, 3, 5, 10)
 PALM_EVERY = 5
-PALM_GRACE = 10  # frames after the start and after a hand was lost with the palm detector on every frame
+PALM_GRACE = 30  # frames after the start and after a hand was lost with the palm detector on every frame
 
 
 def palm_due(tracked: int, since_lost: int, since: int, max_hands: int, every: int, grace: int = 1) -> bool:
