@@ -34,8 +34,8 @@ from . import pipeline as P
 from .net import frozen, load_net
 
 
-# the palm detector's period while some but fewer hands than asked are tracked (BENCHMARKS.md, "Torch port": the
-# detections on the shared videos against MediaPipe's, and the CPU time, for 1, 3, 5, 10)
+# the palm detector's period while some but fewer hands than asked are tracked, and its every-frame grace (BENCHMARKS.md,
+# "The palm detector's schedule on the CPU": detections on the shared videos against MediaPipe's, CPU and throughput)
 PALM_EVERY = 5
 PALM_GRACE = 30  # frames after the start and after a hand was lost with the palm detector on every frame
 
