@@ -18,7 +18,9 @@ bend turns away from the object instead of un-flexing), minimising (per frame, s
 * contact: the regions already near a surface when refinement starts (a fingertip's distal
   phalanx or the palm within ``contact_mm``; ``pin`` adds regions, ``exclude`` removes them) are
   pulled onto it: the squared distance (mm) of the region's nearest vertex;
-* staying close to the capture: joint angles (degrees), global rotation (degrees), translation (mm);
+* staying close to the capture: joint angles (degrees; abduction and twist stiffer than flexion by the
+  square of how much narrower their range is: a fix bends fingers the way they bend), global rotation
+  (degrees), translation (mm);
 * 2D evidence: where the clip has the detector's landmarks, a joint's reprojection error may not
   grow by more than ``reproj_slack_px`` (a hinge: the capture's own error is the reference);
 * the joint limits (`core.solve.limits.soft_limit_loss`) and temporal smoothness of the correction
@@ -63,7 +65,8 @@ class ContactConfig:
     w_object: float = 5.0  # the objects' surface samples inside the hand (exact steps)
     w_contact: float = 0.3
     w_angle: float = 0.02  # per deg^2 of finger-joint angle change
-    w_orient: float = 0.5  # per deg^2 of global rotation change
+    w_orient: float = 5.0  # per deg^2 of global rotation change (1 deg ~ 3 mm at the fingertips: a whole-hand turn
+    # is not how one finger's contact is fixed)
     w_transl: float = 0.5  # per mm^2 of translation change
     w_2d: float = 0.05  # per px^2 of reprojection error growth beyond the slack
     reproj_slack_px: float = 1.0
@@ -72,6 +75,7 @@ class ContactConfig:
     pin: tuple = ()  # regions always pulled onto the nearest surface
     exclude: tuple = ()  # regions never pulled (still kept out of objects)
     hand_hand: bool = True
+    range_scaled: bool = True  # w_angle per deg^2 of flexion; abduction and twist stiffer by (flexion range / their range)^2
 
     def __post_init__(self):
         bad = [r for r in tuple(self.pin) + tuple(self.exclude) if r not in REGIONS]
@@ -177,6 +181,7 @@ def _body_distance(body, verts: torch.Tensor, exact: bool) -> torch.Tensor:
 
 MAX_SURFACE_SAMPLES = 4000
 OIH_REACH = 0.008  # metres: hand vertices this near an object are searched for its samples (`_Problem._samples_in_hand`)
+RELIN_MM = 0.3  # `linearize` queries a near point's closest surface point again once it moved this far
 OIH_KEEP = 0.005  # metres: samples this near the hand at an exact round's start are followed through the round
 
 
@@ -301,6 +306,7 @@ class _Problem:
         self._rings = {}  # per layer: outward faces and their one-ring table
         self._oih = {}  # per hand: the exact round's object samples near it (`_samples_in_hand`)
         self._hh, self._hh_calls = None, 0  # the hands' ties to each other (`_hand_hand`)
+        self._lin_cache = {}  # per (hand, body): the exact closest points of `linearize`
 
     @staticmethod
     def rotmats_transl(h: HandTrack, st: dict, rows=None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -351,20 +357,33 @@ class _Problem:
             with torch.no_grad():
                 v = self.pose(h, st).vertices
             per_body = []
-            for b in self._bodies_at(st["idx"]):
+            for bi, b in enumerate(self._bodies_at(st["idx"])):
                 p = b._to_mesh(v)
                 d = b.field.lookup(p)
                 near = d < max(0.003, 2 * b.field.pitch)
                 if not bool(near.any()):
                     per_body.append((None, None, None))
                     continue
-                q = p[near]
-                dd, c = b.exact.query(q.cpu().numpy().astype(np.float64))
-                c = torch.as_tensor(c, dtype=q.dtype, device=q.device)
-                diff = q - c
-                n = diff / diff.norm(dim=-1, keepdim=True).clamp_min(1e-9)
-                n = n * torch.as_tensor(np.where(dd < 0, -1.0, 1.0), dtype=q.dtype, device=q.device)[:, None]
-                per_body.append((near, c, n))
+                # The closest point and outward normal of each near point, queried again only where the
+                # point moved more than RELIN_MM since its last query (the tangent plane there is exact to
+                # first order, and to ~mm^2 / radius of curvature beyond it, within the step's own error).
+                key = (hi, bi)
+                cache = self._lin_cache.get(key)
+                if cache is None:
+                    cache = self._lin_cache[key] = dict(p=torch.zeros_like(p), c=torch.zeros_like(p),
+                                                        n=torch.zeros_like(p), ok=torch.zeros_like(near))
+                moved = (p - cache["p"]).norm(dim=-1) > RELIN_MM * 1e-3
+                stale = near & (moved | ~cache["ok"])
+                if bool(stale.any()):
+                    q = p[stale]
+                    dd, c = b.exact.query(q.cpu().numpy().astype(np.float64))
+                    c = torch.as_tensor(c, dtype=q.dtype, device=q.device)
+                    diff = q - c
+                    n = diff / diff.norm(dim=-1, keepdim=True).clamp_min(1e-9)
+                    n = n * torch.as_tensor(np.where(dd < 0, -1.0, 1.0), dtype=q.dtype, device=q.device)[:, None]
+                    cache["p"][stale], cache["c"][stale], cache["n"][stale] = q, c, n
+                    cache["ok"] |= stale
+                per_body.append((near, cache["c"][near], cache["n"][near]))
             # the objects' surface samples against this hand
             oih = self._samples_in_hand(hi, h, st, v, search)
             # The round's vertices: those near an object in some frame and the corners of the hand faces
@@ -409,11 +428,15 @@ class _Problem:
         that of the object, so only vertices within OIH_REACH of an object (its SDF grid) are searched,
         and only samples in their box (`core.contact.nearest`). The samples found within OIH_KEEP are
         kept with their nearest vertex for the rest of the round, whose later calls only re-find their
-        closest face around it (the hand moves well under a millimetre per call there)."""
+        closest face around it (the hand moves well under a millimetre per call there), and only for the
+        samples that the hand's motion since their last measure may have brought within 2 mm."""
         from .nearest import faces_around, nearest_vertices
 
         faces, ring = self._ring(h, v)
         if search or hi not in self._oih:
+            # a sample within OIH_KEEP of the hand's surface has a vertex within OIH_KEEP + the longest edge
+            edges = v[:, faces] - v[:, faces.roll(1, 1)]
+            reach = OIH_KEEP + float(edges.norm(dim=-1).amax())
             rows, qs, nears = [], [], []
             for b, bf in zip(self.bodies, self._bodies_at(st["idx"])):
                 cand = bf.field.lookup(bf._to_mesh(v)) < OIH_REACH  # (N, V)
@@ -427,24 +450,40 @@ class _Problem:
                 pts = (samples @ tr[:, :3, :3].transpose(1, 2) + tr[:, None, :3, 3]).expand(v.shape[0], -1, -1)
                 r, sidx = torch.nonzero(((pts >= lo[:, None]) & (pts <= hi_[:, None])).all(-1), as_tuple=True)
                 if len(r):
-                    rows.append(r)
-                    qs.append(pts[r, sidx])
-                    nears.append(nearest_vertices(qs[-1], r, v, 1, cand))
+                    q = pts[r, sidx]
+                    near, dist = nearest_vertices(q, r, v, 1, cand, with_distance=True)
+                    ok = dist <= reach
+                    rows.append(r[ok])
+                    qs.append(q[ok])
+                    nears.append(near[ok])
             if not rows:
                 self._oih[hi] = None
             else:
                 r, q, near = torch.cat(rows), torch.cat(qs), torch.cat(nears)
-                signed = faces_around(q, r, v, faces, ring, near)[3]
+                face, _, bary, signed = faces_around(q, r, v, faces, ring, near)
                 keep = signed < OIH_KEEP
-                self._oih[hi] = (r[keep], q[keep], near[keep])
+                # base: the signed distance when last measured plus the frame's motion up to then (`moved`)
+                self._oih[hi] = o = dict(r=r[keep], q=q[keep], near=near[keep], base=signed[keep],
+                                         v=v.detach().clone(), moved=v.new_zeros(v.shape[0]))
+                face, bary, signed = face[keep], bary[keep], signed[keep]
+                go = torch.arange(len(o["r"]), device=v.device)
+        else:
+            o = self._oih[hi]
+            if o is not None:
+                # The hand's surface moved at most `moved` (its fastest vertex, summed over the calls) in each
+                # frame since the round's start, so a sample's signed distance is at least base - moved: those
+                # that cannot be within 2 mm now are not measured (the same result, at a fraction of the cost).
+                o["moved"] += (v - o["v"]).norm(dim=-1).amax(1)
+                o["v"] = v.detach().clone()
+                go = torch.nonzero(o["base"] - o["moved"][o["r"]] < 0.002)[:, 0]
+                face, _, bary, signed = faces_around(o["q"][go], o["r"][go], v, faces, ring, o["near"][go])
+                o["base"][go] = signed + o["moved"][o["r"][go]]
         if self._oih[hi] is None:
             return None
-        r, q, near = self._oih[hi]
-        face, _, bary, signed = faces_around(q, r, v, faces, ring, near)
         keep = signed < 0.002
         if not bool(keep.any()):
             return None
-        return r[keep], faces[face[keep]], bary[keep], q[keep]
+        return o["r"][go][keep], faces[face[keep]], bary[keep], o["q"][go][keep]
 
     def _bodies_at(self, frames: torch.Tensor) -> list:
         """The bodies with their transforms of clip frames ``frames`` (N,) (cached per frame set)."""
@@ -454,6 +493,21 @@ class _Problem:
         if key not in self._rows:
             rows = frames.cpu().numpy()
             self._rows[key] = [b if b.n_frames == 1 else Body(b.mesh, b.transforms[rows], b.field) for b in self.bodies]
+        return self._rows[key]
+
+    def _angle_weights(self, like: torch.Tensor) -> torch.Tensor:
+        """(15, 3) relative stiffness of each joint's flexion, abduction and twist: with
+        `ContactConfig.range_scaled`, (the joint's flexion range / the axis's range)^2 (`core.solve.limits`),
+        so a change costs by its size relative to what the joint can do: a PIP abducts 20 degrees where it
+        flexes 130 (42x stiffer), an MCP 60 (5.4x); without, 1 everywhere."""
+        key = ("angle_weights", like.dtype, like.device)
+        if key not in self._rows:
+            w = np.ones((15, 3))
+            if self.cfg.range_scaled:
+                r = limits.ranges_deg()
+                width = r[:, 1::2] - r[:, 0::2]  # (15, 3) flex, abd, twist
+                w = (width[:, :1] / width) ** 2
+            self._rows[key] = torch.as_tensor(w, dtype=like.dtype, device=like.device)
         return self._rows[key]
 
     def choose_contacts(self):
@@ -501,7 +555,7 @@ class _Problem:
                     e = e + cfg.w_contact * torch.relu(dmin).square() * act[:, r]
                 if lin is not None and lin[1] is not None:  # the objects' surface inside the hand (edges, corners)
                     e = e + cfg.w_object * _object_in_hand(lin[1], v, cfg.clearance_mm, len(v))
-            e = e + cfg.w_angle * torch.rad2deg(st["ang"] - st["ang0"]).square().sum((1, 2))
+            e = e + cfg.w_angle * (torch.rad2deg(st["ang"] - st["ang0"]).square() * self._angle_weights(st["ang"])).sum((1, 2))
             e = e + cfg.w_orient * torch.rad2deg(st["dorient"]).square().sum(1)
             e = e + cfg.w_transl * st["dtr_mm"].square().sum(1)
             e = e + cfg.w_limits * limits.soft_limit_loss(st["ang"]) * (180 / math.pi) ** 2
@@ -597,18 +651,23 @@ def _run_adam(prob: _Problem, iters: int, exact: bool) -> None:
         opt.step(scale)
 
 
-def _penetration_mm(prob: _Problem) -> list[np.ndarray]:
-    """Exact deepest penetration (N,) mm of each hand's valid rows into any body or the other hand."""
+def _penetration_mm(prob: _Problem, distances: list | None = None) -> list[np.ndarray]:
+    """Exact deepest penetration (N,) mm of each hand's valid rows into any body or the other hand;
+    ``distances``: a list that receives each hand's signed distances (N, V) metres to the bodies (or None)."""
     out = []
     verts = []
     with torch.no_grad():
         for h, st in zip(prob.hands, prob.state):
             v = prob.pose(h, st).vertices if len(st["idx"]) else None  # every vertex
             verts.append(v)
+            if distances is not None:
+                distances.append(None)
             if v is None or not prob.bodies:
                 out.append(np.zeros(len(st["idx"])))
                 continue
             d = prob.distances(v, st["idx"], exact=True)
+            if distances is not None:
+                distances[-1] = d
             out.append(np.maximum(-d.min(1).values.cpu().numpy() * 1000.0, 0.0))
     if prob.cfg.hand_hand and len(prob.hands) == 2 and all(v is not None for v in verts):
         from .hands import hand_in_hand
@@ -648,7 +707,8 @@ def refine_contact(hands: list[HandTrack], bodies: list, K: torch.Tensor,
     if progress:
         progress(0.6, "exact contact steps")
     _run_adam(prob, cfg.exact_iters, exact=True)
-    after = _penetration_mm(prob)
+    final_d = []
+    after = _penetration_mm(prob, final_d)
     results = []
     with torch.no_grad():
         for hi, (h, st) in enumerate(zip(hands, prob.state)):
@@ -659,7 +719,6 @@ def refine_contact(hands: list[HandTrack], bodies: list, K: torch.Tensor,
             pen_full = np.zeros(T)
             bef_full = np.zeros(T)
             if len(st["idx"]):
-                out = prob.pose(h, st)
                 rot_v, tr_v = prob.rotmats_transl(h, st)
                 rot[st["idx"]] = rot_v.to(rot.dtype)
                 tr[st["idx"]] = tr_v.to(tr.dtype)
@@ -667,7 +726,7 @@ def refine_contact(hands: list[HandTrack], bodies: list, K: torch.Tensor,
                 pen_full[idx] = after[hi]
                 bef_full[idx] = before[hi]
                 if bodies:
-                    d = prob.distances(out.vertices, st["idx"], exact=True).cpu().numpy()
+                    d = final_d[hi].cpu().numpy()
                     for r, ids in enumerate(st["regions"]):
                         if len(ids):
                             contact[idx, r] = np.abs(d[:, ids.cpu().numpy()]).min(1) <= 0.002
