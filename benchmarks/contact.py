@@ -1,6 +1,7 @@
 """Contact refinement on synthetic grasps with known truth (issue 10 must-show).
 
     python -m benchmarks.contact [--frames 300] [--objects mug,banana] [--threads 2]
+    python -m benchmarks.contact --runtime [--rounds 3] [--threads 2] [--baseline DIR]
 
 For each shared YCB object: the open hand grasps it (`core.contact.scenes`, built independently of
 the optimiser), the grasp is carried over T frames, the "capture" is pushed into the object and
@@ -9,6 +10,11 @@ penetration <= 2 mm (%), intersection volume (cm^3, 2 mm voxels, mean / max over
 recall (fingertips touching in the truth that touch after, 2 mm), mean joint error to the truth
 (mm), jitter (mm/frame^2), and the refinement's wall time. Then two hands built to interpenetrate,
 and the runtime on a >= 20k-face object.
+
+``--runtime``: only the issue's runtime figure, grid build + refinement of 300 frames against the 32,000-face
+mug (the scene built first, not timed; no metrics), each in a fresh process; with ``--baseline DIR`` (e.g. a
+``git archive`` of an older commit) that tree's code is timed the same way in the same round, alternating, and
+the ratio printed (the machine is noisy: only ratios measured in one run mean anything).
 """
 from __future__ import annotations
 
@@ -84,13 +90,72 @@ def run_object(layer32, layer64, mesh, frames: int, seed: int = 0, cfg: ContactC
     return scene, before, after, {"field": t_field, "all": t_all}
 
 
+_RUNTIME_CHILD = """
+import sys, time
+sys.path.insert(0, sys.argv[1])
+import torch, igl
+torch.set_num_threads(int(sys.argv[2]))
+from benchmarks.contact import _mesh
+from core.contact import scenes
+from core.contact.mesh import mesh_from_arrays
+from core.contact.refine import refine_contact
+from core.contact.run import FIELD_RES
+from core.contact.sdf import Body, Field
+from core.hand.load import load_model
+from core.hand.mano import ManoLayer
+model = load_model("right")
+l32, l64 = ManoLayer(model), ManoLayer(model, dtype=torch.float64)
+mug = _mesh("mug")
+v, f = igl.upsample(mug.vertices, mug.faces, 2)
+big = mesh_from_arrays(v, f, "mug_x16")
+scene = scenes.grasp_scene(l64, big, n_frames=300, seed=0)
+track = scenes.scene_track(l32, scene)
+K = torch.eye(3).repeat(300, 1, 1)
+t0, c0 = time.perf_counter(), time.process_time()
+body = Body(big, scene.transforms, Field.build(big, res=FIELD_RES))
+refine_contact([track], [body], K)
+print(time.perf_counter() - t0, time.process_time() - c0)
+"""
+
+
+def runtime(rounds: int, threads: int, baseline: str | None) -> None:
+    """The issue's runtime figure: grid + refinement, 300 frames, 32k-face mug, fresh processes."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    here = str(Path(__file__).resolve().parents[1])
+    trees = [("this tree", here)] + ([("baseline", str(Path(baseline).resolve()))] if baseline else [])
+    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1", HANDCAP_DATA=str(DATA))
+    if env.get("HANDCAP_CACHE"):  # the same open-model cache for both trees
+        env["HANDCAP_CACHE"] = str(Path(env["HANDCAP_CACHE"]).resolve())
+    print(f"grid + refinement, 300 frames x 32,000-face mug, torch threads {threads}; wall / CPU seconds")
+    for r in range(rounds):
+        got = {}
+        for name, tree in (trees if r % 2 == 0 else trees[::-1]):
+            out = subprocess.run([sys.executable, "-c", _RUNTIME_CHILD, tree, str(threads)], cwd=tree, env=env,
+                                 capture_output=True, text=True, check=True).stdout.split()
+            got[name] = (float(out[-2]), float(out[-1]))
+        line = ", ".join(f"{k} {w:.2f} / {c:.2f} s" for k, (w, c) in got.items())
+        if baseline:
+            line += f"; ratio (this / baseline) wall {got['this tree'][0] / got['baseline'][0]:.2f}x"
+        load = os.getloadavg()[0]
+        print(f"round {r + 1}: {line} (load {load:.1f})", flush=True)
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--frames", type=int, default=300)
     ap.add_argument("--objects", default=",".join(OBJECTS))
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--res", type=int, default=FIELD_RES, help="SDF grid nodes along the longest side")
+    ap.add_argument("--runtime", action="store_true", help="only the runtime figure (see the module docstring)")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--baseline", help="with --runtime: another tree's code timed in the same rounds")
     args = ap.parse_args(argv)
+    if args.runtime:
+        return runtime(args.rounds, args.threads, args.baseline)
     torch.set_num_threads(args.threads)
     model = load_model("right")
     layer32, layer64 = ManoLayer(model), ManoLayer(model, dtype=torch.float64)
