@@ -214,6 +214,18 @@ def _object_in_hand(oih, verts: torch.Tensor, clearance_mm: float, n_rows: int) 
     return verts.new_zeros(n_rows).index_add(0, rows, pen)
 
 
+def _angle_weights(cfg: ContactConfig) -> np.ndarray:
+    """(15, 3) relative stiffness of each joint's flexion, abduction and twist: with
+    `ContactConfig.range_scaled`, (the joint's flexion range / the axis's range)^2 (`core.solve.limits`),
+    so a change costs by its size relative to what the joint can do: a PIP abducts 20 degrees where it
+    flexes 130 (42x stiffer), an MCP 60 (5.4x); without, 1 everywhere."""
+    if not cfg.range_scaled:
+        return np.ones((15, 3))
+    r = limits.ranges_deg()
+    width = r[:, 1::2] - r[:, 0::2]  # (15, 3) flex, abd, twist
+    return (width[:, :1] / width) ** 2
+
+
 PLAY_MM = 15.0  # a frame is refined where a hand comes this near an object or within it of the other hand's box ...
 PLAY_PAD = 10  # ... and so are this many frames either side (the smoothness fades the correction out there)
 
@@ -282,7 +294,8 @@ class _Problem:
             st = dict(idx=idx, rot0=rot.detach(), ang0=ang0, tr0=h.transl[idx].detach(),
                       ang=ang0.clone().requires_grad_(True),
                       dorient=torch.zeros(len(idx), 3, dtype=rot.dtype, device=rot.device, requires_grad=True),
-                      dtr_mm=torch.zeros(len(idx), 3, dtype=rot.dtype, device=rot.device, requires_grad=True))
+                      dtr_mm=torch.zeros(len(idx), 3, dtype=rot.dtype, device=rot.device, requires_grad=True),
+                      w_ang=torch.as_tensor(_angle_weights(cfg), dtype=rot.dtype, device=rot.device))
             sub, regions = _subset(h, cfg)
             st["regions"] = [torch.as_tensor(r, device=rot.device) for r in regions]
             st["sub"] = torch.as_tensor(sub, device=rot.device)
@@ -369,11 +382,10 @@ class _Problem:
                 # first order, and to ~mm^2 / radius of curvature beyond it, within the step's own error).
                 key = (hi, bi)
                 cache = self._lin_cache.get(key)
-                if cache is None:
-                    cache = self._lin_cache[key] = dict(p=torch.zeros_like(p), c=torch.zeros_like(p),
-                                                        n=torch.zeros_like(p), ok=torch.zeros_like(near))
-                moved = (p - cache["p"]).norm(dim=-1) > RELIN_MM * 1e-3
-                stale = near & (moved | ~cache["ok"])
+                if cache is None:  # never queried: infinitely far from where it was
+                    cache = self._lin_cache[key] = dict(p=torch.full_like(p, math.inf), c=torch.zeros_like(p),
+                                                        n=torch.zeros_like(p))
+                stale = near & ((p - cache["p"]).norm(dim=-1) > RELIN_MM * 1e-3)
                 if bool(stale.any()):
                     q = p[stale]
                     dd, c = b.exact.query(q.cpu().numpy().astype(np.float64))
@@ -382,7 +394,6 @@ class _Problem:
                     n = diff / diff.norm(dim=-1, keepdim=True).clamp_min(1e-9)
                     n = n * torch.as_tensor(np.where(dd < 0, -1.0, 1.0), dtype=q.dtype, device=q.device)[:, None]
                     cache["p"][stale], cache["c"][stale], cache["n"][stale] = q, c, n
-                    cache["ok"] |= stale
                 per_body.append((near, cache["c"][near], cache["n"][near]))
             # the objects' surface samples against this hand
             oih = self._samples_in_hand(hi, h, st, v, search)
@@ -495,21 +506,6 @@ class _Problem:
             self._rows[key] = [b if b.n_frames == 1 else Body(b.mesh, b.transforms[rows], b.field) for b in self.bodies]
         return self._rows[key]
 
-    def _angle_weights(self, like: torch.Tensor) -> torch.Tensor:
-        """(15, 3) relative stiffness of each joint's flexion, abduction and twist: with
-        `ContactConfig.range_scaled`, (the joint's flexion range / the axis's range)^2 (`core.solve.limits`),
-        so a change costs by its size relative to what the joint can do: a PIP abducts 20 degrees where it
-        flexes 130 (42x stiffer), an MCP 60 (5.4x); without, 1 everywhere."""
-        key = ("angle_weights", like.dtype, like.device)
-        if key not in self._rows:
-            w = np.ones((15, 3))
-            if self.cfg.range_scaled:
-                r = limits.ranges_deg()
-                width = r[:, 1::2] - r[:, 0::2]  # (15, 3) flex, abd, twist
-                w = (width[:, :1] / width) ** 2
-            self._rows[key] = torch.as_tensor(w, dtype=like.dtype, device=like.device)
-        return self._rows[key]
-
     def choose_contacts(self):
         """Which regions each frame pulls onto a surface (fixed for the whole solve)."""
         cfg = self.cfg
@@ -555,7 +551,7 @@ class _Problem:
                     e = e + cfg.w_contact * torch.relu(dmin).square() * act[:, r]
                 if lin is not None and lin[1] is not None:  # the objects' surface inside the hand (edges, corners)
                     e = e + cfg.w_object * _object_in_hand(lin[1], v, cfg.clearance_mm, len(v))
-            e = e + cfg.w_angle * (torch.rad2deg(st["ang"] - st["ang0"]).square() * self._angle_weights(st["ang"])).sum((1, 2))
+            e = e + cfg.w_angle * (torch.rad2deg(st["ang"] - st["ang0"]).square() * st["w_ang"]).sum((1, 2))
             e = e + cfg.w_orient * torch.rad2deg(st["dorient"]).square().sum(1)
             e = e + cfg.w_transl * st["dtr_mm"].square().sum(1)
             e = e + cfg.w_limits * limits.soft_limit_loss(st["ang"]) * (180 / math.pi) ** 2
@@ -651,23 +647,21 @@ def _run_adam(prob: _Problem, iters: int, exact: bool) -> None:
         opt.step(scale)
 
 
-def _penetration_mm(prob: _Problem, distances: list | None = None) -> list[np.ndarray]:
-    """Exact deepest penetration (N,) mm of each hand's valid rows into any body or the other hand;
-    ``distances``: a list that receives each hand's signed distances (N, V) metres to the bodies (or None)."""
-    out = []
+def _penetration_mm(prob: _Problem) -> tuple[list[np.ndarray], list]:
+    """Exact deepest penetration (N,) mm of each hand's valid rows into any body or the other hand, and
+    each hand's signed distances (N, V) metres to the bodies (None without bodies or rows)."""
+    out, distances = [], []
     verts = []
     with torch.no_grad():
         for h, st in zip(prob.hands, prob.state):
             v = prob.pose(h, st).vertices if len(st["idx"]) else None  # every vertex
             verts.append(v)
-            if distances is not None:
-                distances.append(None)
             if v is None or not prob.bodies:
                 out.append(np.zeros(len(st["idx"])))
+                distances.append(None)
                 continue
             d = prob.distances(v, st["idx"], exact=True)
-            if distances is not None:
-                distances[-1] = d
+            distances.append(d)
             out.append(np.maximum(-d.min(1).values.cpu().numpy() * 1000.0, 0.0))
     if prob.cfg.hand_hand and len(prob.hands) == 2 and all(v is not None for v in verts):
         from .hands import hand_in_hand
@@ -680,7 +674,7 @@ def _penetration_mm(prob: _Problem, distances: list | None = None) -> list[np.nd
                                        faces_b=prob.hands[1].layer.faces.cpu().numpy())
             out[0][ia] = np.maximum(out[0][ia], depth)
             out[1][ib] = np.maximum(out[1][ib], depth)
-    return out
+    return out, distances
 
 
 def refine_contact(hands: list[HandTrack], bodies: list, K: torch.Tensor,
@@ -699,7 +693,7 @@ def refine_contact(hands: list[HandTrack], bodies: list, K: torch.Tensor,
     if not hands:
         raise CaptureError("nothing to refine: the clip has no hands")
     prob = _Problem(hands, bodies, K, cfg)
-    before = _penetration_mm(prob)
+    before, _ = _penetration_mm(prob)
     prob.choose_contacts()
     if progress:
         progress(0.05, "refining contact")
@@ -707,8 +701,7 @@ def refine_contact(hands: list[HandTrack], bodies: list, K: torch.Tensor,
     if progress:
         progress(0.6, "exact contact steps")
     _run_adam(prob, cfg.exact_iters, exact=True)
-    final_d = []
-    after = _penetration_mm(prob, final_d)
+    after, final_d = _penetration_mm(prob)
     results = []
     with torch.no_grad():
         for hi, (h, st) in enumerate(zip(hands, prob.state)):
