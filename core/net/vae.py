@@ -206,6 +206,18 @@ def save_weights(path: str | Path, model: JointVAE, meta: dict) -> None:
                 "meta": {str(k): str(v) for k, v in meta.items()}}, str(path))
 
 
+def read_weights(path: str | Path, what: str, hint: str):
+    """The plain-data contents of a torch weights file (read with weights_only=True), or CaptureError (one
+    line): "<what> not found: <path> (<hint>)" when missing, "cannot read <what> <name>: ..." when unreadable."""
+    path = Path(path)
+    if not path.is_file():
+        raise CaptureError(f"{what} not found: {path} ({hint})")
+    try:
+        return torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any read failure is the file's
+        raise CaptureError(f"cannot read {what} {path.name}: {exc}") from None
+
+
 def load_weights(path: str | Path, device: str | torch.device = "cpu") -> JointRefiner:
     """A `JointRefiner` from a weights file written by `save_weights` (read with weights_only=True).
 
@@ -213,13 +225,7 @@ def load_weights(path: str | Path, device: str | torch.device = "cpu") -> JointR
         CaptureError: missing or unreadable file, or contents that do not match a `JointVAE`.
     """
     path = Path(path)
-    if not path.is_file():
-        raise CaptureError(f"refiner weights not found: {path} (train them with "
-                           f"`python -m core.net.train --out {path}`)")
-    try:
-        blob = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any read failure is the file's
-        raise CaptureError(f"cannot read refiner weights {path.name}: {exc}") from None
+    blob = read_weights(path, "refiner weights", f"train them with `python -m core.net.train --out {path}`")
     if not isinstance(blob, dict) or set(blob) != {"config", "state_dict", "meta"}:
         keys = sorted(blob) if isinstance(blob, dict) else type(blob).__name__
         raise CaptureError(f"{path.name}: expected keys config, meta, state_dict; found {keys}")

@@ -93,16 +93,11 @@ def save(path: Path, net, step: int, meta: dict, opt_state=None) -> None:
 
 def load(path: str | Path, device: str = "cpu"):
     """(PaperNet with the file's head, blob) from a weights file; CaptureError (one line) when unusable."""
-    import torch
+    from ..vae import read_weights
 
     path = Path(path)
-    if not path.is_file():
-        raise CaptureError(f"network weights not found: {path} (train them with "
-                           f"`python -m core.net.paper.train train --out {path}`, see docs/paper_net.md)")
-    try:
-        blob = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001
-        raise CaptureError(f"cannot read network weights {path.name}: {exc}") from None
+    blob = read_weights(path, "network weights", f"train them with `python -m core.net.paper.train train --out {path}`, "
+                                                 "see docs/paper_net.md")
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
         raise CaptureError(f"{path.name}: not a weights file of core.net.paper.train ({FORMAT})")
     sizes = {}
