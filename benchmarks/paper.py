@@ -141,7 +141,10 @@ def run(synth: Path, cache: Path, weights: Path, limit: int | None, pipeline: bo
     gt_j, gt_v = ground_truth(synth, rows, right)
     net, blob = load(weights)
     with torch.no_grad():
-        outs = [net(torch.as_tensor(rows["feature"][k:k + 64].astype(np.float32))) for k in range(0, n, 64)]
+        outs = [net(net.inputs(rows["feature"][k:k + 64].astype(np.float32), rows["net_world"][k:k + 64],
+                               rows["net_screen"][k:k + 64])) for k in range(0, n, 64)]
+        anchor = [net.anchor_mesh(torch.as_tensor(rows["net_world"][k:k + 64])) for k in range(0, n, 64)] \
+            if net.anchor else []
     cat = lambda key: torch.cat([getattr(o, key) for o in outs]).numpy().astype(np.float64)  # noqa: E731
     np_j, np_v, m_j, m_v = cat("joints_np"), cat("verts_np"), cat("joints_mano"), cat("verts_mano")
     m_rot = torch.cat([o.rotmats for o in outs])
@@ -157,6 +160,10 @@ def run(synth: Path, cache: Path, weights: Path, limit: int | None, pipeline: bo
         pj, pv, pviol = pipeline_rows(synth, rows, layers, load_refiner())
         t_pipe = time.time() - t0
         methods["today's pipeline"] = (pj, pv, pviol)
+    if anchor:  # the anchored decoder's start: MediaPipe's world landmarks of the crop -> VAE -> IK -> the model
+        a_v = torch.cat([a[0] for a in anchor]).numpy().astype(np.float64)
+        a_j = torch.cat([a[1] for a in anchor]).numpy().astype(np.float64)
+        methods["net: anchor alone"] = (a_j, a_v, np.zeros(len(a_j)))
     methods["net: non-parametric"] = (np_j, np_v, raw_ik_excess_deg(np_j[:, MP_FROM_MANO21].astype(np.float32), "right"))
     methods["net: MANO branch"] = (m_j, m_v, mano_limit_excess(right, m_rot, m_betas))
     mp_mp = lambda a: a[:, MP_FROM_MANO21]  # noqa: E731  metrics take MediaPipe order (same set of joints)
@@ -212,6 +219,7 @@ def run_dev(weights: Path, out_dir: Path) -> str:
     from core.hand.mano import ManoLayer
     from core.hand.model import MP_FROM_MANO21
     from core.io.clip import load_clip
+    from core.eval.plausibility import LIMIT_DEG, PENETRATION_M, check_poses
     from core.net.paper.infer import PaperModel
 
     torch.set_num_threads(1)  # one thread: several times faster than two on the loaded 2-core machine
@@ -224,14 +232,14 @@ def run_dev(weights: Path, out_dir: Path) -> str:
                                ("--model", "paper", "--paper-weights", str(weights))))
     t2 = time.time()
     gt = load_gt(labels)
-    lines = [f"{'method':<22}{'detected':>9}{'PA-MPJPE':>9}{'wrist-rel':>10}{'>5deg':>7}{'self-pen':>9}"]
+    lines = [f"{'method':<22}{'detected':>9}{'PA-MPJPE':>9}{'wrist-rel':>10}{'>5deg':>7}{'self-pen':>9}{'pen>2mm':>9}"]
     rp = evaluate(pipe, gt)
     rq = evaluate(paper, gt)
     for name, rep, row in (("raw MediaPipe", rp, "mediapipe"), ("today's pipeline", rp, "ours"),
                            ("capture --model paper", rq, "ours")):
         r = rep.rows[row]
         lines.append(f"{name:<22}{rep.n_detected:>9}{r['pa_mpjpe_mm']:>9.2f}{r['wrist_rel_mm']:>10.2f}"
-                     f"{r.get('limit_viol_frames', '-'):>7}{'':>9}")
+                     f"{r.get('limit_viol_frames', '-'):>7}{'':>9}{r.get('penetration_frames', '-'):>9}")
     # the branches on the pipeline's detections
     model = PaperModel(weights, threads=1)
     h = pipe.hand(rp.side)
@@ -239,25 +247,33 @@ def run_dev(weights: Path, out_dir: Path) -> str:
         names, joints = z["names"], np.asarray(z["joints_cam"], np.float64)
         K_all = z["K_crop"]
     right = ManoLayer(load_model("right"))
-    got = {"np": [], "mano": []}
-    verts = {"np": [], "mano": []}
-    gts = []
+    brs = ("anchor", "np", "mano") if model.net.anchor else ("np", "mano")
+    got = {br: [] for br in brs}
+    verts = {br: [] for br in brs}
+    gts, rots, betas = [], [], []
     for k, fi in enumerate(pipe.frame_index):
         if not pipe.detected[h][k]:
             continue
         bgr = cv2.imread(str(root / "images" / f"{names[fi]}.jpg"))
         b = model.branches(bgr, np.asarray(pipe.landmarks_px[h][k], np.float64), K_all[fi], pipe.sides[h])
         mirror = np.array([-1.0, 1.0, 1.0]) if pipe.sides[h] == "left" else np.ones(3)
-        for br in ("np", "mano"):
+        for br in brs:
             got[br].append(b[f"{br}_joints"][MP_FROM_MANO21])
             verts[br].append(b[f"{br}_verts"] * mirror)
+        rots.append(b["mano_rotmats"])
+        betas.append(b["betas"])
         gts.append(joints[fi] - joints[fi][:1])
     g = np.stack(gts)
-    for br, name in (("np", "net: non-parametric"), ("mano", "net: MANO branch")):
+    # the MANO branch's plausibility, as the clips' columns: frames > 5 deg outside the limits, > 2 mm capsule
+    # penetration (its own rotations and shape on the right-hand model: the network's frame)
+    viol, cap = check_poses(right, torch.as_tensor(np.stack(rots)), torch.as_tensor(np.stack(betas)))
+    names_ = {"anchor": "net: anchor alone", "np": "net: non-parametric", "mano": "net: MANO branch"}
+    for br, name in ((b, names_[b]) for b in brs):
         j = np.stack(got[br])
         pen = self_penetration(right, np.stack(verts[br]))
+        plaus = f"{int((viol > LIMIT_DEG).sum()):>7}" if br == "mano" else f"{'':>7}"
         lines.append(f"{name:<22}{len(j):>9}{pa_mpjpe(j, g).mean():>9.2f}{mpjpe(j, g, root=0).mean():>10.2f}"
-                     f"{'':>7}{pen.mean():>9.2f}")
+                     f"{plaus}{pen.mean():>9.2f}" + (f"{int((cap > PENETRATION_M * 1000).sum()):>9}" if br == "mano" else ""))
     lines.append(f"{len(pipe.frame_index)} dev crops (real, 256 px, known K); the branches: the network on the "
                  f"pipeline's detections (crops of its landmarks); capture {t1 - t0:.0f} s (pipeline), "
                  f"{t2 - t1:.0f} s (--model paper) on the loaded 2-core machine; weights {weights}")

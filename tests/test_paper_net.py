@@ -214,3 +214,40 @@ def test_capture_model_paper_records_the_model(tmp_path, net):
     aa = torch.as_tensor(np.concatenate([c.global_orient[h][:, None], c.hand_pose[h]], 1)[c.valid[h]])
     ang = limits.joint_angles(layer, aa_to_rotmat(aa), torch.as_tensor(c.betas[h][None]).expand(len(aa), -1))
     assert np.asarray(limits.violations_deg(ang)).max() < 1.0
+
+
+def test_anchored_decoder_starts_at_mediapipe_through_vae_and_ik(tmp_path):
+    """The anchored decoder (the default of training): untrained, its non-parametric mesh IS the anchor (the
+    model posed by VAE + IK from MediaPipe's world landmarks); the anchor is computed from the inputs when not
+    given; weights files say which decoder they hold."""
+    from core.hand.model import MANO21_FROM_MP
+    from core.net.paper.train import build_net, load, save
+
+    torch.manual_seed(0)
+    net = build_net(anchor=True).eval()
+    rest = net.layer(torch.zeros(1, net.n_betas), torch.zeros(1, 3), torch.zeros(1, 45)).joints21[0]
+    rng = np.random.default_rng(3)
+    mano21 = rest[None].repeat(2, 1, 1).numpy() + rng.normal(0, 0.002, (2, 21, 3))
+    world = np.zeros_like(mano21)
+    world[:, MANO21_FROM_MP] = mano21  # MediaPipe order, as the landmark head gives them
+    world += 0.05  # any origin: made wrist-relative
+    x = net.inputs(torch.randn(2, D.FEATURE_DIM), world.reshape(2, 63), torch.randn(2, 63))
+    assert x.shape == (2, D.FEATURE_DIM + 126)
+    with torch.no_grad():
+        av, aj = net.anchor_mesh(torch.as_tensor(world, dtype=torch.float32))
+        out = net(x)
+        out2 = net(x, anchor=(av, aj))
+    assert torch.allclose(out.joints_np, out2.joints_np) and torch.allclose(out.verts_mano, out2.verts_mano)
+    # untrained (the offsets' layer starts at zero): the anchor itself
+    assert float((out.joints_np - (aj - aj[:, :1])).norm(dim=-1).max()) < 1e-6
+    assert float((out.verts_np - (av - aj[:, :1])).norm(dim=-1).max()) < 1e-6
+    # the anchor follows the landmarks (VAE + IK of a near-rest hand: near the rest joints)
+    assert float((aj - (rest - rest[:1])).norm(dim=-1).mean()) < 0.01
+    with pytest.raises(ValueError):
+        net.inputs(torch.randn(2, D.FEATURE_DIM))
+    p = tmp_path / "a.pt"
+    save(p, net, 1, {"config": json.dumps({"hidden": net.head[0].out_features, "anchor": True})})
+    net2, _ = load(p)
+    assert net2.anchor
+    with torch.no_grad():
+        assert torch.allclose(net2(x, mano=False).joints_np, out.joints_np, atol=1e-6)

@@ -51,12 +51,17 @@ class PaperModel:
         left = side == "left"
         roi = crop_roi(landmarks_px)
         view = view_rotation(roi, K, left)
-        feat = self.trunk(crop_image(bgr, roi, left)[None])["feature"]
+        o = self.trunk(crop_image(bgr, roi, left)[None])
         with torch.no_grad():
-            out = self.net(torch.as_tensor(feat, dtype=torch.float32))
+            out = self.net(self.net.inputs(o["feature"], o["world"], o["screen"]))
         back = lambda t: t[0].numpy().astype(np.float64) @ view  # noqa: E731  view is orthogonal
-        return {"np_joints": back(out.joints_np), "np_verts": back(out.verts_np),
-                "mano_joints": back(out.joints_mano), "mano_verts": back(out.verts_mano)}
+        res = {"np_joints": back(out.joints_np), "np_verts": back(out.verts_np),
+               "mano_joints": back(out.joints_mano), "mano_verts": back(out.verts_mano),
+               "mano_rotmats": out.rotmats[0].numpy(), "betas": out.betas[0].numpy()}  # right-hand model, net frame
+        if self.net.anchor:  # the anchored decoder's start (for benchmarks): MediaPipe -> VAE -> IK -> model
+            av, aj = self.net.anchor_mesh(torch.as_tensor(o["world"]))
+            res.update(anchor_joints=back(aj), anchor_verts=back(av))
+        return res
 
     def joints(self, bgr: np.ndarray, landmarks_px: np.ndarray, K: np.ndarray, side: str) -> np.ndarray:
         """MANO-branch joints (21, 3) MediaPipe order, camera axes, wrist-relative, metres, of one hand whose

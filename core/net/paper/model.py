@@ -13,6 +13,14 @@ wrist-relative, metres, MANO-21 joint order, a right hand):
    kinematics -> vertices and joints;
 3. a weak-perspective camera (scale, offset) from the head for the 2D loss on the crop.
 
+**Anchored decoder** (``anchor=True``, the default of `core.net.paper.train` since the second version): the
+head also reads what MediaPipe's own landmark head makes of the same crop (its 21 world landmarks, wrist-relative,
+and its 21 screen landmarks), and the non-parametric mesh is an *anchor mesh* plus the head's free per-vertex
+offsets (``up @ coarse offsets``, zero at initialisation): the anchor is the open model posed by the VAE and
+the IK from MediaPipe's world landmarks (`anchor_mesh`, no gradient). The decoder then learns what the
+renders' labels say about MediaPipe's hand instead of a whole hand from a pooled feature; an untrained head gives
+the anchor itself. ``anchor=False`` is the first version (the template's coarse vertices as the start).
+
 `losses`: 3D joint L1 on both branches (the only 3D label), 2D reprojection of the non-parametric joints on
 the crop, self-distillation (the MANO mesh, stop-gradient, as the target of the non-parametric mesh), edge
 length and face normal consistency of the non-parametric mesh against the (stop-gradient) MANO mesh of the
@@ -31,6 +39,7 @@ from ..vae import JointVAE, canonical_frame
 
 COARSE = 384
 HIDDEN = 512
+ANCHOR_DIM = 126  # MediaPipe's world (63) and screen (63) landmarks of the crop
 
 
 def farthest_points(points: np.ndarray, n: int, start: int = 0) -> np.ndarray:
@@ -86,10 +95,17 @@ class PaperNet(torch.nn.Module):
     """Head over trunk features + the fixed decoder + the MANO branch (right hand model)."""
 
     def __init__(self, layer: ManoLayer, vae: JointVAE, coarse: int = COARSE, hidden: int = HIDDEN,
-                 feature_dim: int = 1152, dropout: float = 0.1, feature_noise: float = 0.0):
+                 feature_dim: int = 1152, dropout: float = 0.1, feature_noise: float = 0.0, anchor: bool = False,
+                 image: bool = True):
         """``dropout`` after the first hidden layer; ``feature_noise``: Gaussian noise (in standard deviations of
-        each standardised feature) added in training (a regulariser: the renders are few)."""
+        each standardised feature) added in training (a regulariser: the renders are few); ``anchor``: the
+        anchored decoder (module docstring): the input is the feature, MediaPipe's world (63) and screen (63)
+        landmarks, and the mesh is offsets from the anchor mesh; ``image`` False (anchored only): the head
+        reads the landmarks alone (the trunk's feature zeroed: an ablation)."""
         super().__init__()
+        self.anchor = bool(anchor)
+        self.image = bool(image) or not self.anchor
+        in_dim = feature_dim + (ANCHOR_DIM if self.anchor else 0)
         self.feature_noise = float(feature_noise)
         if layer.side != "right":
             raise ValueError("the network is built on the right hand model (left hands are mirrored)")
@@ -103,33 +119,67 @@ class PaperNet(torch.nn.Module):
         self.register_buffer("coarse_ids", torch.as_tensor(ids))
         self.register_buffer("up", torch.as_tensor(upsampling(tmpl, ids)))
         self.register_buffer("edges", torch.as_tensor(mesh_edges(layer.faces.cpu().numpy())))
-        self.register_buffer("feat_mean", torch.zeros(feature_dim))
-        self.register_buffer("feat_std", torch.ones(feature_dim))
+        self.register_buffer("feat_mean", torch.zeros(in_dim))
+        self.register_buffer("feat_std", torch.ones(in_dim))
         n_b = layer.n_betas
         self.n_betas = n_b
         self.head = torch.nn.Sequential(
-            torch.nn.Linear(feature_dim, hidden), torch.nn.SiLU(), torch.nn.Dropout(dropout),
+            torch.nn.Linear(in_dim, hidden), torch.nn.SiLU(), torch.nn.Dropout(dropout),
             torch.nn.Linear(hidden, hidden), torch.nn.SiLU(),
             torch.nn.Linear(hidden, coarse * 3 + 3 + n_b))
         # start from the template's coarse vertices (wrist-relative), looking down +z
         last = self.head[-1]
-        torch.nn.init.normal_(last.weight, std=1e-3)
+        if self.anchor:  # zero offsets at the start: an untrained anchored head gives the anchor itself
+            torch.nn.init.zeros_(last.weight)
+        else:
+            torch.nn.init.normal_(last.weight, std=1e-3)
         with torch.no_grad():
             b = torch.zeros(coarse * 3 + 3 + n_b)
-            b[: coarse * 3] = torch.as_tensor((tmpl[ids] - root).reshape(-1), dtype=torch.float32)
-            b[coarse * 3] = 0.0
+            if not self.anchor:  # offsets from the anchor start at zero; the first version starts at the template
+                b[: coarse * 3] = torch.as_tensor((tmpl[ids] - root).reshape(-1), dtype=torch.float32)
             last.bias.copy_(b)
 
-    def set_normalisation(self, features: np.ndarray) -> None:
-        f = torch.as_tensor(np.asarray(features, np.float32))
+    def set_normalisation(self, inputs: np.ndarray) -> None:
+        """Standardisation of the head's inputs (N, F) (`inputs`' rows)."""
+        f = torch.as_tensor(np.asarray(inputs, np.float32))
         self.feat_mean.copy_(f.mean(0))
         self.feat_std.copy_(f.std(0).clamp_min(1e-3))
 
-    def decode(self, feature: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """features (B, F) -> (coarse vertices (B, C, 3), cam (B, 3), betas (B, NB)); all vertices = up @ coarse."""
-        x = (feature.float() - self.feat_mean) / self.feat_std
-        if self.training and self.feature_noise > 0:
-            x = x + torch.randn_like(x) * self.feature_noise
+    def inputs(self, feature, world=None, screen=None) -> torch.Tensor:
+        """The head's input (B, F'): the trunk's feature (B, 1152), and for the anchored decoder MediaPipe's
+        world landmarks (B, 21, 3) or (B, 63), MediaPipe order, any origin (made wrist-relative here) and screen
+        landmarks (B, 63) (the landmark head's raw outputs on the same crop)."""
+        x = torch.as_tensor(feature).float()
+        if not self.anchor:
+            return x
+        if world is None or screen is None:
+            raise ValueError("the anchored network needs MediaPipe's world and screen landmarks of the crop")
+        w = torch.as_tensor(world).float().reshape(len(x), 21, 3)
+        w = (w - w[:, :1]).reshape(len(x), 63)
+        return torch.cat([x, w, torch.as_tensor(screen).float().reshape(len(x), 63)], 1)
+
+    @torch.no_grad()
+    def anchor_mesh(self, world: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(vertices (B, V, 3), joints (B, 21, 3)) wrist-relative, MANO-21 order: the open model (mean shape) posed
+        by the VAE and the IK from MediaPipe's world landmarks (B, 21, 3) or (B, 63), MediaPipe order."""
+        from ...hand.model import MANO21_FROM_MP
+
+        w = torch.as_tensor(world).float().reshape(-1, 21, 3)
+        w = (w - w[:, :1])[:, torch.as_tensor(MANO21_FROM_MP)]
+        ref = self.refine(w)
+        ref = ref - ref[:, :1]
+        jm, vm, _ = self.mano(ref, torch.zeros(len(w), self.n_betas))
+        return vm, jm
+
+    def decode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """head inputs (B, F') (`inputs`) -> (coarse vertices or, anchored, coarse offsets (B, C, 3), cam (B, 3),
+        betas (B, NB)); all vertices (offsets) = up @ coarse."""
+        x = (x.float() - self.feat_mean) / self.feat_std
+        n = x.shape[1] - (ANCHOR_DIM if self.anchor else 0)
+        if not self.image:
+            x = torch.cat([torch.zeros_like(x[:, :n]), x[:, n:]], 1)
+        elif self.training and self.feature_noise > 0:  # on the trunk's feature only (not on the landmarks)
+            x = torch.cat([x[:, :n] + torch.randn_like(x[:, :n]) * self.feature_noise, x[:, n:]], 1)
         h = self.head(x)
         c = len(self.coarse_ids)
         coarse = h[:, : 3 * c].reshape(-1, c, 3)
@@ -164,14 +214,27 @@ class PaperNet(torch.nn.Module):
         root = out.joints21[:, :1]
         return out.joints21 - root, out.vertices - root, rot
 
-    def forward(self, feature: torch.Tensor, mano: bool = True, vertices: bool = True) -> Output:
-        """``mano`` False: the non-parametric branch only (and its vertices only with ``vertices``)."""
-        coarse, cam, betas = self.decode(feature)
+    def forward(self, x: torch.Tensor, mano: bool = True, vertices: bool = True,
+                anchor: tuple[torch.Tensor, torch.Tensor] | None = None) -> Output:
+        """x: the head's inputs (`inputs`); ``mano`` False: the non-parametric branch only (and its vertices
+        only with ``vertices``); ``anchor``: the anchored decoder's (vertices, joints) of `anchor_mesh` (computed
+        here from x's world landmarks when None)."""
+        coarse, cam, betas = self.decode(x)
         joints = self.joint_matrix() @ coarse
-        root = joints[:, :1]
-        joints = joints - root
         z = torch.zeros(0)
-        verts = self.up @ coarse - root if (mano or vertices) else z
+        if self.anchor:
+            if anchor is None:
+                n = self.feat_mean.shape[0] - ANCHOR_DIM
+                anchor = self.anchor_mesh(x[:, n: n + 63])
+            av, aj = anchor
+            joints = joints + aj
+            root = joints[:, :1]
+            joints = joints - root
+            verts = av + self.up @ coarse - root if (mano or vertices) else z
+        else:
+            root = joints[:, :1]
+            joints = joints - root
+            verts = self.up @ coarse - root if (mano or vertices) else z
         if not mano:
             return Output(joints, verts, z, z, z, betas, z, cam)
         refined = self.refine(joints)

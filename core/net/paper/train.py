@@ -48,6 +48,8 @@ class TrainConfig:
     dropout: float = 0.3
     feature_noise: float = 1.0
     threads: int = 1           # torch threads: 1 measured 6x faster a step than 2 on the loaded 2-core machine
+    anchor: bool = True        # the anchored decoder (`core.net.paper.model`); False: the first version
+    image: bool = True         # the trunk's image feature in the head's input (False: landmarks only, anchored)
 
 
 def code_version() -> str:
@@ -103,7 +105,8 @@ def load(path: str | Path, device: str = "cpu"):
     sizes = {}
     try:
         c = json.loads(blob.get("meta", {}).get("config", "{}"))
-        sizes = {k: c[k] for k in ("hidden",) if k in c}
+        sizes = {k: c[k] for k in ("hidden", "anchor", "image") if k in c}
+        sizes.setdefault("anchor", False)  # files of the first version have no such setting
     except (ValueError, TypeError):
         pass
     net = build_net(device, **sizes)
@@ -131,6 +134,16 @@ def data_meta(files: list[Path]) -> dict:
             "render_commits": ",".join(sorted(commits)), "trunk_sha256": ",".join(sorted(trunk))}
 
 
+def anchor_meshes(net, world: np.ndarray, batch: int = 512):
+    """The anchored decoder's (vertices (N, V, 3), joints (N, 21, 3)) of MediaPipe's world landmarks (N, 63),
+    computed once for the training set (`PaperNet.anchor_mesh`)."""
+    import torch
+
+    parts = [net.anchor_mesh(torch.as_tensor(world[k:k + batch], dtype=torch.float32))
+             for k in range(0, len(world), batch)]
+    return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+
+
 def train(cache: Path, out: Path, cfg: TrainConfig, log=print) -> dict:
     import torch
 
@@ -144,8 +157,10 @@ def train(cache: Path, out: Path, cfg: TrainConfig, log=print) -> dict:
     train_files = [f for f in files if not bool(np.load(f)["held_out"])]
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(cfg.threads)
-    net = build_net(hidden=cfg.hidden, dropout=cfg.dropout, feature_noise=cfg.feature_noise)
-    feat = torch.as_tensor(tr["feature"].astype(np.float32))
+    net = build_net(hidden=cfg.hidden, dropout=cfg.dropout, feature_noise=cfg.feature_noise, anchor=cfg.anchor,
+                    image=cfg.image)
+    feat = net.inputs(tr["feature"].astype(np.float32), tr.get("net_world"), tr.get("net_screen"))
+    anchors = anchor_meshes(net, tr["net_world"]) if cfg.anchor else None
     target = torch.as_tensor(tr["target"], dtype=torch.float32)
     crop2d = torch.as_tensor(tr["crop2d"], dtype=torch.float32)
     n = len(feat)
@@ -164,7 +179,7 @@ def train(cache: Path, out: Path, cfg: TrainConfig, log=print) -> dict:
             step = int(blob["step"])
             log(f"resumed at step {step}")
     if step == 0:
-        net.set_normalisation(tr["feature"])
+        net.set_normalisation(feat.numpy())
     gen = torch.Generator().manual_seed(cfg.seed * 1000 + step)
     t0 = time.time()
     run = {}
@@ -177,7 +192,8 @@ def train(cache: Path, out: Path, cfg: TrainConfig, log=print) -> dict:
             g["lr"] = lr
         idx = torch.randint(0, n, (cfg.batch if step < cfg.stage1 else cfg.batch2,), generator=gen)
         full = step >= cfg.stage1
-        o = net(feat[idx], mano=full, vertices=False)
+        o = net(feat[idx], mano=full, vertices=False,
+                anchor=None if anchors is None else (anchors[0][idx], anchors[1][idx]))
         ramp = min(1.0, (step - cfg.stage1) / 200.0) if full else 0.0
         terms = losses(net, o, target[idx], crop2d[idx], distill_scale=ramp)
         opt.zero_grad(set_to_none=True)
@@ -216,7 +232,10 @@ def main(argv=None) -> int:
     t.add_argument("--cache", type=Path, required=True)
     t.add_argument("--out", type=Path, required=True)
     for fld in dataclasses.fields(TrainConfig):
-        t.add_argument("--" + fld.name.replace("_", "-"), type=type(fld.default), default=fld.default)
+        if isinstance(fld.default, bool):
+            t.add_argument("--" + fld.name.replace("_", "-"), action=argparse.BooleanOptionalAction, default=fld.default)
+        else:
+            t.add_argument("--" + fld.name.replace("_", "-"), type=type(fld.default), default=fld.default)
     a = ap.parse_args(argv)
     try:
         if a.cmd == "features":
