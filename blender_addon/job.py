@@ -42,7 +42,8 @@ class CaptureSettings:
     "FOCAL_MM" (35 mm-equivalent focal length), "PIXELS" (fx; fy, cx, cy <= 0 = fx / image centre).
     with_vertices: store mesh vertices in the clip file. min_confidence: detector threshold.
     detector: "auto" (the torch port on a GPU, MediaPipe on the CPU), "mediapipe" or "torch" (the capture
-    CLI's ``--detector``).
+    CLI's ``--detector``). model: "pipeline" (the detector's 3D landmarks, VAE, image-aligned fit) or "paper"
+    (the paper's network on the detector's crops, core/net/paper; the capture CLI's ``--model``).
     model_right / model_left: official MANO files or "" for the bundled open model.
     """
 
@@ -62,6 +63,7 @@ class CaptureSettings:
     with_vertices: bool = False
     min_confidence: float = 0.5
     detector: str = "auto"
+    model: str = "pipeline"
     model_right: str = ""
     model_left: str = ""
 
@@ -98,6 +100,8 @@ class CaptureSettings:
             out.append(f"focal length in pixels must be positive; got {self.fx:g}")
         if self.detector not in DETECTORS:
             out.append(f"detector must be one of {', '.join(DETECTORS)}; got {self.detector!r}")
+        if self.model not in MODELS:
+            out.append(f"model must be one of {', '.join(MODELS)}; got {self.model!r}")
         for side, path in (("right", self.model_right), ("left", self.model_left)):
             if path and not os.path.isfile(path):
                 out.append(f"{side} hand model not found: {path}")
@@ -105,6 +109,7 @@ class CaptureSettings:
 
 
 DETECTORS = ("auto", "mediapipe", "torch")  # the worker's --detector choices (core.cli)
+MODELS = ("pipeline", "paper")  # the worker's --model choices (core.cli)
 MAX_FOV_DEG = 179.99  # the worker's --fov range (core.cli) ends here
 
 
@@ -123,7 +128,8 @@ def capture_argv(python: str, s: CaptureSettings, out_path: str) -> list:
     """The worker's command line: ``python -m core capture VIDEO --out CLIP --json-progress ...``."""
     argv = [python, "-m", "core", "capture", s.video, "--out", out_path, "--json-progress",
             "--hands", str(s.hands), "--start", str(s.frame_first - 1), "--stride", str(s.stride),
-            "--min-confidence", f"{s.min_confidence:g}", "--detector", s.detector]
+            "--min-confidence", f"{s.min_confidence:g}", "--detector", s.detector,
+            "--model", s.model]
     if s.side:
         argv += ["--side", s.side]
     if s.frame_last:

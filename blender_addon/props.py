@@ -29,6 +29,9 @@ DETECTOR_ITEMS = (("AUTO", "Automatic", "The torch port on a GPU, MediaPipe on t
                   ("MEDIAPIPE", "MediaPipe", "MediaPipe's legacy Hands graph (CPU)"),
                   ("TORCH", "Torch", "The torch port of MediaPipe's hand networks and graph (GPU where torch sees one, "
                                      "else CPU)"))
+MODEL_ITEMS = (("PIPELINE", "Pipeline", "The detector's landmarks through the VAE and the image-aligned fit"),
+               ("PAPER", "Paper Network", "Experimental: the paper's network on the detector's crops (core/net/paper); "
+                                          "less accurate than the pipeline on real footage today"))
 VIDEO_GLOB = ";".join(f"*{e}" for e in VIDEO_EXTENSIONS)
 
 
@@ -66,6 +69,8 @@ def capture_properties() -> dict:
                                           description="Lower finds more hands, with more false detections"),
         "detector": p.EnumProperty(name="Detector", items=DETECTOR_ITEMS, default="AUTO",
                                    description="Which hand detector the capture runs"),
+        "model": p.EnumProperty(name="Model", items=MODEL_ITEMS, default="PIPELINE",
+                                description="What makes the hands' 3D from the detector's output"),
     }
 
 
@@ -91,6 +96,7 @@ def settings_from(props, model_right: str = "", model_left: str = "") -> Capture
         with_vertices=props.with_vertices,
         min_confidence=props.min_confidence,
         detector=props.detector.lower(),
+        model=props.model.lower(),
         model_right=bpy.path.abspath(model_right) if model_right else "",
         model_left=bpy.path.abspath(model_left) if model_left else "",
     )

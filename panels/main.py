@@ -77,6 +77,7 @@ class HANDCAP_PT_options(_Sidebar, bpy.types.Panel):
         col.prop(s, "set_resolution")
         layout.prop(s, "min_confidence")
         layout.prop(s, "detector")
+        layout.prop(s, "model")
         layout.prop(s, "with_vertices")
 
 
