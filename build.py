@@ -34,8 +34,9 @@ CODE_SUFFIXES = {".py", ".md", ".json"}
 MODEL_DEST = Path("core/hand/assets")  # where the package carries the open model (core.hand.load.SHIPPED_DIR)
 MODEL_FILES = ("handcap_right.npz", "handcap_left.npz")
 # Trained / measured by the project's own scripts on its own poses and renders; committed: the VAE's weights
-# (core/net/train.py) and the detector's landmark convention the video fit uses (core/net/renders.py).
-WEIGHT_FILES = ("core/net/weights/joint_vae.pt", "core/net/data/landmark_offsets.npz")
+# (core/net/train.py), the detector's landmark convention the video fit uses (core/net/renders.py) and the paper
+# network's head (core/net/paper/train.py on the project's renders, docs/paper_net.md; `--model paper`).
+WEIGHT_FILES = ("core/net/weights/joint_vae.pt", "core/net/data/landmark_offsets.npz", "core/net/weights/paper.pt")
 # The capture runtime's pinned, hashed packages (python build.py --lock) and the uv that installs them.
 RUNTIME_LOCK = "blender_addon/runtime-lock.txt"
 UV_LOCK = "blender_addon/uv-lock.txt"
@@ -73,7 +74,8 @@ def model_dir() -> Path:
     missing = [f for f in MODEL_FILES if not (folder / f).is_file()]
     missing += [f for f in WEIGHT_FILES if not (ROOT / f).is_file()]
     if missing:
-        raise BuildError(f"files missing after generation: {', '.join(missing)} (weights come from python -m core.net.train)")
+        raise BuildError(f"files missing after generation: {', '.join(missing)} (weights come from python -m "
+                         "core.net.train and python -m core.net.paper.train, docs/paper_net.md)")
     return folder
 
 

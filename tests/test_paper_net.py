@@ -251,3 +251,19 @@ def test_anchored_decoder_starts_at_mediapipe_through_vae_and_ik(tmp_path):
     assert net2.anchor
     with torch.no_grad():
         assert torch.allclose(net2(x, mano=False).joints_np, out.joints_np, atol=1e-6)
+
+
+def test_shipped_weights_are_the_projects_own():
+    """The shipped head (core/net/weights/paper.pt) loads as the anchored decoder and records where it came from:
+    a committed code version, the project's render chunks only (never the held-out test chunks 0-3), the
+    renderer's commit and the trunk's hash."""
+    from core.net.paper.infer import default_weights
+    from core.net.paper.train import load
+
+    net, blob = load(default_weights())
+    meta = blob["meta"]
+    assert net.anchor and net.image and "optimizer" not in blob
+    assert len(meta["code"]) == 40 and not meta["code"].endswith("dirty")
+    chunks = [int(c) for c in meta["chunks"].split(",")]
+    assert chunks and min(chunks) >= 4 and int(meta["train_crops"]) == 4 * 64 * len(chunks)
+    assert meta["render_commits"] and meta["trunk_sha256"] and len(meta["labels_sha256"].split(",")) == len(chunks)
