@@ -8,6 +8,7 @@ so each gets its own hand shape) with the labels' own intrinsics, once per metho
 * full: the whole pipeline (VAE refinement, 2D-aware fit, limits), no flags;
 * no VAE: ``--no-vae``;
 * IK: ``--no-vae --no-fit``, the twist-swing IK of MediaPipe's 3D landmarks (placed by the 2D solve);
+* paper: ``--model paper``, the paper's network (the shipped weights) on the detector's crops, placed by the fit;
 and the raw detector (MediaPipe's world landmarks, from the full capture; detection ignores the flags).
 
 Each labelled hand of each image (InterHand: the hand axis with ``valid``; RHD: ``hand_side``) is matched
@@ -31,7 +32,7 @@ import numpy as np
 
 from benchmarks.common import ROOT, need_data
 
-METHODS = (("full", ()), ("no VAE", ("--no-vae",)), ("IK", ("--no-vae", "--no-fit")))
+METHODS = (("full", ()), ("no VAE", ("--no-vae",)), ("IK", ("--no-vae", "--no-fit")), ("paper", ("--model", "paper")))
 SETS = (("interhand_samples", "InterHand2.6M samples: real photos (CC BY-NC 4.0)"),
         ("rhd_samples", "RHD samples: SYNTHETIC renders (exact labels; not evidence of real-world accuracy)"))
 MATCH_FRACTION = 0.35
@@ -142,7 +143,8 @@ def eval_set(name: str, title: str, out_dir: Path) -> str:
             if clip is None and m == "full":
                 notes.append(f"{files[i]}: {err}")
     lines = [f"{title}", f"{n} images, each captured alone: --static --hands 2 --intrinsics labels.npz:K "
-             "(known intrinsics); methods: full (default), no VAE (--no-vae), IK (--no-vae --no-fit)",
+             "(known intrinsics); methods: full (default), no VAE (--no-vae), IK (--no-vae --no-fit), paper "
+             "(--model paper)",
              f"{'image':<16}{'GT':<7}{'found as':<10}{'2D px':>7}  {'method':<11}{'PA-MPJPE':>9}{'wrist-rel':>10}"
              f"{'camera':>8}{'>5 deg':>8}"]
     summary = {}  # (side, method) -> list of score dicts of hands found with the right side

@@ -50,6 +50,8 @@ class TrainConfig:
     threads: int = 1           # torch threads: 1 measured 6x faster a step than 2 on the loaded 2-core machine
     anchor: bool = True        # the anchored decoder (`core.net.paper.model`); False: the first version
     image: bool = True         # the trunk's image feature in the head's input (False: landmarks only, anchored)
+    max_detector_pa_mm: float = 0.0  # > 0: train only on crops where MediaPipe's own 3D is within this PA-MPJPE of
+    #                                  the label (an ablation: renders where the detector behaves as on real hands)
 
 
 def code_version() -> str:
@@ -134,6 +136,15 @@ def data_meta(files: list[Path]) -> dict:
             "render_commits": ",".join(sorted(commits)), "trunk_sha256": ",".join(sorted(trunk))}
 
 
+def detector_pa_mm(rows: dict) -> np.ndarray:
+    """(N,) PA-MPJPE, mm, of MediaPipe's world landmarks of each training crop against its label."""
+    from ...eval.metrics import pa_mpjpe
+    from ...hand.model import MP_FROM_MANO21
+
+    w = rows["net_world"].reshape(-1, 21, 3).astype(np.float64)
+    return pa_mpjpe(w - w[:, :1], rows["target"].astype(np.float64)[:, MP_FROM_MANO21])
+
+
 def anchor_meshes(net, world: np.ndarray, batch: int = 512):
     """The anchored decoder's (vertices (N, V, 3), joints (N, 21, 3)) of MediaPipe's world landmarks (N, 63),
     computed once for the training set (`PaperNet.anchor_mesh`)."""
@@ -154,6 +165,9 @@ def train(cache: Path, out: Path, cfg: TrainConfig, log=print) -> dict:
     tr = load_features(files, held_out=False)
     if not tr:
         raise CaptureError(f"{cache}: no training features (run the `features` step first)")
+    if cfg.max_detector_pa_mm > 0:
+        tr = {k: v[detector_pa_mm(tr) <= cfg.max_detector_pa_mm] for k, v in tr.items()}
+        log(f"{len(tr['target'])} crops with MediaPipe's 3D within {cfg.max_detector_pa_mm:g} mm PA-MPJPE")
     train_files = [f for f in files if not bool(np.load(f)["held_out"])]
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(cfg.threads)
