@@ -21,6 +21,9 @@
 (c) ``--device cuda``: the landmark network batched on the GPU: hand crops/s at several batch sizes in
     fp32 and fp16 (autocast), fp16's landmark difference to fp32 (px of the 224 crop), grid_sample crops/s;
     the palm network's frames/s batched; and (a) with the torch detector on the GPU (crops by grid_sample).
+    ``--costs`` runs (c) alone, on the CPU too (one thread, as the detector runs there; bf16 autocast as the
+    half precision): what batching and lower precision could buy on this CPU, and half precision's landmark
+    difference on the tracker's real crops of the videos' first ``--frames`` frames.
 
 Usage: python -m benchmarks.torch_hands [--frames 120] [--rounds 3] [--videos single_hand.mp4,two_hands.mp4]
                                         [--device cpu|cuda] [--batches 1,64,256,1024]
@@ -305,18 +308,21 @@ def section_c(batches, device) -> None:
     from core.detect.torch_hands.net import load_net
 
     dev = torch.device(device)
+    if dev.type == "cpu":  # as TorchHands runs its networks on the CPU
+        torch.set_num_threads(1)
     net = load_net("landmark", dev)
     sync = (lambda: torch.cuda.synchronize()) if dev.type == "cuda" else (lambda: None)
     gen = torch.Generator(device="cpu").manual_seed(0)
+    half, half_name = (torch.float16, "fp16") if dev.type == "cuda" else (torch.bfloat16, "bf16")
     for bs in batches:
         x = torch.rand(bs, 3, 224, 224, generator=gen).to(dev)
-        for mode in ("fp32", "fp16"):
-            ctx = torch.autocast(dev.type, dtype=torch.float16) if mode == "fp16" else torch.autocast(dev.type, enabled=False)
+        for mode in ("fp32", half_name):
+            ctx = torch.autocast(dev.type, dtype=half) if mode != "fp32" else torch.autocast(dev.type, enabled=False)
             with torch.inference_mode(), ctx:
                 for _ in range(3):
                     net(x)
                 sync()
-                reps = max(3, int(2048 / bs))
+                reps = max(3, int((2048 if dev.type == "cuda" else 96) / bs))
                 t = time.perf_counter()
                 for _ in range(reps):
                     out = net(x)
@@ -388,6 +394,45 @@ def section_d(videos, n_frames, device, rounds, schedules) -> None:
                   f"CPU {np.median(cpu_ratios):.2f}x", flush=True)
 
 
+def half_on_real_crops(videos, n_frames: int, device: str) -> None:
+    """The landmark network in half precision (bf16 on the CPU, fp16 on a GPU; autocast) against fp32 on the
+    crops the torch tracker cuts from the first ``n_frames`` of each video: landmark difference in image px,
+    world landmarks in mm (the parity budget: 0.5 px median, 1.5 px p99, 1 mm)."""
+    import torch
+
+    from core.detect.base import DetectorConfig
+    from core.detect.torch_hands import pipeline as P
+    from core.detect.torch_hands.detector import TorchHands
+    from core.detect.torch_hands.net import load_net
+
+    dev = torch.device(device)
+    half = torch.float16 if dev.type == "cuda" else torch.bfloat16
+    net = load_net("landmark", dev)
+    for video in videos:
+        det = TorchHands(DetectorConfig(max_hands=2), device="cpu")
+        px, mm = [], []
+        for f in load_frames(need_data("video") / video, n_frames):
+            h, w = f.shape[:2]
+            rects = [r.rect for r in det.process(f)]
+            if not rects:
+                continue
+            rois, pads = zip(*(P.pad_roi(P.roi_pixels(r, w, h)) for r in rects))
+            x = det._crops(f, None, list(rois), P.LANDMARK_SIZE, border_zero=False).to(dev)
+            with torch.inference_mode():
+                a = [t.float().cpu().numpy() for t in net(x)]
+                with torch.autocast(dev.type, dtype=half):
+                    b = [t.float().cpu().numpy() for t in net(x)]
+            for i, r in enumerate(rects):
+                la, wa = P.project_landmarks(a[0][i], a[3][i], r, pads[i])
+                lb, wb = P.project_landmarks(b[0][i], b[3][i], r, pads[i])
+                px.append(np.linalg.norm((la[:, :2] - lb[:, :2]) * [w, h], axis=-1))
+                mm.append(np.linalg.norm(wa - wb, axis=-1) * 1000.0)
+        px, mm = np.concatenate(px), np.concatenate(mm)
+        print(f"(c) landmark network on {video}'s tracked crops ({n_frames} frames), {device}, {half} vs fp32: "
+              f"landmarks {np.median(px):.2f} px median, {np.percentile(px, 99):.2f} p99, {px.max():.2f} max; "
+              f"world {np.median(mm):.2f} mm median, {mm.max():.2f} max")
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--frames", type=int, default=120)
@@ -400,6 +445,8 @@ def main(argv=None) -> None:
     ap.add_argument("--schedule", default="",
                     help="only (d): whole videos (--frames 0) or the first --frames, MediaPipe against the torch "
                          "detector with each of these palm_every values (e.g. 1,3,5,10; K:G also sets palm_grace G)")
+    ap.add_argument("--costs", action="store_true",
+                    help="only (c), on --device (the CPU too: one thread, bf16 autocast for the half precision)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
@@ -410,6 +457,10 @@ def main(argv=None) -> None:
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {a.device}"
           + (f" ({torch.cuda.get_device_name()})" if a.device == "cuda" else ""))
+    if a.costs:
+        section_c([int(b) for b in a.batches.split(",")], a.device)
+        half_on_real_crops([v for v in a.videos.split(",") if v], a.frames, a.device)
+        return
     if a.schedule:
         return section_d([v for v in a.videos.split(",") if v], a.frames, a.device, a.rounds,
                          [k.strip() for k in a.schedule.split(",") if k.strip()])
