@@ -37,6 +37,9 @@ def test_plan_workers_auto_and_explicit():
     assert plan_workers(None, 621, "mediapipe", cores=1) == 1
     assert plan_workers(None, 5000, "torch", "cuda", cores=8) == 1  # one process batches on the GPU
     assert plan_workers(None, 5000, "torch", "cpu", cores=4) == 4
+    import torch  # device auto: a GPU only where torch sees one (it was taken for a GPU everywhere before)
+
+    assert plan_workers(None, 5000, "torch", "auto", cores=4) == (1 if torch.cuda.is_available() else 4)
     assert plan_workers(1, 5000, "mediapipe", cores=8) == 1
     assert plan_workers(3, 5000, "mediapipe", cores=2) == 3  # asked for: kept
     assert plan_workers(4, 2 * OVERLAP, "mediapipe", cores=8) == 2  # never a segment shorter than its lead-in

@@ -40,6 +40,20 @@ def resolve_backend(name: str, device: str = "auto") -> str:
     return "torch" if torch.cuda.is_available() else "mediapipe"
 
 
+def on_a_gpu(device: str) -> bool:
+    """Whether the torch detector's ``--device`` option puts it on a GPU: "cuda..." yes, "cpu" no, "auto" where
+    torch sees a GPU (a CPU-only torch build is recognised without importing torch)."""
+    if device == "cpu":
+        return False
+    if device.startswith("cuda"):
+        return True
+    if not _torch_built_for_a_gpu():
+        return False
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
 def _torch_built_for_a_gpu() -> bool:
     """False where torch is missing or is a CPU-only build (its ``torch/version.py`` names no CUDA or ROCm
     version), read without importing torch; True otherwise (then only torch itself can tell)."""

@@ -73,15 +73,19 @@ def plan_workers(requested: int | None, n_frames: int, backend: str, device: str
         cores: available cores (default `available_cores`).
     Returns:
         auto: one worker per core where every worker gets at least ``MIN_FRAMES_PER_WORKER`` frames, and 1 for
-        the torch detector on a GPU (it batches on the device; processes would share it). An explicit count is
+        the torch detector on a GPU (it batches on the device; processes would share it; device "auto" counts
+        as a GPU only where torch sees one). An explicit count is
         kept, but never above one worker per ``OVERLAP`` frames (a segment shorter than its own lead-in).
     """
     if requested is not None:
         if requested < 1:
             raise CaptureError(f"--workers must be 'auto' or a whole number >= 1; got {requested}")
         return max(1, min(int(requested), n_frames // OVERLAP))
-    if backend == "torch" and device != "cpu":
-        return 1
+    if backend == "torch":
+        from . import on_a_gpu
+
+        if on_a_gpu(device):
+            return 1
     cores = available_cores() if cores is None else cores
     return max(1, min(cores, n_frames // MIN_FRAMES_PER_WORKER))
 
@@ -274,6 +278,9 @@ def _worker(job: dict, out, stop) -> None:
         if chunk:
             out.put(("frames", w, chunk))
         out.put(("done", w, pos - lead))
+        out.close()
+        out.join_thread()  # every message is in the pipe: the worker may end now
+        os._exit(0)  # without tearing torch / MediaPipe down (~0.35 s the capture would wait for in its join)
     except CaptureError as exc:
         out.put(("error", w, "user", str(exc)))
     except KeyboardInterrupt:  # Ctrl+C reaches the whole process group: the caller reports it
