@@ -125,7 +125,7 @@ def run(synth: Path, cache: Path, weights: Path, limit: int | None, pipeline: bo
     from core.hand.model import MANO21_FROM_MP, MP_FROM_MANO21
     from core.net import load_refiner
     from core.net.paper.data import load_features
-    from core.net.paper.model import edge_error_mm, mesh_edges
+    from core.net.paper.model import edge_error_mm, mesh_edges, separated
     from core.net.paper.train import load
 
     torch.set_num_threads(1)  # one thread: several times faster than two on the loaded 2-core machine
@@ -141,8 +141,8 @@ def run(synth: Path, cache: Path, weights: Path, limit: int | None, pipeline: bo
     gt_j, gt_v = ground_truth(synth, rows, right)
     net, blob = load(weights)
     with torch.no_grad():
-        outs = [net(net.inputs(rows["feature"][k:k + 64].astype(np.float32), rows["net_world"][k:k + 64],
-                               rows["net_screen"][k:k + 64])) for k in range(0, n, 64)]
+        outs = [separated(net, net(net.inputs(rows["feature"][k:k + 64].astype(np.float32), rows["net_world"][k:k + 64],
+                                              rows["net_screen"][k:k + 64]))) for k in range(0, n, 64)]
         anchor = [net.anchor_mesh(torch.as_tensor(rows["net_world"][k:k + 64])) for k in range(0, n, 64)] \
             if net.anchor else []
     cat = lambda key: torch.cat([getattr(o, key) for o in outs]).numpy().astype(np.float64)  # noqa: E731
@@ -220,6 +220,7 @@ def run_dev(weights: Path, out_dir: Path) -> str:
     from core.hand.model import MP_FROM_MANO21
     from core.io.clip import load_clip
     from core.eval.plausibility import LIMIT_DEG, PENETRATION_M, check_poses
+    from core.solve import collide
     from core.net.paper.infer import PaperModel
 
     torch.set_num_threads(1)  # one thread: several times faster than two on the loaded 2-core machine
@@ -266,7 +267,11 @@ def run_dev(weights: Path, out_dir: Path) -> str:
     g = np.stack(gts)
     # the MANO branch's plausibility, as the clips' columns: frames > 5 deg outside the limits, > 2 mm capsule
     # penetration (its own rotations and shape on the right-hand model: the network's frame)
-    viol, cap = check_poses(right, torch.as_tensor(np.stack(rots)), torch.as_tensor(np.stack(betas)))
+    R, B = torch.as_tensor(np.stack(rots)), torch.as_tensor(np.stack(betas))
+    viol = check_poses(right, R, B)[0]
+    with torch.no_grad():  # capsules of each frame's own shape (check_poses measures a clip's one shape)
+        cap = collide.penetration_depth(right(B, None, None, None, with_vertices=False, rotmats=R).joints21,
+                                        collide.hand_capsules(right, B)).numpy() * 1000.0
     names_ = {"anchor": "net: anchor alone", "np": "net: non-parametric", "mano": "net: MANO branch"}
     for br, name in ((b, names_[b]) for b in brs):
         j = np.stack(got[br])

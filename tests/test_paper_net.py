@@ -267,3 +267,28 @@ def test_shipped_weights_are_the_projects_own():
     chunks = [int(c) for c in meta["chunks"].split(",")]
     assert chunks and min(chunks) >= 4 and int(meta["train_crops"]) == 4 * 64 * len(chunks)
     assert meta["render_commits"] and meta["trunk_sha256"] and len(meta["labels_sha256"].split(",")) == len(chunks)
+
+
+def test_branch_as_delivered_has_no_finger_overlap(net):
+    """`separated`: the MANO branch as delivered gets the pipeline's penetration fix: crossed fingers are pushed
+    apart (deepest overlap back near the 2 mm threshold's target), a pose without overlap is left exactly as it is."""
+    from core.net.paper.model import Output, separated
+    from core.solve import collide, limits
+
+    layer = net.layer
+    ang = torch.zeros(2, 15, 3)
+    ang[0, 0, 1] = -np.radians(30)  # frame 0: index adducted, middle abducted towards it: the fingers cross
+    ang[0, 3, 1] = np.radians(30)
+    betas = torch.zeros(2, layer.n_betas)
+    rot = torch.cat([torch.eye(3).expand(2, 1, 3, 3), limits.angles_to_rotmats(layer, ang, betas)], 1)
+    caps = collide.hand_capsules(layer, betas[:1])
+    depth = lambda r: collide.penetration_depth(layer(betas, None, None, None, with_vertices=False,  # noqa: E731
+                                                      rotmats=r).joints21, caps)
+    before = depth(rot)
+    assert before[0] > 0.004 and before[1] < 1e-6
+    z = torch.zeros(0)
+    out = separated(net, Output(z, z, torch.zeros(2, 21, 3), z, z, betas, rot, torch.zeros(2, 3)))
+    after = depth(out.rotmats)
+    assert after[0] < 0.002 and torch.equal(out.rotmats[1], rot[1])
+    assert torch.allclose(out.joints_mano[:, 0], torch.zeros(2, 3), atol=1e-7)
+    assert out.verts_mano.shape == (2, layer.v_template.shape[0], 3)

@@ -52,8 +52,10 @@ class PaperModel:
         roi = crop_roi(landmarks_px)
         view = view_rotation(roi, K, left)
         o = self.trunk(crop_image(bgr, roi, left)[None])
+        from .model import separated
+
         with torch.no_grad():
-            out = self.net(self.net.inputs(o["feature"], o["world"], o["screen"]))
+            out = separated(self.net, self.net(self.net.inputs(o["feature"], o["world"], o["screen"])))
         back = lambda t: t[0].numpy().astype(np.float64) @ view  # noqa: E731  view is orthogonal
         res = {"np_joints": back(out.joints_np), "np_verts": back(out.verts_np),
                "mano_joints": back(out.joints_mano), "mano_verts": back(out.verts_mano),

@@ -10,7 +10,8 @@ wrist-relative, metres, MANO-21 joint order, a right hand):
 2. **MANO branch**: those joints -> the shipped VAE refinement (`core.net.vae`, frozen, with gradients) ->
    twist-swing IK (`core.solve.ik.solve`, differentiable) with the shape the head predicts (betas) -> each joint
    projected into its anatomical range (`core.solve.limits.project_to_limits`, differentiable) -> MANO forward
-   kinematics -> vertices and joints;
+   kinematics -> vertices and joints; as delivered (`separated`, not in training) also the pipeline's
+   penetration fix, so the branch is inside the limits and free of finger overlap on every frame;
 3. a weak-perspective camera (scale, offset) from the head for the 2D loss on the crop.
 
 **Anchored decoder** (``anchor=True``, the default of `core.net.paper.train` since the second version): the
@@ -34,7 +35,7 @@ import numpy as np
 import torch
 
 from ...hand.mano import ManoLayer
-from ...solve import ik, limits
+from ...solve import collide, ik, limits
 from ..vae import JointVAE, canonical_frame
 
 COARSE = 384
@@ -241,6 +242,24 @@ class PaperNet(torch.nn.Module):
         refined = refined - refined[:, :1]
         jm, vm, rot = self.mano(refined, betas)
         return Output(joints, verts, jm, vm, refined, betas, rot, cam)
+
+
+@torch.no_grad()
+def separated(net: PaperNet, out: Output) -> Output:
+    """``out`` with its MANO branch's fingers pushed apart where they overlap (`core.solve.collide.resolve`, the
+    pipeline's penetration fix: frames deeper than 2 mm only, every angle kept in its range): the branch as it is
+    delivered (inference and benchmarks; training uses the branch as it is)."""
+    if not out.rotmats.numel():
+        return out
+    rot = out.rotmats
+    for _ in range(3):  # a frame left deeper than the threshold after one solve gets another (as the capture's
+        res = collide.resolve(net.layer, rot, out.betas)  # fit solves twice: after the per-frame fit and the clean-up)
+        rot = res.rotmats
+        if not bool((res.depth_after > 0.002).any()):
+            break
+    o = net.layer(out.betas, None, None, None, with_vertices=True, rotmats=rot)
+    root = o.joints21[:, :1]
+    return dataclasses.replace(out, joints_mano=o.joints21 - root, verts_mano=o.vertices - root, rotmats=rot)
 
 
 @dataclasses.dataclass(frozen=True)
