@@ -65,8 +65,10 @@ class Plausibility:
 
 def check_poses(layer, rotmats: torch.Tensor, betas: torch.Tensor, with_vertices: bool = False) -> tuple:
     """Limit excess (B,) degrees and capsule penetration depth (B,) mm of local rotations (B, 16, 3, 3) of
-    ``layer``'s hand with shape ``betas`` (B, NB) or (1, NB). with_vertices: also the mesh penetration
-    (`mesh_penetration`): (limit, capsules, mesh all pairs, mesh fingers only)."""
+    ``layer``'s hand with shape ``betas`` (B, NB) or (1, NB) - a clip's one shape: the capsules are measured on
+    ``betas[:1]`` for every frame (frames of different shapes: `core.solve.collide.hand_capsules` of all the rows).
+    with_vertices: also the mesh penetration (`mesh_penetration`): (limit, capsules, mesh all pairs, mesh fingers
+    only)."""
     if rotmats.shape[0] == 0:
         return (np.zeros(0),) * (4 if with_vertices else 2)
     with torch.no_grad():
