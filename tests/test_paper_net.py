@@ -292,3 +292,31 @@ def test_branch_as_delivered_has_no_finger_overlap(net):
     assert after[0] < 0.002 and torch.equal(out.rotmats[1], rot[1])
     assert torch.allclose(out.joints_mano[:, 0], torch.zeros(2, 3), atol=1e-7)
     assert out.verts_mano.shape == (2, layer.v_template.shape[0], 3)
+
+
+def test_shipped_network_beats_raw_mediapipe_on_real_crops(tmp_path):
+    """`capture --model paper` with the shipped weights on the first 30 real dev crops (evaluation data, read-only):
+    the clip names the shipped file, and what gets keyed is more accurate than raw MediaPipe on the same crops
+    (measured 7.09 vs 9.02 mm PA-MPJPE, 14.67 vs 19.85 mm wrist-relative; asserted with a 10 % margin) and
+    plausible on every frame."""
+    d = DATA / "real_world_testset_dev"
+    if not (d / "labels.npz").is_file():
+        pytest.skip(f"{d} absent (HANDCAP_DATA)")
+    from core.capture import CaptureOptions, capture_to_file
+    from core.cli import build_parser
+    from core.eval.evaluate import evaluate, load_gt
+    from core.io.clip import load_clip
+    from core.progress import Reporter
+
+    out = tmp_path / "c.npz"
+    a = build_parser().parse_args(["capture", str(d / "images"), "--out", str(out), "--static", "--hands", "1",
+                                   "--end", "30", "--intrinsics", f"{d / 'labels.npz'}:K_crop", "--model", "paper"])
+    capture_to_file(CaptureOptions.from_args(a), out, Reporter("quiet"))
+    c = load_clip(out)
+    assert c.model.startswith("paper:paper.pt step ")
+    rep = evaluate(c, load_gt(d / "labels.npz"))
+    ours, raw = rep.rows["ours"], rep.rows["mediapipe"]
+    assert rep.n_detected >= 28
+    assert ours["pa_mpjpe_mm"] < 0.9 * raw["pa_mpjpe_mm"], (ours, raw)
+    assert ours["wrist_rel_mm"] < 0.9 * raw["wrist_rel_mm"], (ours, raw)
+    assert ours["limit_viol_frames"] == 0 and ours["penetration_frames"] == 0
