@@ -141,10 +141,11 @@ def run(synth: Path, cache: Path, weights: Path, limit: int | None, pipeline: bo
     gt_j, gt_v = ground_truth(synth, rows, right)
     net, blob = load(weights)
     with torch.no_grad():
-        outs = [separated(net, net(net.inputs(rows["feature"][k:k + 64].astype(np.float32), rows["net_world"][k:k + 64],
-                                              rows["net_screen"][k:k + 64]))) for k in range(0, n, 64)]
         anchor = [net.anchor_mesh(torch.as_tensor(rows["net_world"][k:k + 64])) for k in range(0, n, 64)] \
             if net.anchor else []
+        outs = [separated(net, net(net.inputs(rows["feature"][k:k + 64].astype(np.float32), rows["net_world"][k:k + 64],
+                                              rows["net_screen"][k:k + 64]), anchor=anchor[i] if anchor else None))
+                for i, k in enumerate(range(0, n, 64))]
     cat = lambda key: torch.cat([getattr(o, key) for o in outs]).numpy().astype(np.float64)  # noqa: E731
     np_j, np_v, m_j, m_v = cat("joints_np"), cat("verts_np"), cat("joints_mano"), cat("verts_mano")
     m_rot = torch.cat([o.rotmats for o in outs])

@@ -55,14 +55,14 @@ class PaperModel:
         from .model import separated
 
         with torch.no_grad():
-            out = separated(self.net, self.net(self.net.inputs(o["feature"], o["world"], o["screen"])))
+            anchor = self.net.anchor_mesh(torch.as_tensor(o["world"])) if self.net.anchor else None
+            out = separated(self.net, self.net(self.net.inputs(o["feature"], o["world"], o["screen"]), anchor=anchor))
         back = lambda t: t[0].numpy().astype(np.float64) @ view  # noqa: E731  view is orthogonal
         res = {"np_joints": back(out.joints_np), "np_verts": back(out.verts_np),
                "mano_joints": back(out.joints_mano), "mano_verts": back(out.verts_mano),
                "mano_rotmats": out.rotmats[0].numpy(), "betas": out.betas[0].numpy()}  # right-hand model, net frame
-        if self.net.anchor:  # the anchored decoder's start (for benchmarks): MediaPipe -> VAE -> IK -> model
-            av, aj = self.net.anchor_mesh(torch.as_tensor(o["world"]))
-            res.update(anchor_joints=back(aj), anchor_verts=back(av))
+        if anchor is not None:  # the anchored decoder's start (for benchmarks): MediaPipe -> VAE -> IK -> model
+            res.update(anchor_joints=back(anchor[1]), anchor_verts=back(anchor[0]))
         return res
 
     def joints(self, bgr: np.ndarray, landmarks_px: np.ndarray, K: np.ndarray, side: str) -> np.ndarray:

@@ -223,19 +223,16 @@ class PaperNet(torch.nn.Module):
         coarse, cam, betas = self.decode(x)
         joints = self.joint_matrix() @ coarse
         z = torch.zeros(0)
+        base = 0.0  # the anchored decoder's offsets are added to the anchor mesh
         if self.anchor:
             if anchor is None:
                 n = self.feat_mean.shape[0] - ANCHOR_DIM
                 anchor = self.anchor_mesh(x[:, n: n + 63])
-            av, aj = anchor
+            base, aj = anchor
             joints = joints + aj
-            root = joints[:, :1]
-            joints = joints - root
-            verts = av + self.up @ coarse - root if (mano or vertices) else z
-        else:
-            root = joints[:, :1]
-            joints = joints - root
-            verts = self.up @ coarse - root if (mano or vertices) else z
+        root = joints[:, :1]
+        joints = joints - root
+        verts = base + self.up @ coarse - root if (mano or vertices) else z
         if not mano:
             return Output(joints, verts, z, z, z, betas, z, cam)
         refined = self.refine(joints)
@@ -251,11 +248,11 @@ def separated(net: PaperNet, out: Output) -> Output:
     delivered (inference and benchmarks; training uses the branch as it is)."""
     if not out.rotmats.numel():
         return out
-    rot = out.rotmats
+    rot, threshold = out.rotmats, 0.002
     for _ in range(3):  # a frame left deeper than the threshold after one solve gets another (as the capture's
-        res = collide.resolve(net.layer, rot, out.betas)  # fit solves twice: after the per-frame fit and the clean-up)
-        rot = res.rotmats
-        if not bool((res.depth_after > 0.002).any()):
+        res = collide.resolve(net.layer, rot, out.betas, threshold=threshold)  # fit solves after the per-frame
+        rot = res.rotmats  # fit and again after the clean-up)
+        if not bool((res.depth_after > threshold).any()):
             break
     o = net.layer(out.betas, None, None, None, with_vertices=True, rotmats=rot)
     root = o.joints21[:, :1]
