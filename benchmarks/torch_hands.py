@@ -25,6 +25,9 @@
     half precision): what batching and lower precision could buy on this CPU, and half precision's landmark
     difference on the tracker's real crops of the videos' first ``--frames`` frames.
 
+(d) ``--schedule``: whole videos, MediaPipe against the torch or hybrid detector with given palm schedules: detections,
+    landmarks and sides against MediaPipe's, the palm detector's runs, CPU and throughput (each its own process).
+
 Usage: python -m benchmarks.torch_hands [--frames 120] [--rounds 3] [--videos single_hand.mp4,two_hands.mp4]
                                         [--device cpu|cuda] [--batches 1,64,256,1024]
 """
@@ -50,8 +53,9 @@ def child(backend: str, video: str, n_frames: int, device: str, out: str) -> Non
     (MediaPipe's threads slow torch down in a shared process and the other way round): per-frame hands, the
     detection time (wall and this process's CPU, around the detector's calls only: frames are decoded in
     between) and the palm detector's runs to ``out`` (.npz), plus the torch pipeline's ROIs of every 4th frame.
-    ``backend`` "torch:K" runs the torch detector with ``palm_every`` K, "torch:K:G" also with ``palm_grace`` G."""
-    import torch
+    ``backend`` "torch:K" runs the torch detector with ``palm_every`` K, "torch:K:G" also with ``palm_grace`` G;
+    "hybrid" / "hybrid:K" / "hybrid:K:G" the hybrid detector (MediaPipe's subgraphs; no torch imported)."""
+    import sys
 
     from core.detect import create_detector, make_config
     from core.detect.torch_hands.detector import TorchHands
@@ -63,11 +67,16 @@ def child(backend: str, video: str, n_frames: int, device: str, out: str) -> Non
     if perturb:
         backend = "mediapipe"
     palm_every = palm_grace = None
-    if backend.startswith("torch:"):
+    if backend.startswith(("torch:", "hybrid:")):
         parts = backend.split(":")
-        backend, palm_every = "torch", int(parts[1])
+        backend, palm_every = parts[0], int(parts[1])
         palm_grace = int(parts[2]) if len(parts) > 2 else None
-    if backend == "torch":
+    if backend == "hybrid":
+        from core.detect.hybrid import HybridHands
+
+        det = HybridHands(make_config(name="hybrid", static=False, max_hands=2), palm_every=palm_every,
+                          palm_grace=palm_grace)
+    elif backend == "torch":
         first = next(iter(open_video(path)))[1]
         with TorchHands(make_config(name="torch", static=False, max_hands=2, device=device)) as warm:
             warm.detect(first)  # kernels and allocations outside the timing
@@ -76,6 +85,7 @@ def child(backend: str, video: str, n_frames: int, device: str, out: str) -> Non
     else:
         det = create_detector("mediapipe", static=False, max_hands=2)
     hands, rois, dt, cpu = [], [], 0.0, 0.0
+    torch = sys.modules.get("torch")  # imported by the torch detector only
     with det:
         for k, f in enumerate(frames):
             if perturb:
@@ -357,11 +367,11 @@ def section_c(batches, device) -> None:
 
 
 def section_d(videos, n_frames, device, rounds, schedules) -> None:
-    """The palm detector's schedule (`TorchHands.palm_every`): per video, MediaPipe and the torch detector with
-    each ``palm_every``, each its own process, ``rounds`` rounds in alternating order: frames with a hand, hands
+    """The palm detector's schedule (`ScheduledHands.palm_every`): per video, MediaPipe and the torch detector with
+    each ``palm_every`` (or the hybrid detector: MediaPipe's own subgraphs on the same schedule), each its own process, ``rounds`` rounds in alternating order: frames with a hand, hands
     per frame, landmark distance and sides against MediaPipe's (first round), palm runs, detection wall and CPU
     seconds; ratios to MediaPipe of the same round."""
-    configs = ["mediapipe"] + [f"torch:{k}" for k in schedules]
+    configs = ["mediapipe"] + [k if k.startswith(("torch", "hybrid")) else f"torch:{k}" for k in schedules]
     for video in videos:
         res = {c: [] for c in configs}
         hands = {}
@@ -383,14 +393,14 @@ def section_d(videos, n_frames, device, rounds, schedules) -> None:
             ratios = [res[c][r][0] / res["mediapipe"][r][0] for r in range(rounds)]
             cpu_ratios = [res["mediapipe"][r][1] / res[c][r][1] for r in range(rounds)]
             d_frames = sum(map(bool, got)) - sum(map(bool, want))
-            print(f"    palm_every {c.removeprefix('torch:'):>4}: hand on {sum(map(bool, got))} frames ({d_frames:+d}, "
+            print(f"    {c:>10}: hand on {sum(map(bool, got))} frames ({d_frames:+d}, "
                   f"{100 * d_frames / max(sum(map(bool, want)), 1):+.2f} %), 2 hands on {sum(len(g) == 2 for g in got)} "
                   f"({sum(len(g) == 2 for g in got) - two:+d}); same hand count on {cmp['same_hand_count']}/{n}; "
                   f"landmarks {cmp['px_median']:.3f} px median ({cmp['px_median_same_count']:.3f} on frames with the same "
                   f"hand count), {cmp['px_p99']:.2f} p99; same side "
                   f"{cmp['same_side']}/{cmp['hands']}; palm ran on {res[c][0][2]} frames; "
                   f"{np.median([x[0] for x in res[c]]):.1f} frames/s, {np.median([x[1] for x in res[c]]):.1f} CPU ms a "
-                  f"frame; torch / MediaPipe throughput {np.median(ratios):.2f}x ({', '.join(f'{x:.2f}' for x in ratios)}), "
+                  f"frame; throughput / MediaPipe's {np.median(ratios):.2f}x ({', '.join(f'{x:.2f}' for x in ratios)}), "
                   f"CPU {np.median(cpu_ratios):.2f}x", flush=True)
 
 
@@ -444,7 +454,8 @@ def main(argv=None) -> None:
     ap.add_argument("--skip-steps", action="store_true", help="skip (s)")
     ap.add_argument("--schedule", default="",
                     help="only (d): whole videos (--frames 0) or the first --frames, MediaPipe against the torch "
-                         "detector with each of these palm_every values (e.g. 1,3,5,10; K:G also sets palm_grace G)")
+                         "detector with each of these palm_every values (e.g. 1,3,5,10; K:G also sets palm_grace G), "
+                         "or the hybrid detector: hybrid, hybrid:K, hybrid:K:G (e.g. --schedule hybrid:1,hybrid,5)")
     ap.add_argument("--costs", action="store_true",
                     help="only (c), on --device (the CPU too: one thread, bf16 autocast for the half precision)")
     ap.add_argument("--child", help=argparse.SUPPRESS)

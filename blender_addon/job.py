@@ -41,7 +41,7 @@ class CaptureSettings:
     camera: "AUTO" (the core's default field of view), "FOV" (fov_deg across the longer side),
     "FOCAL_MM" (35 mm-equivalent focal length), "PIXELS" (fx; fy, cx, cy <= 0 = fx / image centre).
     with_vertices: store mesh vertices in the clip file. min_confidence: detector threshold.
-    detector: "auto" (the torch port on a GPU, MediaPipe on the CPU), "mediapipe" or "torch" (the capture
+    detector: "auto" (the torch port on a GPU, hybrid on the CPU), "mediapipe", "hybrid" or "torch" (the capture
     CLI's ``--detector``). model: "pipeline" (the detector's 3D landmarks, VAE, image-aligned fit) or "paper"
     (the paper's network on the detector's crops, core/net/paper; the capture CLI's ``--model``).
     model_right / model_left: official MANO files or "" for the bundled open model.
@@ -108,7 +108,7 @@ class CaptureSettings:
         return out
 
 
-DETECTORS = ("auto", "mediapipe", "torch")  # the worker's --detector choices (core.cli)
+DETECTORS = ("auto", "mediapipe", "hybrid", "torch")  # the worker's --detector choices (core.cli)
 MODELS = ("pipeline", "paper")  # the worker's --model choices (core.cli)
 MAX_FOV_DEG = 179.99  # the worker's --fov range (core.cli) ends here
 

@@ -25,8 +25,10 @@ HANDS_ITEMS = (("1", "One Hand", "One hand over the whole clip, never switching:
                ("RIGHT", "Right Hand", "Only the right hand, over the whole clip"),
                ("LEFT", "Left Hand", "Only the left hand, over the whole clip"))
 SIDE_OF_HANDS = {"RIGHT": "right", "LEFT": "left"}  # the Hands choices that keep one given side
-DETECTOR_ITEMS = (("AUTO", "Automatic", "The torch port on a GPU, MediaPipe on the CPU (the faster one there)"),
+DETECTOR_ITEMS = (("AUTO", "Automatic", "The torch port on a GPU, Hybrid on the CPU (the faster one there)"),
                   ("MEDIAPIPE", "MediaPipe", "MediaPipe's legacy Hands graph (CPU)"),
+                  ("HYBRID", "Hybrid", "MediaPipe's own networks with a lighter palm-detector schedule (CPU): "
+                                       "the same landmarks, faster with one hand in view"),
                   ("TORCH", "Torch", "The torch port of MediaPipe's hand networks and graph (GPU where torch sees one, "
                                      "else CPU)"))
 MODEL_ITEMS = (("PIPELINE", "Pipeline", "The detector's landmarks through the VAE and the image-aligned fit"),

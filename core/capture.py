@@ -63,7 +63,7 @@ class CaptureOptions:
     # One size for a right and a left hand seen together in a video (`person_pair`): both hands' size evidence
     # pooled (`core.solve.pose.shared_lengths`); False: each hand sized alone (two people, the ablation).
     shared_size: bool = True
-    # hand detector backend: "auto" (torch on a GPU, MediaPipe on the CPU), "mediapipe" or "torch"; the torch
+    # hand detector backend: "auto" (torch on a GPU, hybrid on the CPU), "mediapipe", "hybrid" or "torch"; the torch
     # detector's device ("auto": a GPU where torch sees one). `core.detect.resolve_backend`.
     detector: str = "auto"
     device: str = "auto"

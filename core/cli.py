@@ -177,9 +177,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "one person's hands; use this when they belong to two people)")
     c.add_argument("--min-confidence", type=_float_in(0.0, 1.0, "a confidence"), default=0.5,
                    help="detector confidence threshold")
-    c.add_argument("--detector", choices=("auto", "mediapipe", "torch"), default="auto",
-                   help="hand detector: MediaPipe's legacy Hands, or its torch port (same models and graph, "
-                        "batched on a GPU); auto (default): torch on a GPU, MediaPipe on the CPU")
+    c.add_argument("--detector", choices=("auto", "mediapipe", "hybrid", "torch"), default="auto",
+                   help="hand detector: MediaPipe's legacy Hands; hybrid: MediaPipe's own networks with the "
+                        "palm detector on a schedule (a hand entering is found up to 4 frames later; faster on the "
+                        "CPU); torch: the torch port of both (same models and graph, batched on a GPU); auto "
+                        "(default): torch on a GPU, hybrid on the CPU")
     c.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="device of the torch detector (default: a GPU where torch sees one)")
     c.add_argument("--model", choices=("pipeline", "paper"), default="pipeline",

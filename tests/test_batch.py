@@ -180,7 +180,7 @@ def test_manifest_formats_and_paths(tmp_path):
     ({"path": "a.mp4", "hand": 1}, "unknown option 'hand'"),
     ({"path": "a.mp4", "stride": 0}, "stride = 0 is out of range"),
     ({"path": "a.mp4", "side": "up"}, "expected right or left"),
-    ({"path": "a.mp4", "detector": "yolo"}, "expected auto or mediapipe or torch"),
+    ({"path": "a.mp4", "detector": "yolo"}, "expected auto or mediapipe or hybrid or torch"),
     ({"path": "a.mp4", "hands": 2, "side": "left"}, "cannot go with hands = 2"),
     ({"path": "a.mp4", "fov": "wide"}, "fov = 'wide': expected a number"),
     ({"hands": 1}, "expected an entry with a path"),

@@ -42,11 +42,11 @@ def test_config_lists_every_problem():
 
 
 def test_create_detector_errors():
-    with pytest.raises(CaptureError, match="unknown hand detector 'openpose' \\(available: auto, mediapipe, torch\\)"):
+    with pytest.raises(CaptureError, match="unknown hand detector 'openpose' \\(available: auto, mediapipe, hybrid, torch\\)"):
         create_detector("openpose")
     with pytest.raises(CaptureError, match="unknown detector option 'treshold'"):
         create_detector(treshold=0.2)
-    assert set(BACKENDS) == {"mediapipe", "torch"}
+    assert set(BACKENDS) == {"mediapipe", "hybrid", "torch"}
     with pytest.raises(CaptureError, match="device must be 'cpu', 'cuda', 'cuda:N' or 'auto'"):
         create_detector("torch", device="gpu")
 

@@ -311,9 +311,9 @@ def test_static_mode_and_created_by_name(frames):
 def test_backend_choice():
     from core.detect import resolve_backend
 
-    assert resolve_backend("auto", "cpu") == "mediapipe"
+    assert resolve_backend("auto", "cpu") == "hybrid"
     assert resolve_backend("auto", "cuda") == "torch"
-    assert resolve_backend("auto", "auto") == ("torch" if torch.cuda.is_available() else "mediapipe")
+    assert resolve_backend("auto", "auto") == ("torch" if torch.cuda.is_available() else "hybrid")
     assert resolve_backend("torch", "cpu") == "torch" and resolve_backend("mediapipe", "cuda") == "mediapipe"
 
 

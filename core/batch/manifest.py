@@ -35,7 +35,7 @@ OPTIONS = {
     "detector": ("str", "--detector"), "device": ("str", "--device"), "workers": ("int", "--workers"),
     "model": ("str", "--model"), "paper_weights": ("path", "--paper-weights"),
 }
-_CHOICES = {"side": ("right", "left"), "detector": ("auto", "mediapipe", "torch"), "device": ("auto", "cpu", "cuda"),
+_CHOICES = {"side": ("right", "left"), "detector": ("auto", "mediapipe", "hybrid", "torch"), "device": ("auto", "cpu", "cuda"),
             "model": ("pipeline", "paper")}
 # The same checks as the capture CLI's argument types (core.cli), so a bad value fails when the manifest is read.
 _RANGES = {"hands": (1, 2), "start": (0, None), "end": (1, None), "stride": (1, None), "fov": (0.01, 179.99),

@@ -3,6 +3,11 @@
 ``create_detector("mediapipe", static=False)`` returns a context-managed `Detector`; `detect_frames`
 runs one over a `core.io.video.VideoSource`, yielding one `Detections` per frame. Result types and
 conventions (handedness in the unmirrored picture, pixel origin) are in `base`.
+
+Backends: "mediapipe" (MediaPipe's legacy Hands graph as its Python API runs it, `mp_hands`), "hybrid"
+(MediaPipe's palm and landmark subgraphs in the project's port of that graph with a palm schedule, `hybrid`:
+the CPU default), "torch" (the torch ports of both networks in the same port of the graph, `torch_hands`: the GPU
+default); the graph logic the last two share is `schedule`.
 """
 from __future__ import annotations
 
@@ -19,25 +24,26 @@ __all__ = ["SIDES", "BACKENDS", "CHOICES", "resolve_backend", "Detections", "Det
            "make_config", "create_detector", "detect_frames"]
 
 # backend name -> (module in this package, class); imported only when chosen
-BACKENDS = {"mediapipe": ("mp_hands", "MediaPipeHands"), "torch": ("torch_hands.detector", "TorchHands")}
+BACKENDS = {"mediapipe": ("mp_hands", "MediaPipeHands"), "hybrid": ("hybrid", "HybridHands"),
+            "torch": ("torch_hands.detector", "TorchHands")}
 CHOICES = ("auto", *BACKENDS)
 
 
 def resolve_backend(name: str, device: str = "auto") -> str:
     """The backend that "auto" stands for: "torch" where a GPU is used (``device`` cuda, or auto with a GPU
-    torch can see), else "mediapipe" (faster than the torch port on the CPU today, see BENCHMARKS.md);
-    other names unchanged."""
+    torch can see), else "hybrid" (MediaPipe's own networks with the palm schedule: on the CPU faster than
+    MediaPipe's legacy graph with one hand in view and at par with two, BENCHMARKS.md); other names unchanged."""
     if name != "auto":
         return name
     if device == "cpu":
-        return "mediapipe"
+        return "hybrid"
     if device.startswith("cuda"):
         return "torch"
     if not _torch_built_for_a_gpu():  # a CPU-only torch sees no GPU: no need to import it (~2 s) to ask
-        return "mediapipe"
+        return "hybrid"
     import torch
 
-    return "torch" if torch.cuda.is_available() else "mediapipe"
+    return "torch" if torch.cuda.is_available() else "hybrid"
 
 
 def on_a_gpu(device: str) -> bool:

@@ -79,8 +79,8 @@ class DetectorConfig:
     """Settings of a detector backend (frozen; build with `make_config`, unknown keys are errors).
 
     Fields:
-        name: backend name, a key of `core.detect.BACKENDS` ("mediapipe", "torch"), or "auto"
-            (`core.detect.resolve_backend`: torch where a GPU is used, else MediaPipe).
+        name: backend name, a key of `core.detect.BACKENDS` ("mediapipe", "hybrid", "torch"), or "auto"
+            (`core.detect.resolve_backend`: torch where a GPU is used, else hybrid).
         static: True treats every frame as an unrelated image (image folders); False tracks hands
             from frame to frame (video: faster and steadier).
         max_hands: 1 or 2.

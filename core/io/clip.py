@@ -53,7 +53,7 @@ class ClipResult:
     shared_size: bool = False
     contact: np.ndarray | None = None  # (H, T, 6) bool, region within 2 mm of a surface (contact refinement); optional
     penetration_mm: np.ndarray | None = None  # (H, T) float, deepest vertex inside an object / the other hand; optional
-    detector: str = ""  # the hand detector backend that ran ("mediapipe", "torch"); optional ("": not recorded)
+    detector: str = ""  # the hand detector backend that ran ("mediapipe", "hybrid", "torch"); optional ("": not recorded)
     # --fov auto: what the focal self-calibration found (one line; "" = not asked). Optional in the file.
     self_calibration: str = ""
     # which model made the 3D: "pipeline" (the detector's 3D landmarks, VAE, fit) or "paper:<weights> ..." (the

@@ -65,19 +65,19 @@ def test_detector_property_and_settings(scene):
     props, job = ext_module("blender_addon.props"), ext_module("blender_addon.job")
     hc = scene.hand_capture
     assert hc.detector == "AUTO"
-    assert [i.identifier for i in type(hc).bl_rna.properties["detector"].enum_items] == ["AUTO", "MEDIAPIPE", "TORCH"]
+    assert [i.identifier for i in type(hc).bl_rna.properties["detector"].enum_items] == ["AUTO", "MEDIAPIPE", "HYBRID", "TORCH"]
     assert "detector" in _draw("HANDCAP_PT_options", bpy.context)[0]  # the Options section offers it
-    for ident, name in (("AUTO", "auto"), ("MEDIAPIPE", "mediapipe"), ("TORCH", "torch")):
+    for ident, name in (("AUTO", "auto"), ("MEDIAPIPE", "mediapipe"), ("HYBRID", "hybrid"), ("TORCH", "torch")):
         hc.detector = ident
         s = props.settings_from(hc)
         assert s.detector == name and s.problems() == ["no video chosen: pick a video file in the Hand Capture panel"]
         argv = job.capture_argv("py", s, "o.npz")
         assert argv[argv.index("--detector") + 1] == name
     bad = job.CaptureSettings(video="", detector="gpu")
-    assert any("detector must be one of auto, mediapipe, torch; got 'gpu'" in p for p in bad.problems())
+    assert any("detector must be one of auto, mediapipe, hybrid, torch; got 'gpu'" in p for p in bad.problems())
 
 
-@pytest.mark.parametrize("choice", ["TORCH", "MEDIAPIPE"])
+@pytest.mark.parametrize("choice", ["TORCH", "MEDIAPIPE", "HYBRID"])
 def test_detector_choice_reaches_the_worker(scene, fake_runtime, synth_models, tmp_path, tiny_video, choice):
     """The panel's choice -> the Capture button's properties (the panel's own draw) -> the worker's argv."""
     clip_path, _ = write_clip(tmp_path, {"right": synth_models["right"]}, source=tiny_video, n_frames=3)

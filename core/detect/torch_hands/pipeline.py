@@ -1,4 +1,5 @@
-"""The legacy MediaPipe Hands graph (0.10.21, ``hand_landmark_tracking_cpu``) around the torch networks.
+"""The legacy MediaPipe Hands graph (0.10.21, ``hand_landmark_tracking_cpu``) around the networks (numpy; the
+torch networks of `TorchHands` and MediaPipe's own ones in `core.detect.hybrid`).
 
 Reproduced step by step from the graph's calculators (read, not copied):
 
@@ -29,8 +30,6 @@ import dataclasses
 import math
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 PALM_SIZE = 192
 LANDMARK_SIZE = 224
@@ -291,12 +290,16 @@ def crop_cv2(image: np.ndarray, roi: np.ndarray, size: int, border_zero: bool) -
                                borderValue=0)
 
 
-def crop_torch(image: torch.Tensor, rois: list[np.ndarray] | np.ndarray, size: int, border_zero: bool,
-               quantize: bool = True) -> torch.Tensor:
+def crop_torch(image: "torch.Tensor", rois: list[np.ndarray] | np.ndarray, size: int, border_zero: bool,
+               quantize: bool = True) -> "torch.Tensor":
     """(N, C, size, size) float crops (0..255) of pixel rois from ``image`` (C, H, W) float on any device,
     by bilinear ``grid_sample`` through the inverse of `crop_matrix` (OpenCV's sampling positions, rounded to
     1/32 pixel as OpenCV rounds them);
-    ``quantize`` rounds to uint8 levels as OpenCV's uint8 warp does."""
+    ``quantize`` rounds to uint8 levels as OpenCV's uint8 warp does. (torch is imported here: the rest of this module
+    is numpy, for `core.detect.hybrid` too.)"""
+    import torch
+    import torch.nn.functional as F
+
     c, h, w = image.shape
     inv = np.stack([np.linalg.inv(crop_matrix(r, size)) for r in rois])  # crop px -> image px
     uu, vv = np.meshgrid(np.arange(size, dtype=np.float64), np.arange(size, dtype=np.float64))
