@@ -20,7 +20,11 @@ ratio over the rounds, and the share of MediaPipe-alone detections where our cli
 progress event of frame 1), alternating between this checkout and the checkouts given with ``--tree`` (e.g. an
 earlier commit's ``git archive``), ``--rounds`` times each.
 
+``--tree DIR`` (repeatable) also runs our capture in another checkout (configurations ending ``@1``, ``@2``, ...) in
+the same rounds: before / after a change, side by side.
+
 Usage: python -m benchmarks.capture_speed [--video P] [--rounds 3] [--workers 1,2,auto] [--detector auto,torch]
+                                          [--tree /tmp/before]
        python -m benchmarks.capture_speed --first-frame [--tree /tmp/before] [--rounds 5]
 """
 from __future__ import annotations
@@ -61,12 +65,12 @@ with open(sys.argv[2], "w") as f:
 """
 
 
-def _timed(cmd: list, env: dict) -> tuple[float, float, float]:
+def _timed(cmd: list, env: dict, cwd: Path = ROOT) -> tuple[float, float, float]:
     """Run ``cmd`` to its end: (wall seconds, CPU seconds of it and its children, load average at its start)."""
     load = os.getloadavg()[0]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True)
+    proc = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True)
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
@@ -81,14 +85,15 @@ def run_mediapipe(video: str, tmp: Path, env: dict) -> tuple[float, float, float
     return wall, cpu, load, np.array(json.loads(out.read_text()), bool)
 
 
-def run_ours(video: str, workers: str, tmp: Path, env: dict, detector: str = "auto") -> tuple[float, float, float, object]:
-    """Our capture as a whole process: (wall s, CPU s, load, its `ClipResult`)."""
+def run_ours(video: str, workers: str, tmp: Path, env: dict, detector: str = "auto",
+             tree: Path = ROOT) -> tuple[float, float, float, object]:
+    """Our capture as a whole process (run in the checkout ``tree``): (wall s, CPU s, load, its `ClipResult`)."""
     from core.io.clip import load_clip
 
-    out = tmp / f"ours_{workers}_{detector}.npz"
+    out = tmp / f"ours_{workers}_{detector}_{abs(hash(str(tree)))}.npz"
     wall, cpu, load = _timed([sys.executable, "-m", "core", "capture", video, "--out", str(out), "--workers", workers,
                               "--detector", detector,
-                              "--quiet"], env)
+                              "--quiet"], env, tree)
     return wall, cpu, load, load_clip(out)
 
 
@@ -143,7 +148,9 @@ def main(argv=None):
     ap.add_argument("--workers", default="1,auto", help="comma-separated --workers values of our capture")
     ap.add_argument("--detector", default="auto", help="comma-separated --detector values of our capture")
     ap.add_argument("--first-frame", action="store_true", help="time to the first detected frame instead")
-    ap.add_argument("--tree", action="append", default=[], help="with --first-frame: another checkout to compare")
+    ap.add_argument("--tree", action="append", default=[],
+                    help="another checkout to compare (e.g. an earlier commit's `git archive`): with --first-frame its "
+                         "time to the first frame, else its captures too (configurations ending @N, the N-th --tree)")
     a = ap.parse_args(argv)
     video = a.video or str(need_data("video/single_hand.mp4"))
     env = {**os.environ, "GLOG_minloglevel": "2", "PYTHONDONTWRITEBYTECODE": "1",
@@ -159,8 +166,11 @@ def main(argv=None):
                   f"{', '.join(f'{x:.2f}' for x in times[t])}), load average {os.getloadavg()[0]:.2f} at the end")
         return
     dets = [d.strip() for d in a.detector.split(",") if d.strip()]
-    configs = ["mediapipe"] + [f"ours-w{w.strip()}" + ("" if d == "auto" else f"-{d}") for d in dets
-                               for w in a.workers.split(",") if w.strip()]
+    configs = ["mediapipe"] + [f"ours-w{w.strip()}" + ("" if d == "auto" else f"-{d}") + ("" if k == 0 else f"@{k}")
+                               for k in range(len(a.tree) + 1) for d in dets for w in a.workers.split(",") if w.strip()]
+    trees = [ROOT] + [Path(t).resolve() for t in a.tree]
+    for k, t in enumerate(trees[1:], 1):
+        print(f"@{k} = {t}")
     rows, found, clips = {c: [] for c in configs}, {}, {}
     print(f"video {os.path.basename(video)}; {os.cpu_count()} CPUs; {a.rounds} rounds, order alternating")
     with tempfile.TemporaryDirectory(prefix="capture_speed_") as tmp:
@@ -171,8 +181,9 @@ def main(argv=None):
                 if c == "mediapipe":
                     wall, cpu, load, det = run_mediapipe(video, tmp, env)
                 else:
-                    w, _, d = c.removeprefix("ours-w").partition("-")
-                    wall, cpu, load, clips[c] = run_ours(video, w, tmp, env, d or "auto")
+                    name, _, k = c.partition("@")
+                    w, _, d = name.removeprefix("ours-w").partition("-")
+                    wall, cpu, load, clips[c] = run_ours(video, w, tmp, env, d or "auto", trees[int(k or 0)])
                     det = clips[c].valid.any(0)
                 found[c] = det
                 rows[c].append((len(det) / wall, wall, cpu, load))
@@ -188,7 +199,8 @@ def main(argv=None):
               f"CPU s median {np.median([x[2] for x in rows[c]]):.1f} (MediaPipe alone "
               f"{np.median([x[2] for x in rows['mediapipe']]):.1f}); hand on {100 * share:.1f} % of MediaPipe's "
               f"{mp_found.sum()} detections")
-        one = "ours-w1" + c.partition("-w")[2].partition("-")[1] + c.partition("-w")[2].partition("-")[2]
+        name, at, k = c.partition("@")
+        one = "ours-w1" + name.partition("-w")[2].partition("-")[1] + name.partition("-w")[2].partition("-")[2] + at + k
         if c != one and one in configs:
             print("\n".join(seam_report(clips[one], clips[c])))
 

@@ -274,7 +274,8 @@ def run_capture(opts: CaptureOptions) -> Generator[Progress, None, tuple]:
     """The capture job as a step generator: yields Progress, returns (ClipResult, VideoSource).
 
     Imports are ordered for a light start: what reads and detects the frames first; torch and the fit's modules
-    once the frames are read (one pass), or while the segment workers detect (`core.detect.segments`). The fit
+    on a thread beside the detection once the first frame is out (one pass, `_preload_fit`), or while the segment
+    workers detect (`core.detect.segments`). The fit
     runs on `FIT_THREADS` torch threads; torch's setting is restored when the job ends (or is stopped)."""
     saved = []  # torch's thread count before the job set its own (`_load_fit`)
     try:
@@ -353,15 +354,22 @@ def _capture_steps(opts: CaptureOptions, saved: list) -> Generator[Progress, Non
     else:
         shots = None if static else Shots()
         frame_index, per_frame, sizes = [], [], []
-        with create_detector(backend, static=static, max_hands=2, min_detection_confidence=opts.min_confidence,
-                             **({"device": opts.device} if backend == "torch" else {})) as det:
-            for k, (idx, frame) in enumerate(src):
-                per_frame.append(det.detect(frame, idx / src.fps))
-                if shots is not None:
-                    shots.add(frame)
-                frame_index.append(idx)
-                sizes.append((frame.shape[1], frame.shape[0]))  # a folder's images may differ in size
-                yield rate.event("detect", k + 1, n)
+        preload = None
+        try:
+            with create_detector(backend, static=static, max_hands=2, min_detection_confidence=opts.min_confidence,
+                                 **({"device": opts.device} if backend == "torch" else {})) as det:
+                for k, (idx, frame) in enumerate(src):
+                    per_frame.append(det.detect(frame, idx / src.fps))
+                    if shots is not None:
+                        shots.add(frame)
+                    frame_index.append(idx)
+                    sizes.append((frame.shape[1], frame.shape[0]))  # a folder's images may differ in size
+                    yield rate.event("detect", k + 1, n)
+                    if k == 0:  # the first frame is out: the fit's modules load beside the detection from here
+                        preload = _preload_fit()
+        finally:
+            if preload is not None:
+                preload.join()  # an import half done by a thread would be left for the next one to find
         cuts = set(shots.cuts()) if shots is not None else set()
         refiner = _load_fit(opts, saved)
     from .solve.fit import FitConfig
@@ -487,6 +495,28 @@ def _capture_steps(opts: CaptureOptions, saved: list) -> Generator[Progress, Non
         self_calibration=calibration,
         model=model_ran,
     ), src
+
+
+def _preload_fit():
+    """Start importing the fit's modules (torch: ~1.4 CPU s) on a daemon thread and return it: in one pass the
+    detector keeps about one core busy (MediaPipe's graph, the decoder), so the import runs beside it on another
+    instead of after the last frame; `_load_fit` finds the modules loaded. The detector releases the interpreter's
+    lock while its graph runs. Errors are left to `_load_fit`'s own import, which reports them."""
+    import threading
+
+    def load():
+        try:
+            import torch  # noqa: F401
+
+            from .solve import fit, pose  # noqa: F401
+            from .hand import mano  # noqa: F401
+            from .net import vae  # noqa: F401
+        except BaseException:  # noqa: BLE001 - the same import in `_load_fit` raises it where it is handled
+            pass
+
+    t = threading.Thread(target=load, name="handcap-preload-fit", daemon=True)
+    t.start()
+    return t
 
 
 def _load_fit(opts: CaptureOptions, saved: list):

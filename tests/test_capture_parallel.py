@@ -174,6 +174,22 @@ def test_first_frame_before_torch(data_dir, tmp_path):
     assert proc.stdout.strip() == "[]"
 
 
+def test_one_pass_loads_the_fit_beside_the_detection(data_dir):
+    """In one pass the fit's modules start loading (a thread) once the first frame is out, not after the last."""
+    video = data_dir / "video" / "single_hand.mp4"
+    code = ("import sys, threading\nfrom core.capture import CaptureOptions, run_capture\n"
+            f"gen = run_capture(CaptureOptions(input={str(video)!r}, end=40, workers=1))\n"
+            "seen = []\n"
+            "for ev in gen:\n"
+            "    if ev.stage == 'detect' and ev.done == 3:\n"
+            "        seen.append('torch' in sys.modules)\n"
+            "        seen.append(any(t.name == 'handcap-preload-fit' for t in threading.enumerate()))\n"
+            "print(seen)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "[True, True]"
+
+
 # -- the shared two-hand video: segments vs one pass -----------------------------------------------------------
 N_FRAMES = 72
 
