@@ -23,7 +23,7 @@ demo: setup
 # The core's tests in .venv, then tests/blender in a bpy-only interpreter per supported Blender version
 # (4.5 LTS, 5.0.1, 5.2.3 LTS; venvs in .venvs/, reused by stamp) with the worker in .venv.
 test: setup
-	$(PY) -m pytest -q tests --ignore=tests/blender
+	$(PY) -m pytest -q tests --ignore=tests/blender --ignore=tests/gpu
 	$(PY) tests/blender_matrix.py
 
 bench: setup
