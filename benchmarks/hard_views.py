@@ -150,6 +150,9 @@ def build(view: View, frames: int) -> dict:
             "joints": np.stack(joints, 1)}
 
 
+DETECTOR = "auto"  # the captures' detector backend (`--detector`)
+
+
 def render_and_capture(view: View, out: Path, frames: int, fps: float = FPS):
     """Render ``view`` into out/<name>/, capture it with the known K; returns (truth joints, clip, seconds, and
     for a two-hand view the clip captured with each hand sized alone (`CaptureOptions.shared_size` off: the
@@ -174,11 +177,13 @@ def render_and_capture(view: View, out: Path, frames: int, fps: float = FPS):
                        background_rgb=view.background)
     video = demo.write_video(d / "frames", d / "view.mp4", fps=fps, size=view.size)
     t1 = time.perf_counter()
-    clip_path = capture_to_file(CaptureOptions(input=str(video), K=K, hands=len(view.hands)), d / "clip.npz", rep)
+    clip_path = capture_to_file(CaptureOptions(input=str(video), K=K, hands=len(view.hands), detector=DETECTOR),
+                                d / "clip.npz", rep)
     t2 = time.perf_counter()
     alone = None
     if len(view.hands) == 2:
-        alone = load_clip(capture_to_file(CaptureOptions(input=str(video), K=K, hands=2, shared_size=False),
+        alone = load_clip(capture_to_file(CaptureOptions(input=str(video), K=K, hands=2, shared_size=False,
+                                                         detector=DETECTOR),
                                           d / "clip_separate.npz", rep))
     return scene["joints"], load_clip(clip_path), {"render": t1 - t0, "capture": t2 - t1, "inside": inside}, alone
 
@@ -237,7 +242,8 @@ def shared_videos(out: Path) -> list[dict]:
         src = need_data(f"video/{name}")
         for shared in (True, False):
             t0 = time.perf_counter()
-            path = capture_to_file(CaptureOptions(input=str(src), start=start, end=end, hands=2, shared_size=shared),
+            path = capture_to_file(CaptureOptions(input=str(src), start=start, end=end, hands=2, shared_size=shared,
+                                                         detector=DETECTOR),
                                    out / f"{Path(name).stem}{'' if shared else '_separate'}.npz", Reporter("quiet"))
             sec = time.perf_counter() - t0
             clip = load_clip(path)
@@ -269,7 +275,7 @@ def dev_crops(out: Path) -> dict:
 
     d = need_data("real_world_testset_dev")
     t0 = time.perf_counter()
-    path = capture_to_file(CaptureOptions(input=str(d / "images"), static=True, hands=1,
+    path = capture_to_file(CaptureOptions(input=str(d / "images"), static=True, hands=1, detector=DETECTOR,
                                           K=load_intrinsics(f"{d / 'labels.npz'}:K_crop")),
                            out / "dev_crops.npz", Reporter("quiet"))
     sec = time.perf_counter() - t0
@@ -434,9 +440,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--fps", type=float, default=FPS, help="frame rate written into the clips' mp4")
     ap.add_argument("--only", default="", help="comma-separated view names (default: all)")
     ap.add_argument("--no-videos", action="store_true", help="skip the shared videos")
+    ap.add_argument("--detector", default="auto", help="the captures' --detector (default auto)")
     ap.add_argument("--focal-study", action="store_true",
                     help="only the focal self-calibration study on the depth_change view (`focal_study`)")
     args = ap.parse_args(argv)
+    global DETECTOR
+    DETECTOR = args.detector
     from core.hand.gen import ensure_open_model
 
     ensure_open_model()
