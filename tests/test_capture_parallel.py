@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -273,3 +274,23 @@ def test_truncated_file_in_segments_stops_where_one_pass_stops(data_dir, tmp_pat
     assert one.n_frames == two.n_frames == 11
     assert src1.warning == src2.warning and "only 11 of 60" in src2.warning
     assert np.array_equal(one.landmarks_px, two.landmarks_px)
+
+
+def test_fit_threads_one_on_a_busy_machine():
+    """The fit takes a second torch thread only where other processes left the cores idle during the detection:
+    a busy loop in another process (not yet reaped: not ours) keeps it at one; no reading, or one core: one."""
+    from core import capture as C
+
+    assert C.fit_threads(None) == C.FIT_THREADS
+    assert C.fit_threads(C.cpu_clock(), cores=1) == C.FIT_THREADS
+    if C.cpu_clock() is None:
+        pytest.skip("no /proc/stat on this system: the fit keeps one thread (checked above)")
+    busy = subprocess.Popen([sys.executable, "-c", "import time\nt = time.time()\nwhile time.time() - t < 5: pass"])
+    try:
+        time.sleep(0.3)  # the loop is running
+        since = C.cpu_clock()
+        time.sleep(0.6)
+        assert C.fit_threads(since, cores=2) == C.FIT_THREADS
+    finally:
+        busy.kill()
+        busy.wait()
