@@ -161,34 +161,32 @@ def test_mediapipe_hands_alone_then_the_whole_package():
     assert (sorted(set(light_out[0]) - {"solution_base"}), *light_out[1:]) == plain_out
 
 
-def test_first_frame_before_torch(data_dir, tmp_path):
-    """A capture detects its first frame before torch, matplotlib or scipy are imported (they load after)."""
-    video = data_dir / "video" / "single_hand.mp4"
-    code = ("import sys\nfrom core.capture import CaptureOptions, run_capture\n"
-            f"gen = run_capture(CaptureOptions(input={str(video)!r}, end=3, workers=1))\n"
+def _capture_until(video, end: int, done: int, probe: str) -> str:
+    """Run a one-pass capture of ``video`` (frames < ``end``) in a fresh interpreter; at its ``done``-th detected frame
+    print ``probe`` (an expression) and stop reading; returns what it printed."""
+    code = ("import sys, threading\nfrom core.capture import CaptureOptions, run_capture\n"
+            f"gen = run_capture(CaptureOptions(input={str(video)!r}, end={end}, workers=1))\n"
             "for ev in gen:\n"
-            "    if ev.stage == 'detect' and ev.done >= 1:\n"
-            "        break\n"
-            "print(sorted(m for m in ('torch', 'matplotlib', 'scipy') if m in sys.modules))\n")
+            f"    if ev.stage == 'detect' and ev.done >= {done}:\n"
+            f"        print({probe})\n"
+            "        break\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert proc.stdout.strip() == "[]"
+    return proc.stdout.strip()
+
+
+def test_first_frame_before_torch(data_dir):
+    """A capture detects its first frame before torch, matplotlib or scipy are imported (they load after)."""
+    got = _capture_until(data_dir / "video" / "single_hand.mp4", 3, 1,
+                         "sorted(m for m in ('torch', 'matplotlib', 'scipy') if m in sys.modules)")
+    assert got == "[]"
 
 
 def test_one_pass_loads_the_fit_beside_the_detection(data_dir):
     """In one pass the fit's modules start loading (a thread) once the first frame is out, not after the last."""
-    video = data_dir / "video" / "single_hand.mp4"
-    code = ("import sys, threading\nfrom core.capture import CaptureOptions, run_capture\n"
-            f"gen = run_capture(CaptureOptions(input={str(video)!r}, end=40, workers=1))\n"
-            "seen = []\n"
-            "for ev in gen:\n"
-            "    if ev.stage == 'detect' and ev.done == 3:\n"
-            "        seen.append('torch' in sys.modules)\n"
-            "        seen.append(any(t.name == 'handcap-preload-fit' for t in threading.enumerate()))\n"
-            "print(seen)\n")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert proc.stdout.strip() == "[True, True]"
+    got = _capture_until(data_dir / "video" / "single_hand.mp4", 40, 3,
+                         "['torch' in sys.modules, any(t.name == 'handcap-preload-fit' for t in threading.enumerate())]")
+    assert got == "[True, True]"
 
 
 # -- the shared two-hand video: segments vs one pass -----------------------------------------------------------
