@@ -123,6 +123,13 @@ def test_join_where_no_frame_agrees_and_stitch():
     joins.update(res, [True, True])
     st = stitch(res, joins.at, 200)
     assert st.read == 40 and len(st.hands) == 40
+    # ... and the later worker finished (with nothing) while the earlier one was still sending: no join yet, the
+    # earlier one's frames still to come are kept (a race seen once in CI: the join was put after its 8th frame)
+    joins = Joins(segs)
+    early = [{p: v for p, v in res[0].items() if p < 8}, {}]
+    assert joins.update(early, [False, True]) == [] and joins.at == [None]
+    assert joins.update(res, [True, True]) == [0] and joins.at == [40]
+    assert stitch(res, joins.at, 200).read == 40
 
 
 # -- the command line -------------------------------------------------------------------------------------

@@ -97,9 +97,10 @@ def test_cut_thumbnail_in_two_steps():
     assert signature(grey[:100, :90]).shape == (THUMB, THUMB)  # smaller than 4 thumbnails: one step
 
 
-def test_capture_fits_on_fit_threads(data_dir, monkeypatch):
-    """The capture's fit runs on `core.capture.FIT_THREADS` torch threads, and torch's own setting is back
-    after the job."""
+@pytest.mark.parametrize("chosen", [1, 2])
+def test_capture_fits_on_fit_threads(data_dir, monkeypatch, chosen):
+    """The capture's fit runs on the torch threads `core.capture.fit_threads` chooses (one, or two on an idle
+    machine), and torch's own setting is back after the job."""
     from core import capture as cap
 
     seen = []
@@ -110,11 +111,12 @@ def test_capture_fits_on_fit_threads(data_dir, monkeypatch):
         return real(*a, **kw)
 
     monkeypatch.setattr(pose, "fit_hand", spy)
+    monkeypatch.setattr(cap, "fit_threads", lambda since, cores=None: chosen)
     before = torch.get_num_threads()
     torch.set_num_threads(3)
     try:
         cap.capture(cap.CaptureOptions(input=str(data_dir / "video" / "single_hand.mp4"), end=4, workers=1))
-        assert seen and set(seen) == {cap.FIT_THREADS}
+        assert seen and set(seen) == {chosen}
         assert torch.get_num_threads() == 3
     finally:
         torch.set_num_threads(before)

@@ -143,7 +143,8 @@ class Joins:
     For the join of segments w and w+1 every position p >= ``lead(w+1) + warm`` that both have read is scored
     (`disagreement`). The join is decided once the earlier segment has read up to the later one's own start and
     some position agreed (score <= ``agree``), or once no further position can be scored (the earlier segment
-    reached its ``reach`` or the clip's end, or the later one stopped early: a truncated file). The join is the
+    reached its ``reach`` or the clip's end, or the later one stopped early, a truncated file: then once the earlier one
+    has finished or caught up). The join is the
     best-scored position (the latest of equals: the later tracker has run longest there) or, where no position
     had the same hands, the position after the earlier segment's last frame. `update` returns the joins it
     decided, whose earlier workers the caller then stops.
@@ -169,7 +170,11 @@ class Joins:
                 p += 1
             best = min(scores.values(), default=math.inf)
             caught_up = max(earlier, default=-1) >= seg.own - 1
-            no_more = (finished[w] and p not in earlier) or (finished[w + 1] and p not in later)
+            # The later segment stopped short of p (a truncated file): the positions after it can only come from the
+            # earlier one, so the join waits until that one has finished or caught up (deciding on what it had sent
+            # so far would drop the frames it was still decoding).
+            no_more = (finished[w] and p not in earlier) or (finished[w + 1] and p not in later
+                                                             and (finished[w] or caught_up))
             if (caught_up and best <= self.agree) or no_more:
                 if best < math.inf:
                     self.at[w] = max(q for q, v in scores.items() if v == best)
