@@ -414,7 +414,8 @@ def _capture_steps(opts: CaptureOptions, saved: list) -> Generator[Progress, Non
     from .solve.pose import fit_hand
     import torch
 
-    torch.set_num_threads(fit_threads(clock))
+    n_threads = fit_threads(clock)
+    torch.set_num_threads(n_threads)
 
     frame_index = np.asarray(frame_index, np.int64)
     t = len(frame_index)
@@ -479,14 +480,29 @@ def _capture_steps(opts: CaptureOptions, saved: list) -> Generator[Progress, Non
                             landmarks_z=zs[h], confidence=slots[h].score, **common) for h in pair]
         for h in pair:
             lengths[h] = shared_lengths(ev)
-    fits = []
-    for h, tr in enumerate(slots):
-        yield Progress("fit", h, len(slots))
+    def fit_slot(h: int):
         # Neither gap filling nor smoothing crosses a scene cut (`fit_shots`).
-        fits.append(fit_shots(lambda *a, _l=layers[h], **kw: fit_hand(_l, *a, **kw), sorted(cuts),
-                              None if src.is_folder else float(src.fps) / opts.stride,
-                              tr.landmarks_px - 0.5, worlds[h], tr.detected, K,
-                              landmarks_z=zs[h], with_vertices=opts.with_vertices, lengths=lengths[h], **common))
+        return fit_shots(lambda *a, _l=layers[h], **kw: fit_hand(_l, *a, **kw), sorted(cuts),
+                         None if src.is_folder else float(src.fps) / opts.stride,
+                         slots[h].landmarks_px - 0.5, worlds[h], slots[h].detected, K,
+                         landmarks_z=zs[h], with_vertices=opts.with_vertices, lengths=lengths[h], **common)
+
+    if len(slots) > 1 and n_threads > 1:
+        # An idle machine and several hands: one hand a thread, each on one torch thread (the same result as one
+        # after the other; torch releases the interpreter's lock in its operators): two_hands.mp4's fit 1.7-1.9 s
+        # against 2.0-2.4 s on two torch threads in turn (BENCHMARKS.md).
+        from concurrent.futures import ThreadPoolExecutor
+
+        yield Progress("fit", 0, len(slots))
+        torch.set_num_threads(1)
+        with ThreadPoolExecutor(min(len(slots), n_threads), thread_name_prefix="handcap-fit") as pool:
+            fits = list(pool.map(fit_slot, range(len(slots))))
+        torch.set_num_threads(n_threads)
+    else:
+        fits = []
+        for h in range(len(slots)):
+            yield Progress("fit", h, len(slots))
+            fits.append(fit_slot(h))
     if pair is not None and opts.pair_depth:  # one person's two hands: each aligned again with the pair's depth
         from .solve.pose import pair_depths
 

@@ -120,3 +120,29 @@ def test_capture_fits_on_fit_threads(data_dir, monkeypatch, chosen):
         assert torch.get_num_threads() == 3
     finally:
         torch.set_num_threads(before)
+
+
+def test_two_hands_fitted_side_by_side_give_the_same_clip(data_dir, monkeypatch):
+    """On an idle machine (`fit_threads` 2) two hands are fitted on two threads, one torch thread each: the clip is
+    the one fitted hand after hand, bit for bit."""
+    import threading
+
+    from core import capture as cap
+
+    names, real = [], pose.fit_hand
+
+    def spy(*a, **kw):
+        names.append(threading.current_thread().name)
+        return real(*a, **kw)
+
+    monkeypatch.setattr(pose, "fit_hand", spy)
+    opts = cap.CaptureOptions(input=str(data_dir / "video" / "two_hands.mp4"), end=30, workers=1)
+    clips = {}
+    for n in (1, 2):
+        monkeypatch.setattr(cap, "fit_threads", lambda since, cores=None, n=n: n)
+        names.clear()
+        clips[n], _ = cap.capture(opts)
+        assert len(names) == 2 and all(x.startswith("handcap-fit") for x in names) == (n == 2), names
+    assert clips[1].sides == clips[2].sides == ("right", "left")
+    for f in ("betas", "global_orient", "hand_pose", "transl", "joints", "valid"):
+        assert np.array_equal(getattr(clips[1], f), getattr(clips[2], f)), f
