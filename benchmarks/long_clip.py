@@ -3,10 +3,11 @@ captured with flat memory").
 
 The clip is a shared video upscaled to ``--size`` and looped to the whole number of loops nearest each of
 ``--seconds`` (one loop encoded once, mp4v, and concatenated without re-encoding by ffmpeg where it is installed;
-else each length re-encoded by OpenCV). Each length is captured by a whole ``python -m core capture`` process (``--detector``, ``--device``; default
-settings otherwise) and reported with its wall seconds, frames/s, the peak resident memory of its largest process
-(the kernel's ru_maxrss; segment workers included) and, where ``nvidia-smi`` is present, the peak GPU memory in use
-while it ran above what was in use before it started (polled every 0.2 s). Ratios are to the shortest length.
+else each length re-encoded by OpenCV). Each length is captured by a whole ``python -m core capture`` process
+(``--detector``, ``--device``; default settings otherwise) and reported with its wall seconds, frames/s, the peak
+resident memory of its largest process (the kernel's ru_maxrss; segment workers included) and, where ``nvidia-smi``
+is present, the peak GPU memory in use while it ran above what was in use before it started (polled every 0.2 s).
+Ratios are to the shortest length.
 
 Usage: python -m benchmarks.long_clip [--video single_hand.mp4] [--size 3840x2160] [--seconds 30,120]
                                       [--detector auto] [--device auto] [--keep DIR]
@@ -22,14 +23,7 @@ import threading
 import time
 from pathlib import Path
 
-from benchmarks.common import ROOT, need_data
-
-_RSS = (
-    "import resource, subprocess, sys\n"
-    "r = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)\n"
-    "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, r.returncode)\n"
-    "sys.stderr.write(r.stderr[-2000:] if r.returncode else '')\n"
-)
+from benchmarks.common import need_data, peak_rss_mb
 
 
 def make_clip(src: Path, dst: Path, size: tuple[int, int], frames: int) -> float:
@@ -97,15 +91,12 @@ def run_capture(clip: Path, out: Path, detector: str, device: str) -> tuple[floa
     if base is not None:
         t.start()
     t0 = time.perf_counter()
-    cmd = [sys.executable, "-m", "core", "capture", str(clip), "--out", str(out), "--quiet", "--detector", detector,
-           "--device", device]
-    r = subprocess.run([sys.executable, "-c", _RSS, *cmd], capture_output=True, text=True, cwd=ROOT)
-    wall = time.perf_counter() - t0
-    done.set()
-    kb, rc = r.stdout.split()
-    if rc != "0":
-        raise SystemExit(f"capture of {clip.name} failed: {r.stderr}")
-    return wall, int(kb) / 1024.0, (None if base is None else peak[0] - base)
+    try:
+        rss = peak_rss_mb([sys.executable, "-m", "core", "capture", str(clip), "--out", str(out), "--quiet",
+                           "--detector", detector, "--device", device])
+    finally:
+        done.set()
+    return time.perf_counter() - t0, rss, (None if base is None else peak[0] - base)
 
 
 def main(argv=None) -> None:
@@ -150,8 +141,9 @@ def main(argv=None) -> None:
                   f"{rss:7.0f} MB" + ("" if gpu is None else f", peak GPU memory +{gpu:.0f} MB"), flush=True)
         first = rows[0]
         for sec, frames, wall, rss, gpu in rows[1:]:
-            print(f"  {sec:.0f} s vs {first[0]:.0f} s: {frames / first[1]:.1f}x the frames, peak RSS {rss / first[3]:.2f}x"
-                  + ("" if gpu is None or not first[4] else f", peak GPU memory {gpu / first[4]:.2f}x"))
+            print(f"  {sec:.0f} s vs {first[0]:.0f} s: {frames / first[1]:.1f}x the frames, peak RSS "
+                  f"{rss / first[3]:.2f}x" + ("" if gpu is None or not first[4] else f", peak GPU memory "
+                                                                                   f"{gpu / first[4]:.2f}x"))
 
 
 if __name__ == "__main__":

@@ -55,10 +55,7 @@ def child(backend: str, video: str, n_frames: int, device: str, out: str) -> Non
     between) and the palm detector's runs to ``out`` (.npz), plus the torch pipeline's ROIs of every 4th frame.
     ``backend`` "torch:K" runs the torch detector with ``palm_every`` K, "torch:K:G" also with ``palm_grace`` G;
     "hybrid" / "hybrid:K" / "hybrid:K:G" the hybrid detector (MediaPipe's subgraphs; no torch imported)."""
-    import sys
-
     from core.detect import create_detector, make_config
-    from core.detect.torch_hands.detector import TorchHands
     from core.io.video import open_video
 
     path = need_data(f"video/{video}")
@@ -77,6 +74,8 @@ def child(backend: str, video: str, n_frames: int, device: str, out: str) -> Non
         det = HybridHands(make_config(name="hybrid", static=False, max_hands=2), palm_every=palm_every,
                           palm_grace=palm_grace)
     elif backend == "torch":
+        from core.detect.torch_hands.detector import TorchHands
+
         first = next(iter(open_video(path)))[1]
         with TorchHands(make_config(name="torch", static=False, max_hands=2, device=device)) as warm:
             warm.detect(first)  # kernels and allocations outside the timing
@@ -85,17 +84,19 @@ def child(backend: str, video: str, n_frames: int, device: str, out: str) -> Non
     else:
         det = create_detector("mediapipe", static=False, max_hands=2)
     hands, rois, dt, cpu = [], [], 0.0, 0.0
-    torch = sys.modules.get("torch")  # imported by the torch detector only
+    sync = lambda: None  # noqa: E731 - the torch detector on a GPU: its queued work inside the timing
+    if backend == "torch" and device == "cuda":
+        import torch
+
+        sync = torch.cuda.synchronize
     with det:
         for k, f in enumerate(frames):
             if perturb:
                 f[0, 0, 0] ^= 1
-            if device == "cuda":
-                torch.cuda.synchronize()
+            sync()
             t, c = time.perf_counter(), time.process_time()
             hs = det.detect(f)
-            if device == "cuda":
-                torch.cuda.synchronize()
+            sync()
             dt += time.perf_counter() - t
             cpu += time.process_time() - c
             hands.append(hs)
@@ -368,8 +369,8 @@ def section_c(batches, device) -> None:
 
 def section_d(videos, n_frames, device, rounds, schedules) -> None:
     """The palm detector's schedule (`ScheduledHands.palm_every`): per video, MediaPipe and the torch detector with
-    each ``palm_every`` (or the hybrid detector: MediaPipe's own subgraphs on the same schedule), each its own process, ``rounds`` rounds in alternating order: frames with a hand, hands
-    per frame, landmark distance and sides against MediaPipe's (first round), palm runs, detection wall and CPU
+    each ``palm_every`` (or the hybrid detector: MediaPipe's own subgraphs on the same schedule), each its own
+    process, ``rounds`` rounds in alternating order: frames with a hand, hands per frame, landmark distance and sides against MediaPipe's (first round), palm runs, detection wall and CPU
     seconds; ratios to MediaPipe of the same round."""
     configs = ["mediapipe"] + [k if k.startswith(("torch", "hybrid")) else f"torch:{k}" for k in schedules]
     for video in videos:

@@ -270,7 +270,7 @@ def person_pair(detected: list[np.ndarray], sides: tuple, min_shared: float = 0.
 # the clip was detected, `IDLE_FIT_THREADS` (`fit_threads`): ~20 % less wall time for the fit, the same result.
 FIT_THREADS = 1
 IDLE_FIT_THREADS = 2
-OTHERS_IDLE = 0.25  # cores: what other processes may have used on average during the detection for the machine to count as idle
+OTHERS_IDLE = 0.25  # cores: the most other processes may use on average during the detection on an idle machine
 
 
 def cpu_clock() -> tuple[float, float, float] | None:
@@ -310,9 +310,8 @@ def run_capture(opts: CaptureOptions) -> Generator[Progress, None, tuple]:
 
     Imports are ordered for a light start: what reads and detects the frames first; torch and the fit's modules
     on a thread beside the detection once the first frame is out (one pass, `_preload_fit`), or while the segment
-    workers detect (`core.detect.segments`). The fit
-    runs on `fit_threads` torch threads (one; two where nothing else used the machine while the clip was detected);
-    torch's setting is restored when the job ends (or is stopped)."""
+    workers detect (`core.detect.segments`). The fit runs on `fit_threads` torch threads (one; two where nothing
+    else used the machine while the clip was detected); torch's setting is restored when the job ends (or stops)."""
     saved = []  # torch's thread count before the job set its own (`_load_fit`)
     try:
         return (yield from _capture_steps(opts, saved))
@@ -562,11 +561,7 @@ def _preload_fit():
 
     def load():
         try:
-            import torch  # noqa: F401
-
-            from .solve import fit, pose  # noqa: F401
-            from .hand import mano  # noqa: F401
-            from .net import vae  # noqa: F401
+            _import_fit_modules()
         except BaseException:  # noqa: BLE001 - the same import in `_load_fit` raises it where it is handled
             pass
 
@@ -575,14 +570,21 @@ def _preload_fit():
     return t
 
 
+def _import_fit_modules():
+    """Import torch and the fit's modules (at a known point of the job); returns torch."""
+    import torch
+
+    from .solve import fit, pose  # noqa: F401
+    from .hand import mano  # noqa: F401
+    from .net import vae  # noqa: F401
+
+    return torch
+
+
 def _load_fit(opts: CaptureOptions, saved: list):
     """Import the fit's modules (torch), set torch's threads to `FIT_THREADS` (the old count appended to
     ``saved``) and load the VAE refiner (None with ``vae`` off)."""
-    import torch
-
-    from .solve import fit, pose  # noqa: F401 - imported here, at a known point of the job
-    from .hand import mano  # noqa: F401
-
+    torch = _import_fit_modules()
     if not saved:
         saved.append(torch.get_num_threads())
     torch.set_num_threads(FIT_THREADS)

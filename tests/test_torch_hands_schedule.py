@@ -1,4 +1,4 @@
-"""The torch detector's palm schedule (`core.detect.torch_hands.detector.palm_due`, ``palm_every``).
+"""The torch detector's palm schedule (`core.detect.schedule.palm_due`, ``palm_every``).
 
 MediaPipe's legacy graph runs the palm detector on every frame while fewer hands are tracked than asked for;
 `TorchHands` runs it every frame only while nothing is tracked and for ``palm_grace`` frames after the start and
@@ -17,7 +17,8 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from core.detect import make_config  # noqa: E402
-from core.detect.torch_hands.detector import PALM_EVERY, PALM_GRACE, TorchHands, palm_due  # noqa: E402
+from core.detect.schedule import PALM_EVERY, PALM_GRACE, palm_due  # noqa: E402
+from core.detect.torch_hands.detector import TorchHands  # noqa: E402
 
 needs_mp = pytest.mark.skipif(importlib.util.find_spec("mediapipe") is None,
                               reason="the mediapipe package (the models' source) is not installed")

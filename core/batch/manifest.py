@@ -35,8 +35,8 @@ OPTIONS = {
     "detector": ("str", "--detector"), "device": ("str", "--device"), "workers": ("int", "--workers"),
     "model": ("str", "--model"), "paper_weights": ("path", "--paper-weights"),
 }
-_CHOICES = {"side": ("right", "left"), "detector": ("auto", "mediapipe", "hybrid", "torch"), "device": ("auto", "cpu", "cuda"),
-            "model": ("pipeline", "paper")}
+_CHOICES = {"side": ("right", "left"), "detector": ("auto", "mediapipe", "hybrid", "torch"),
+            "device": ("auto", "cpu", "cuda"), "model": ("pipeline", "paper")}
 # The same checks as the capture CLI's argument types (core.cli), so a bad value fails when the manifest is read.
 _RANGES = {"hands": (1, 2), "start": (0, None), "end": (1, None), "stride": (1, None), "fov": (0.01, 179.99),
            "min_confidence": (0.0, 1.0), "fx": (1e-9, 1e7), "fy": (1e-9, 1e7), "cx": (-1e7, 1e7), "cy": (-1e7, 1e7),

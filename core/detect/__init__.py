@@ -35,15 +35,7 @@ def resolve_backend(name: str, device: str = "auto") -> str:
     MediaPipe's legacy graph with one hand in view and at par with two, BENCHMARKS.md); other names unchanged."""
     if name != "auto":
         return name
-    if device == "cpu":
-        return "hybrid"
-    if device.startswith("cuda"):
-        return "torch"
-    if not _torch_built_for_a_gpu():  # a CPU-only torch sees no GPU: no need to import it (~2 s) to ask
-        return "hybrid"
-    import torch
-
-    return "torch" if torch.cuda.is_available() else "hybrid"
+    return "torch" if on_a_gpu(device) else "hybrid"
 
 
 def on_a_gpu(device: str) -> bool:
@@ -53,7 +45,7 @@ def on_a_gpu(device: str) -> bool:
         return False
     if device.startswith("cuda"):
         return True
-    if not _torch_built_for_a_gpu():
+    if not _torch_built_for_a_gpu():  # a CPU-only torch sees no GPU: no need to import it (~2 s) to ask
         return False
     import torch
 

@@ -125,6 +125,26 @@ def merge_new(found: list["HandDet"], extra: list["HandDet"], max_hands: int, sa
     return out
 
 
+def with_square_crops(bgr: np.ndarray, found: list["HandDet"], cfg: "DetectorConfig", find) -> list["HandDet"]:
+    """``found`` (the hands of the whole BGR image), and where a static config's tall or wide image gave none, the
+    hands ``find(square)`` gives in its square crops along the long side (`square_crops`), moved into the image's
+    pixels, up to ``max_hands`` (`merge_new`). A tall or wide photo is letterboxed to a square for the palm
+    detector, so a hand in it is small there: look again closer. Only where nothing was found, so that one-hand
+    footage with max_hands 2 costs nothing extra."""
+    h, w = bgr.shape[:2]
+    if not (cfg.static and cfg.square_crops and h != w and not found):
+        return found
+    out = found
+    for x0, y0, side in square_crops(w, h):
+        extra = [dataclasses.replace(d, landmarks_px=d.landmarks_px + np.array([x0, y0], np.float32),
+                                     landmarks_z=d.landmarks_z * np.float32(side / w))
+                 for d in find(np.ascontiguousarray(bgr[y0:y0 + side, x0:x0 + side]))]
+        out = merge_new(out, extra, cfg.max_hands)
+        if len(out) >= cfg.max_hands:
+            break
+    return out
+
+
 def make_config(**options) -> DetectorConfig:
     """A validated `DetectorConfig` from keyword options; raises CaptureError listing every problem."""
     return build(DetectorConfig, "detector", options, _check)

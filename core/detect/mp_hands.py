@@ -14,7 +14,6 @@ as MediaPipe gives them (see `HandDet`).
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import os
 import sys
 import tempfile
@@ -22,7 +21,7 @@ import tempfile
 import numpy as np
 
 from ..errors import CaptureError
-from .base import Detector, DetectorConfig, HandDet, as_bgr, merge_new, square_crops
+from .base import Detector, DetectorConfig, HandDet, as_bgr, with_square_crops
 
 # MediaPipe's raw label -> side in the unmirrored frame (its labels assume a mirrored selfie).
 SIDE_FROM_MP_LABEL = {"Left": "right", "Right": "left"}
@@ -142,20 +141,7 @@ class MediaPipeHands(Detector):
         if self._hands is None:
             raise RuntimeError("MediaPipeHands.detect called after close()")
         bgr = as_bgr(frame_bgr)
-        h, w = bgr.shape[:2]
-        out = self._process(bgr)
-        cfg = self.config
-        if cfg.static and cfg.square_crops and h != w and not out:
-            # A tall or wide photo is letterboxed to a square for the palm detector: look again closer.
-            # Only where nothing was found, so that one-hand footage with max_hands 2 costs nothing extra.
-            for x0, y0, side in square_crops(w, h):
-                extra = [dataclasses.replace(d, landmarks_px=d.landmarks_px + np.array([x0, y0], np.float32),
-                                             landmarks_z=d.landmarks_z * np.float32(side / w))
-                         for d in self._process(np.ascontiguousarray(bgr[y0:y0 + side, x0:x0 + side]))]
-                out = merge_new(out, extra, cfg.max_hands)
-                if len(out) >= cfg.max_hands:
-                    break
-        return out
+        return with_square_crops(bgr, self._process(bgr), self.config, self._process)
 
     def _process(self, bgr: np.ndarray) -> list[HandDet]:
         """One MediaPipe pass over a BGR image: its hands, in its own pixels."""

@@ -17,11 +17,10 @@ most ``palm_every - 1`` frames later than MediaPipe would (where the palm detect
 from __future__ import annotations
 
 import abc
-import dataclasses
 
 import numpy as np
 
-from .base import Detector, DetectorConfig, HandDet, as_bgr, merge_new, square_crops
+from .base import Detector, DetectorConfig, HandDet, as_bgr, with_square_crops
 from .mp_hands import SIDE_FROM_MP_LABEL
 from .torch_hands import pipeline as P
 
@@ -113,19 +112,12 @@ class ScheduledHands(Detector):
         if not self._open:
             raise RuntimeError(f"{type(self).__name__}.detect called after close()")
         bgr = as_bgr(frame_bgr)
+        return with_square_crops(bgr, self.hands(bgr), self.config, self.hands)
+
+    def hands(self, bgr: np.ndarray) -> list[HandDet]:
+        """One image through the graph (`process`): its hands, in its own pixels."""
         h, w = bgr.shape[:2]
-        out = [to_handdet(r, w, h) for r in self.process(bgr)]
-        cfg = self.config
-        if cfg.static and cfg.square_crops and h != w and not out:
-            for x0, y0, side in square_crops(w, h):  # as MediaPipeHands does for tall / wide photos
-                sub = np.ascontiguousarray(bgr[y0:y0 + side, x0:x0 + side])
-                extra = [dataclasses.replace(d, landmarks_px=d.landmarks_px + np.array([x0, y0], np.float32),
-                                             landmarks_z=d.landmarks_z * np.float32(side / w))
-                         for d in (to_handdet(r, side, side) for r in self.process(sub))]
-                out = merge_new(out, extra, cfg.max_hands)
-                if len(out) >= cfg.max_hands:
-                    break
-        return out
+        return [to_handdet(r, w, h) for r in self.process(bgr)]
 
     def close(self) -> None:
         self._open = False

@@ -143,11 +143,10 @@ class Joins:
     For the join of segments w and w+1 every position p >= ``lead(w+1) + warm`` that both have read is scored
     (`disagreement`). The join is decided once the earlier segment has read up to the later one's own start and
     some position agreed (score <= ``agree``), or once no further position can be scored (the earlier segment
-    reached its ``reach`` or the clip's end, or the later one stopped early, a truncated file: then once the earlier one
-    has finished or caught up). The join is the
-    best-scored position (the latest of equals: the later tracker has run longest there) or, where no position
-    had the same hands, the position after the earlier segment's last frame. `update` returns the joins it
-    decided, whose earlier workers the caller then stops.
+    reached its ``reach`` or the clip's end, or the later one stopped early on a truncated file and the earlier one
+    has finished or caught up). The join is the best-scored position (the latest of equals: the later tracker has
+    run longest there) or, where no position had the same hands, the position after the earlier segment's last
+    frame. `update` returns the joins it decided, whose earlier workers the caller then stops.
     """
 
     def __init__(self, segments: list[Segment], warm: int = WARM, agree: float = AGREE):

@@ -63,7 +63,7 @@ def test_capture_with_the_gpu_detector(data_dir, tmp_path):
 
     from core.io.clip import load_clip
 
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]  # the checkout (this file is tests/gpu/test_gpu.py)
     out = tmp_path / "c.npz"
     r = subprocess.run([sys.executable, "-m", "core", "capture", str(data_dir / "video" / "single_hand.mp4"),
                         "--end", "60", "--detector", "auto", "--device", "auto", "--out", str(out), "--quiet"],

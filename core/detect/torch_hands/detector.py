@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from ..base import DetectorConfig
-from ..schedule import PALM_EVERY, PALM_GRACE, ScheduledHands, palm_due, to_handdet  # noqa: F401 - their home before
+from ..schedule import ScheduledHands
 from . import pipeline as P
 from .net import frozen, load_net
 
