@@ -63,8 +63,9 @@ class CaptureOptions:
     # One size for a right and a left hand seen together in a video (`person_pair`): both hands' size evidence
     # pooled (`core.solve.pose.shared_lengths`); False: each hand sized alone (two people, the ablation).
     shared_size: bool = True
-    # hand detector backend: "auto" (torch on a GPU, hybrid on the CPU), "mediapipe", "hybrid" or "torch"; the torch
-    # detector's device ("auto": a GPU where torch sees one). `core.detect.resolve_backend`.
+    # hand detector backend: "auto" (torch on a GPU, hybrid on the CPU), "mediapipe", "hybrid" or "torch"
+    # (`core.detect.resolve_backend`); the torch device of the torch detector and of the fit ("auto": a GPU where
+    # torch sees one; `core.detect.torch_device`).
     detector: str = "auto"
     device: str = "auto"
     # Detection in parallel segments of the clip, one process each (`core.detect.segments`): None (auto) one per
@@ -323,7 +324,7 @@ def run_capture(opts: CaptureOptions) -> Generator[Progress, None, tuple]:
 
 
 def _capture_steps(opts: CaptureOptions, saved: list) -> Generator[Progress, None, tuple]:
-    from .detect import create_detector, resolve_backend
+    from .detect import check_device, create_detector, resolve_backend
     from .hand.load import load_model
     from .solve.cuts import Shots, find_cuts
     from .solve.track import Tracker
@@ -340,6 +341,10 @@ def _capture_steps(opts: CaptureOptions, saved: list) -> Generator[Progress, Non
         raise CaptureError(f"--workers must be 'auto' or a whole number >= 1; got {opts.workers!r}")
     if opts.model not in ("pipeline", "paper"):
         raise CaptureError(f"--model must be 'pipeline' or 'paper'; got {opts.model!r}")
+    if not isinstance(opts.device, str) or not (opts.device in ("auto", "cpu", "cuda") or (
+            opts.device.startswith("cuda:") and opts.device[5:].isdigit())):
+        raise CaptureError(f"--device must be 'auto', 'cpu', 'cuda' or 'cuda:N'; got {opts.device!r}")
+    check_device(opts.device)  # a GPU asked for where torch sees none: one line, before minutes of detection
     if opts.model == "paper":  # a missing weights file fails before minutes of detection
         from .net.paper.infer import default_weights
 
@@ -415,6 +420,7 @@ def _capture_steps(opts: CaptureOptions, saved: list) -> Generator[Progress, Non
 
     n_threads = fit_threads(clock)
     torch.set_num_threads(n_threads)
+    device = fit_device(opts.device)  # the VAE (`_load_fit`), IK, refinement, limits, penetration fix, smoothing
 
     frame_index = np.asarray(frame_index, np.int64)
     t = len(frame_index)
@@ -453,7 +459,7 @@ def _capture_steps(opts: CaptureOptions, saved: list) -> Generator[Progress, Non
         from .solve.fit import with_landmark_offsets
 
         config = with_landmark_offsets(config, load_offsets(LANDMARK_OFFSETS), shape=True, refine=False)
-    layers = [ManoLayer(models[tr.side]) for tr in slots]
+    layers = [ManoLayer(models[tr.side]).to(device) for tr in slots]
     # MediaPipe's relative depth is in units of each frame's own width: scaled to the first frame's.
     zs = [tr.landmarks_z * (sizes[:, :1] / float(sizes[0, 0])) if opts.fit else None for tr in slots]
     # Detector pixels have their origin at the pixel corner; K uses OpenCV's pixel centres.
@@ -547,6 +553,7 @@ def _capture_steps(opts: CaptureOptions, saved: list) -> Generator[Progress, Non
         K_exif=from_exif if from_exif.any() else None,
         shared_size=pair is not None,
         detector=backend,
+        fit_device=device.type,
         self_calibration=calibration,
         model=model_ran,
     ), src
@@ -593,7 +600,14 @@ def _load_fit(opts: CaptureOptions, saved: list):
         return None
     from .net import load_refiner
 
-    return load_refiner()
+    return load_refiner(fit_device(opts.device))
+
+
+def fit_device(name: str):
+    """The torch device of the fit (`core.detect.torch_device`: --device; "auto" a GPU where torch sees one)."""
+    from .detect import torch_device
+
+    return torch_device(name)
 
 
 def _segment_events(collect, rate: Rate, n: int):

@@ -183,7 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "CPU); torch: the torch port of both (same models and graph, batched on a GPU); auto "
                         "(default): torch on a GPU, hybrid on the CPU")
     c.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
-                   help="device of the torch detector (default: a GPU where torch sees one)")
+                   help="torch device of the torch detector and of the fit (VAE, IK, refinement, limits, penetration "
+                        "fix, smoothing); default: a GPU where torch sees one")
     c.add_argument("--model", choices=("pipeline", "paper"), default="pipeline",
                    help="what makes the 3D: pipeline (default: the detector's 3D landmarks, VAE, 2D-aware fit) or "
                         "paper (the paper's network on the detector's crops, its MANO branch fitted to the image; "

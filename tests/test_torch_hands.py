@@ -280,7 +280,7 @@ def test_each_step_matches_mediapipe_on_its_own_inputs(data_dir):
                 assert np.linalg.norm((a[:, :2] - b.landmarks[:, :2]) * [w, h], axis=1).max() < 0.05
                 np.testing.assert_allclose(b.landmarks[:, 2], a[:, 2], atol=1e-4)
             for a, b in zip(r["landmarks"], r["next_rects"]):
-                np.testing.assert_allclose(P.landmarks_to_rect(a, w, h), b, atol=2e-6)
+                np.testing.assert_array_equal(P.landmarks_to_rect(a, w, h), b)  # MediaPipe's to the bit
             prev = r["next_rects"]
     finally:
         ref.close()
@@ -331,12 +331,15 @@ def test_capture_records_the_detector(data_dir, tmp_path):
                        cwd=str(Path(__file__).resolve().parent.parent))
     assert r.returncode == 0, r.stderr[-2000:]
     clip = load_clip(out)
-    assert clip.detector == "torch" and clip.detected.any()
-    # a clip without the key (older files) reads as "not recorded"; a bad value is refused in one line
-    save_clip(dataclasses.replace(clip, detector=""), tmp_path / "old.npz")
-    assert "detector" not in np.load(tmp_path / "old.npz").files and load_clip(tmp_path / "old.npz").detector == ""
-    arrays = dict(np.load(out))
-    arrays["detector"] = np.zeros(3)
-    np.savez(tmp_path / "bad.npz", **arrays)
-    with pytest.raises(CaptureError, match="detector must be one string"):
-        load_clip(tmp_path / "bad.npz")
+    assert clip.detector == "torch" and clip.fit_device == "cpu" and clip.detected.any()
+    # a clip without the keys (older files) reads as "not recorded"; a bad value is refused in one line
+    save_clip(dataclasses.replace(clip, detector="", fit_device=""), tmp_path / "old.npz")
+    old = load_clip(tmp_path / "old.npz")
+    assert not {"detector", "fit_device"} & set(np.load(tmp_path / "old.npz").files)
+    assert old.detector == old.fit_device == ""
+    for key in ("detector", "fit_device"):
+        arrays = dict(np.load(out))
+        arrays[key] = np.zeros(3)
+        np.savez(tmp_path / "bad.npz", **arrays)
+        with pytest.raises(CaptureError, match=f"{key} must be one string"):
+            load_clip(tmp_path / "bad.npz")

@@ -21,7 +21,7 @@ from ..errors import CaptureError
 from .base import SIDES, Detections, Detector, DetectorConfig, HandDet, make_config
 
 __all__ = ["SIDES", "BACKENDS", "CHOICES", "resolve_backend", "Detections", "Detector", "DetectorConfig", "HandDet",
-           "make_config", "create_detector", "detect_frames"]
+           "make_config", "create_detector", "detect_frames", "check_device", "on_a_gpu", "torch_device"]
 
 # backend name -> (module in this package, class); imported only when chosen
 BACKENDS = {"mediapipe": ("mp_hands", "MediaPipeHands"), "hybrid": ("hybrid", "HybridHands"),
@@ -50,6 +50,39 @@ def on_a_gpu(device: str) -> bool:
     import torch
 
     return bool(torch.cuda.is_available())
+
+
+def check_device(device: str) -> None:
+    """Refuse a ``--device`` that names a GPU torch cannot use here, in one line (before any work; without this
+    a CPU-only torch fails deep in the detector or the fit with an assertion). "auto" and "cpu" always pass.
+
+    Raises:
+        CaptureError: "cuda" without a GPU torch can use, or "cuda:N" past the GPUs it sees.
+    """
+    if not isinstance(device, str) or not device.startswith("cuda"):
+        return
+    n = 0
+    if _torch_built_for_a_gpu():
+        import torch
+
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if n == 0:
+        raise CaptureError(f"--device {device}: torch sees no GPU on this machine (a CPU-only build or no driver); "
+                           "use --device auto or cpu")
+    index = device.partition(":")[2]
+    if index and int(index) >= n:
+        raise CaptureError(f"--device {device}: torch sees {n} GPU{'s' if n > 1 else ''} (cuda:0"
+                           f"{f' to cuda:{n - 1}' if n > 1 else ''})")
+
+
+def torch_device(device: str):
+    """The torch device ``device`` names ("auto": the GPU where torch sees one, else the CPU): where the torch
+    detector and the fit (VAE, IK, refinement, limits, penetration fix, smoothing) run. Imports torch."""
+    import torch
+
+    if device == "auto":
+        return torch.device("cuda" if on_a_gpu("auto") else "cpu")
+    return torch.device(device)
 
 
 def _torch_built_for_a_gpu() -> bool:

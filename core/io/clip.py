@@ -54,6 +54,7 @@ class ClipResult:
     contact: np.ndarray | None = None  # (H, T, 6) bool, region within 2 mm of a surface (contact refinement); optional
     penetration_mm: np.ndarray | None = None  # (H, T) float, deepest vertex inside an object / the other hand; optional
     detector: str = ""  # the hand detector backend that ran ("mediapipe", "hybrid", "torch"); optional ("": not recorded)
+    fit_device: str = ""  # the torch device type the fit ran on ("cpu", "cuda"); optional ("": not recorded)
     # --fov auto: what the focal self-calibration found (one line; "" = not asked). Optional in the file.
     self_calibration: str = ""
     # which model made the 3D: "pipeline" (the detector's 3D landmarks, VAE, fit) or "paper:<weights> ..." (the
@@ -198,6 +199,8 @@ def save_clip(c: ClipResult, path: str | os.PathLike) -> Path:
         arrays["penetration_mm"] = np.asarray(c.penetration_mm, np.float32)
     if c.detector:
         arrays["detector"] = np.array(str(c.detector))
+    if c.fit_device:
+        arrays["fit_device"] = np.array(str(c.fit_device))
     if c.self_calibration:
         arrays["self_calibration"] = np.array(str(c.self_calibration))
     if c.model:
@@ -284,6 +287,7 @@ def load_clip(path: str | os.PathLike) -> ClipResult:
     k_guessed = _scalar(a["K_guessed"], "biu")
     shared = _scalar(a["shared_size"], "biu") if "shared_size" in a else False
     detector = _scalar(a["detector"], "U") if "detector" in a else ""
+    fit_device = _scalar(a["fit_device"], "U") if "fit_device" in a else ""
     calibration = _scalar(a["self_calibration"], "U") if "self_calibration" in a else ""
     model = _scalar(a["model"], "U") if "model" in a else ""
     texts = {k: _strings(a[k]) for k in ("sides", "model_names", "model_paths")}
@@ -294,7 +298,8 @@ def load_clip(path: str | os.PathLike) -> ClipResult:
         problems.append(f"fps must be one positive number; got {shown}")
     problems += [f"{k} must be one {kind}; got a {a[k].dtype} array of shape {a[k].shape}"
                  for k, v, kind in (("K_guessed", k_guessed, "bool"), ("shared_size", shared, "bool"),
-                                    ("detector", detector, "string"), ("self_calibration", calibration, "string"),
+                                    ("detector", detector, "string"), ("fit_device", fit_device, "string"),
+                                    ("self_calibration", calibration, "string"),
                                     ("model", model, "string"))
                  if v is None]
     problems += [f"{k} must be a list of strings; got a {a[k].dtype} array of shape {a[k].shape}"
@@ -322,7 +327,7 @@ def load_clip(path: str | os.PathLike) -> ClipResult:
         cuts=tuple(int(x) for x in np.ravel(arrays["cuts"])) if "cuts" in arrays else (),
         image_sizes=arrays.get("image_sizes"), K_exif=arrays.get("K_exif"), shared_size=bool(shared),
         contact=arrays.get("contact"), penetration_mm=arrays.get("penetration_mm"), detector=str(detector),
-        self_calibration=str(calibration), model=str(model),
+        fit_device=str(fit_device), self_calibration=str(calibration), model=str(model),
     )
     check_clip(c, path.name)
     problems = []

@@ -20,17 +20,11 @@ import contextlib
 import numpy as np
 import torch
 
+from .. import torch_device
 from ..base import DetectorConfig
 from ..schedule import ScheduledHands
 from . import pipeline as P
 from .net import frozen, load_net
-
-
-def resolve_device(device: str) -> torch.device:
-    """"auto" -> cuda where torch sees a GPU, else cpu; other names as torch reads them."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 class TorchHands(ScheduledHands):
@@ -51,7 +45,7 @@ class TorchHands(ScheduledHands):
             from ...errors import CaptureError
 
             raise CaptureError("the torch hand detector has the full models only (model_complexity 1)")
-        self.device = resolve_device(str(device or config.device))
+        self.device = torch_device(str(device or config.device))
         self.grid_sample = self.device.type != "cpu" if grid_sample is None else bool(grid_sample)
         self.threads = (1 if threads is None else int(threads)) if self.device.type == "cpu" else 0
         self.batch_hands = self.device.type != "cpu"  # on the CPU one crop at a time is faster
