@@ -171,52 +171,96 @@ def remove_letterbox(det: PalmDetection, pad: np.ndarray) -> PalmDetection:
 
 # ------------------------------------------------------------------------------------------- rects
 
-def normalize_radians(a: float) -> float:
-    return a - 2 * math.pi * math.floor((a + math.pi) / (2 * math.pi))
+F32 = np.float32
+
+
+def _c_float_math():
+    """(sinf, cosf, atan2f) of the C library, as MediaPipe's calculators call them (``std::sin`` etc. on floats):
+    the rect calculators below then give MediaPipe's ROIs to the bit (numpy's float32 trigonometry differs from
+    glibc's in the last bit on about half of them, enough for the tracking loop to part over a clip). numpy's
+    where no C library is found."""
+    import ctypes
+    import ctypes.util
+
+    for name in (ctypes.util.find_library("m"), "ucrtbase", "msvcrt"):
+        try:
+            lib = ctypes.CDLL(name) if name else None
+            fns = [getattr(lib, f) for f in ("sinf", "cosf", "atan2f")] if lib is not None else None
+        except (OSError, AttributeError):
+            continue
+        if fns:
+            for f in fns:
+                f.restype = ctypes.c_float
+            fns[0].argtypes = fns[1].argtypes = [ctypes.c_float]
+            fns[2].argtypes = [ctypes.c_float, ctypes.c_float]
+            sinf, cosf, atan2f = fns
+            return (lambda x: F32(sinf(x)), lambda x: F32(cosf(x)), lambda y, x: F32(atan2f(y, x)))
+    return (lambda x: np.sin(F32(x)), lambda x: np.cos(F32(x)), lambda y, x: np.arctan2(F32(y), F32(x)))
+
+
+_sinf, _cosf, _atan2f = _c_float_math()
+_TARGET = F32(math.pi * 0.5)  # both calculators' target angle, a float (90 degrees)
+
+
+def normalize_radians(a) -> np.float32:
+    """NormalizeRadians: a float angle wrapped into [-pi, pi) in double arithmetic, returned as a float."""
+    a = float(F32(a))
+    return F32(a - 2 * math.pi * math.floor((a - (-math.pi)) / (2 * math.pi)))
+
+
+def _rotation(x0, y0, x1, y1) -> np.float32:
+    """The ROI rotation that turns the vector (x0, y0) -> (x1, y1), pixels, upright."""
+    return normalize_radians(_TARGET - _atan2f(-(y1 - y0), x1 - x0))
 
 
 def transform_rect(rect: np.ndarray, width: int, height: int, scale: float, shift_y: float) -> np.ndarray:
-    """RectTransformationCalculator (shift_x 0, square_long) on a normalised rect (cx, cy, w, h, rot)."""
-    cx, cy, w, h, rot = (float(v) for v in rect)
-    if rot == 0.0:
-        cy += h * shift_y
-    else:
-        cx += (-height * h * shift_y * math.sin(rot)) / width
-        cy += (height * h * shift_y * math.cos(rot)) / height
-    long_side = max(w * width, h * height)
-    return np.array([cx, cy, long_side / width * scale, long_side / height * scale, rot], np.float32)
+    """RectTransformationCalculator (shift_x 0, square_long) on a normalised rect (cx, cy, w, h, rot), in float
+    arithmetic as the calculator does it."""
+    cx, cy, w, h, rot = (F32(v) for v in rect)
+    fw, fh, shift = F32(width), F32(height), F32(shift_y)
+    if rot == 0:
+        cy = cy + h * shift
+    else:  # its x term, image_width * w * shift_x * cos, is 0 (shift_x 0)
+        cx = cx + (F32(0) - fh * h * shift * _sinf(rot)) / fw
+        cy = cy + (F32(0) + fh * h * shift * _cosf(rot)) / fh
+    long_side = max(w * fw, h * fh)
+    return np.array([cx, cy, long_side / fw * F32(scale), long_side / fh * F32(scale), rot], np.float32)
 
 
 def palm_to_rect(det: PalmDetection, width: int, height: int) -> np.ndarray:
-    """PalmDetectionDetectionToRoi: the hand ROI (cx, cy, w, h, rot), normalised, of a palm detection."""
-    x0, y0 = det.keypoints[0, 0] * width, det.keypoints[0, 1] * height
-    x1, y1 = det.keypoints[2, 0] * width, det.keypoints[2, 1] * height
-    rot = normalize_radians(math.pi / 2 - math.atan2(-(y1 - y0), x1 - x0))
-    b = det.box
-    rect = np.array([b[0] + b[2] / 2, b[1] + b[3] / 2, b[2], b[3], rot], np.float32)
+    """PalmDetectionDetectionToRoi: the hand ROI (cx, cy, w, h, rot), normalised, of a palm detection; MediaPipe's
+    to the bit (float arithmetic, the C library's trigonometry)."""
+    kp, b = det.keypoints.astype(np.float32), det.box.astype(np.float32)
+    fw, fh = F32(width), F32(height)
+    rot = _rotation(kp[0, 0] * fw, kp[0, 1] * fh, kp[2, 0] * fw, kp[2, 1] * fh)
+    rect = np.array([b[0] + b[2] / F32(2), b[1] + b[3] / F32(2), b[2], b[3], rot], np.float32)
     return transform_rect(rect, width, height, 2.6, -0.5)
 
 
 def landmarks_to_rect(lm: np.ndarray, width: int, height: int) -> np.ndarray:
-    """HandLandmarkLandmarksToRoi: the next frame's ROI from (21, 2+) normalised landmarks."""
+    """HandLandmarkLandmarksToRoi: the next frame's ROI from (21, 2+) normalised landmarks; MediaPipe's to the bit
+    (float arithmetic operation by operation, the C library's trigonometry)."""
     p = lm[list(PARTIAL), :2].astype(np.float32)
-    x0, y0 = p[0, 0] * width, p[0, 1] * height
-    x1 = ((p[4, 0] + p[8, 0]) / 2 + p[6, 0]) / 2 * width
-    y1 = ((p[4, 1] + p[8, 1]) / 2 + p[6, 1]) / 2 * height
-    rot = normalize_radians(math.pi / 2 - math.atan2(-(y1 - y0), x1 - x0))
+    fw, fh, two = F32(width), F32(height), F32(2)
+    rot = _rotation(p[0, 0] * fw, p[0, 1] * fh, ((p[4, 0] + p[8, 0]) / two + p[6, 0]) / two * fw,
+                    ((p[4, 1] + p[8, 1]) / two + p[6, 1]) / two * fh)
     rev = normalize_radians(-rot)
-    tiny = np.float32(np.finfo(np.float32).tiny)  # the calculator starts its maxima at FLT_MIN
-    acx = (max(p[:, 0].max(), tiny) + p[:, 0].min()) / 2
-    acy = (max(p[:, 1].max(), tiny) + p[:, 1].min()) / 2
-    ox, oy = (p[:, 0] - acx) * width, (p[:, 1] - acy) * height
-    c, s = math.cos(rev), math.sin(rev)
+    tiny = F32(np.finfo(np.float32).tiny)  # the calculator starts its maxima at FLT_MIN
+
+    def centre(v):
+        return (max(v.max(), tiny) + v.min()) / two
+
+    acx, acy = centre(p[:, 0]), centre(p[:, 1])
+    ox, oy = (p[:, 0] - acx) * fw, (p[:, 1] - acy) * fh
+    c, s = _cosf(rev), _sinf(rev)
     px, py = ox * c - oy * s, ox * s + oy * c
     max_x, min_x = max(px.max(), tiny), px.min()
     max_y, min_y = max(py.max(), tiny), py.min()
-    pcx, pcy = (max_x + min_x) / 2, (max_y + min_y) / 2
-    cx = pcx * math.cos(rot) - pcy * math.sin(rot) + width * acx
-    cy = pcx * math.sin(rot) + pcy * math.cos(rot) + height * acy
-    rect = np.array([cx / width, cy / height, (max_x - min_x) / width, (max_y - min_y) / height, rot], np.float32)
+    pcx, pcy = (max_x + min_x) / two, (max_y + min_y) / two
+    c, s = _cosf(rot), _sinf(rot)
+    cx = pcx * c - pcy * s + fw * acx
+    cy = pcx * s + pcy * c + fh * acy
+    rect = np.array([cx / fw, cy / fh, (max_x - min_x) / fw, (max_y - min_y) / fh, rot], np.float32)
     return transform_rect(rect, width, height, 2.0, -0.1)
 
 
