@@ -324,11 +324,11 @@ def run_capture(opts: CaptureOptions) -> Generator[Progress, None, tuple]:
 
 
 def _capture_steps(opts: CaptureOptions, saved: list) -> Generator[Progress, None, tuple]:
-    from .detect import check_device, create_detector, resolve_backend
+    from .detect import check_device, create_detector, on_a_gpu, resolve_backend
     from .hand.load import load_model
     from .solve.cuts import Shots, find_cuts
     from .solve.track import Tracker
-    from .io.video import open_video
+    from .io.video import READ_AHEAD, open_video, read_ahead
 
     if opts.stride < 1:
         raise CaptureError(f"--stride must be at least 1; got {opts.stride}")
@@ -399,7 +399,10 @@ def _capture_steps(opts: CaptureOptions, saved: list) -> Generator[Progress, Non
         try:
             with create_detector(backend, static=static, max_hands=2, min_detection_confidence=opts.min_confidence,
                                  **({"device": opts.device} if backend == "torch" else {})) as det:
-                for k, (idx, frame) in enumerate(src):
+                # On a GPU decoding is most of a frame's CPU work: the next frames decode on a thread meanwhile (on
+                # the CPU the detector's graph already keeps both cores busy: no gain measured, BENCHMARKS.md).
+                ahead = READ_AHEAD if backend == "torch" and on_a_gpu(opts.device) else 0
+                for k, (idx, frame) in enumerate(read_ahead(src, ahead)):
                     per_frame.append(det.detect(frame, idx / src.fps))
                     if shots is not None:
                         shots.add(frame)

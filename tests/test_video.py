@@ -263,3 +263,58 @@ def test_real_video_seek_matches_sequential(data_dir):
     assert [i for i, _ in got] == [40, 43, 46]
     for i, f in got:
         np.testing.assert_array_equal(f, seq[i])
+
+
+# -- decoding ahead (`read_ahead`) ---------------------------------------------------------------
+def test_read_ahead_is_the_source_itself(clip, tmp_path):
+    """The same frames in the same order, the same state afterwards (a truncated copy's warning), and decoding
+    ahead by at most ``depth`` + 1 items while the consumer waits (memory flat)."""
+    import threading
+    import time
+
+    from core.io.video import read_ahead
+
+    src = open_video(clip, stride=2)
+    direct = [(i, f) for i, f in src]
+    ahead = [(i, f) for i, f in read_ahead(src, 2)]
+    assert [i for i, _ in ahead] == [i for i, _ in direct]
+    assert all(np.array_equal(a, b) for (_, a), (_, b) in zip(ahead, direct))
+    fast, mdat_start, size = moov_first(clip, tmp_path / "fast.mp4")
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(fast.read_bytes()[: mdat_start + (size - mdat_start) // 2])
+    src = open_video(cut)
+    got = [i for i, _ in read_ahead(src, 2)]
+    assert 0 < len(got) < N and src.truncated and f"only {len(got)} of {N}" in src.warning
+
+    made, closed = [], threading.Event()
+
+    def counting():
+        try:
+            for k in range(100):
+                made.append(k)
+                yield k
+        finally:
+            closed.set()
+
+    it = read_ahead(counting(), 3)
+    assert next(it) == 0
+    time.sleep(0.3)  # the thread runs ahead while the consumer waits
+    assert len(made) <= 1 + 3 + 1
+    it.close()  # leaving early: the thread stops and the source is closed (its decoder released)
+    assert closed.wait(2.0) and len(made) <= 6
+
+
+def test_read_ahead_raises_where_the_source_fails():
+    from core.io.video import read_ahead
+
+    def failing():
+        yield 1
+        yield 2
+        raise CaptureError("broken frame 3")
+
+    got = []
+    with pytest.raises(CaptureError, match="broken frame 3"):
+        for x in read_ahead(failing(), 2):
+            got.append(x)
+    assert got == [1, 2]
+    assert list(read_ahead(iter([1, 2, 3]), 0)) == [1, 2, 3]

@@ -34,7 +34,7 @@ import logging
 import os
 import re
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import numpy as np
 
@@ -198,6 +198,64 @@ class VideoSource:
             f"{self.source_frame_count} frames; decoding stopped after frame {last}); the video looks "
             f"truncated, so the frames that decoded were used")
         log.info(self.warning)  # `warning` is the channel: the capture job reports it once
+
+
+READ_AHEAD = 2  # frames decoded ahead of the detector (`read_ahead`): enough to overlap; memory stays flat
+
+
+def read_ahead(frames: Iterable, depth: int = READ_AHEAD) -> Iterator:
+    """Iterate ``frames`` (e.g. a `VideoSource`) while a thread decodes the next ``depth`` items: decoding overlaps
+    the consumer's work (OpenCV's decoder and the detectors release the interpreter's lock). The items, their
+    order and the source's state afterwards (``truncated``, ``warning``) are those of iterating it directly; an
+    error of the source is raised where its item would have come; leaving the loop early stops the thread (at
+    most ``depth`` + 1 frames were decoded in vain). ``depth`` 0 iterates directly."""
+    if depth <= 0:
+        yield from frames
+        return
+    import queue
+    import threading
+
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    end = object()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    it = iter(frames)
+
+    def work():
+        try:
+            for item in it:
+                if not put((item, None)):
+                    close = getattr(it, "close", None)  # a generator source releases its decoder now
+                    if close is not None:
+                        close()
+                    return
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, raised there
+            put((end, exc))
+            return
+        put((end, None))
+
+    t = threading.Thread(target=work, name="handcap-read-ahead", daemon=True)
+    t.start()
+    try:
+        while True:
+            item, exc = q.get()
+            if item is end:
+                if exc is not None:
+                    raise exc
+                return
+            yield item
+    finally:
+        stop.set()
+        t.join()
 
 
 def _read_image(p: Path, folder: Path) -> np.ndarray:
