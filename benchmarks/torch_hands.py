@@ -133,20 +133,18 @@ def run_child(backend: str, video: str, n_frames: int, device: str, stats: dict 
 
 def compare(want, got) -> dict:
     """Landmark px distances, world mm differences and counts between two detectors' per-frame hands."""
+    from core.detect.base import nearest_hands
+
     px, mm, same_n, same_side, n_want, n_got, px_same = [], [], 0, 0, 0, 0, []
     for a, b in zip(want, got):
         n_want += bool(a)
         n_got += bool(b)
         same_n += len(a) == len(b)
         n_px = len(px)
-        for ha in a:
-            if not b:
-                continue
-            d = [np.linalg.norm(ha.landmarks_px - hb.landmarks_px, axis=1) for hb in b]
-            k = int(np.argmin([e.mean() for e in d]))
-            px.append(d[k])
-            mm.append(np.abs(ha.world - b[k].world).max() * 1000)
-            same_side += ha.side == b[k].side
+        for ha, hb, e in nearest_hands(a, b):
+            px.append(e)
+            mm.append(np.abs(ha.world - hb.world).max() * 1000)
+            same_side += ha.side == hb.side
         if len(a) == len(b):
             px_same += px[n_px:]
     px = np.concatenate(px) if px else np.full(1, np.nan)

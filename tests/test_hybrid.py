@@ -32,16 +32,11 @@ def _clip(data_dir, name: str, n: int) -> list[np.ndarray]:
 def _paired(a, b) -> tuple[np.ndarray, int, int]:
     """Per-landmark distances (px) of the hands of frames where both found as many, nearest hand paired; the
     number of those hands and of pairs with the same side."""
-    d, n, same = [], 0, 0
-    for x, y in zip(a, b):
-        if len(x) != len(y):
-            continue
-        for hx in x:
-            hy = min(y, key=lambda h: float(np.abs(h.landmarks_px - hx.landmarks_px).mean()))
-            d.append(np.linalg.norm(hx.landmarks_px - hy.landmarks_px, axis=1))
-            n += 1
-            same += hx.side == hy.side
-    return (np.concatenate(d) if d else np.zeros(0)), n, same
+    from core.detect.base import nearest_hands
+
+    pairs = [p for x, y in zip(a, b) if len(x) == len(y) for p in nearest_hands(x, y)]
+    d = np.concatenate([e for _, _, e in pairs]) if pairs else np.zeros(0)
+    return d, len(pairs), sum(hx.side == hy.side for hx, hy, _ in pairs)
 
 
 def test_each_step_is_mediapipes_own(data_dir):

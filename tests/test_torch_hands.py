@@ -18,6 +18,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from core.detect import create_detector, make_config  # noqa: E402
+from core.detect.base import nearest_hands  # noqa: E402
 from core.errors import CaptureError  # noqa: E402
 from core.detect.torch_hands import net as N  # noqa: E402
 from core.detect.torch_hands import pipeline as P  # noqa: E402
@@ -234,12 +235,10 @@ def test_tracking_pipeline_matches_mediapipe(data_dir, video, n, grid):
     errs = []
     for a, b in zip(want, got):
         assert len(a) == len(b)  # the same hands found on every frame
-        for ha in a:
-            d = [np.linalg.norm(ha.landmarks_px - hb.landmarks_px, axis=1) for hb in b]
-            k = int(np.argmin([e.mean() for e in d]))
-            assert b[k].side == ha.side and abs(b[k].score - ha.score) < 0.02
-            np.testing.assert_allclose(b[k].world, ha.world, atol=2e-3)
-            errs.append(d[k])
+        for ha, hb, e in nearest_hands(a, b):
+            assert hb.side == ha.side and abs(hb.score - ha.score) < 0.02
+            np.testing.assert_allclose(hb.world, ha.world, atol=2e-3)
+            errs.append(e)
     errs = np.concatenate(errs)
     assert len(errs) >= 21 * n and np.median(errs) < 1.0, np.median(errs)
 

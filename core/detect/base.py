@@ -125,6 +125,20 @@ def merge_new(found: list["HandDet"], extra: list["HandDet"], max_hands: int, sa
     return out
 
 
+def nearest_hands(a: list[HandDet], b: list[HandDet]) -> list[tuple[HandDet, HandDet, np.ndarray]]:
+    """Two detectors' hands on one frame, each hand of ``a`` with the hand of ``b`` nearest to it (mean landmark
+    distance): (hand of a, hand of b, per-landmark distances (21,) px); empty where ``b`` found none. For
+    comparing detectors (tests, benchmarks)."""
+    out = []
+    for ha in a:
+        if not b:
+            break
+        d = [np.linalg.norm(ha.landmarks_px - hb.landmarks_px, axis=1) for hb in b]
+        k = int(np.argmin([e.mean() for e in d]))
+        out.append((ha, b[k], d[k]))
+    return out
+
+
 def with_square_crops(bgr: np.ndarray, found: list["HandDet"], cfg: "DetectorConfig", find) -> list["HandDet"]:
     """``found`` (the hands of the whole BGR image), and where a static config's tall or wide image gave none, the
     hands ``find(square)`` gives in its square crops along the long side (`square_crops`), moved into the image's

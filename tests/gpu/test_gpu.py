@@ -30,13 +30,14 @@ def test_torch_detector_on_the_gpu_matches_the_cpu(data_dir, video):
     for device in ("cpu", "cuda"):
         with TorchHands(make_config(name="torch", static=False, max_hands=2, device=device), palm_every=1) as det:
             out[device] = [det.detect(f) for f in frames]
+    from core.detect.base import nearest_hands
+
     d = []
     for a, b in zip(out["cpu"], out["cuda"]):
         assert len(a) == len(b)
-        for ha in a:
-            hb = min(b, key=lambda h: float(np.abs(h.landmarks_px - ha.landmarks_px).mean()))
+        for ha, hb, e in nearest_hands(a, b):
             assert hb.side == ha.side
-            d.append(np.linalg.norm(ha.landmarks_px - hb.landmarks_px, axis=1))
+            d.append(e)
     d = np.concatenate(d)
     assert len(d) >= 21 * len(frames) and np.median(d) < 0.5, np.median(d)
 
