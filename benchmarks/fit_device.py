@@ -6,7 +6,9 @@ the 2D-aware refinement and alignment, the limits, the penetration fix and the s
 (`core.capture.fit_device`). Timed: the fit phase (from the first "fit" progress event to the clip) and the whole
 capture. The rounds alternate the devices' order; a GPU's first fit includes its start-up (CUDA context, kernels),
 so the later rounds are the figure. Also printed: how far the devices' results are apart (joints, mm; local pose,
-degrees), which is float rounding amplified by the iterative fit.
+degrees), which is float rounding amplified by the iterative fit; and whether each device gave the same clip in every
+round (on CUDA, atomic additions in index_add_ and in the gradients of gathers, e.g. the penetration fix's, sum in
+no fixed order unless torch's deterministic mode is on).
 
 Usage: python -m benchmarks.fit_device [--videos single_hand.mp4,two_hands.mp4] [--devices cpu,cuda] [--rounds 3]
                                        [--end N] [--detector hybrid]
@@ -68,10 +70,11 @@ def main(argv=None) -> int:
         video = str(need_data(f"video/{name}"))
         fits = {d: [] for d in devices}
         totals = {d: [] for d in devices}
-        clips = {}
+        clips, first = {}, {}
         for r in range(a.rounds):
             for d in (devices if r % 2 == 0 else devices[::-1]):
                 f, t, clips[d] = fit_once(video, d, a.detector, a.end)
+                first.setdefault(d, clips[d])
                 fits[d].append(f)
                 totals[d].append(t)
                 print(f"{name} round {r + 1} {d}: fit {f:.2f} s, capture {t:.2f} s "
@@ -84,6 +87,12 @@ def main(argv=None) -> int:
               + "".join(f"; {devices[0]} / {d} = {med[devices[0]] / med[d]:.2f}x" for d in devices[1:]))
         for d in devices[1:]:
             print(f"{name}: {devices[0]} vs {d}: {apart(clips[devices[0]], clips[d])}")
+        if a.rounds > 1:
+            for d in dict.fromkeys(devices):
+                same = all(np.array_equal(getattr(first[d], k), getattr(clips[d], k))
+                           for k in ("joints", "hand_pose", "global_orient", "transl", "betas"))
+                print(f"{name}: {d}, round 1 vs round {a.rounds}: "
+                      + ("the same clip bit for bit" if same else apart(first[d], clips[d])))
     return 0
 
 

@@ -106,7 +106,8 @@ def test_capture_fits_on_the_device_it_is_given(data_dir, monkeypatch):
 
 def test_a_gpu_torch_cannot_see_is_refused_in_one_line(data_dir, tmp_path):
     """`--device cuda` where torch sees no GPU (here: a CPU-only build), or `cuda:N` past the GPUs it sees: one
-    `error:` line, exit 2 (the CLI's user errors), before any frame is read (it used to fail inside the detector with an assertion)."""
+    `error:` line, exit 2 (the CLI's user errors), before any frame is read (it used to fail inside the detector
+    with an assertion)."""
     ask = "cuda:99" if torch.cuda.is_available() else "cuda"
     r = subprocess.run([sys.executable, "-m", "core", "capture", str(data_dir / "video" / "single_hand.mp4"),
                         "--device", ask, "--out", str(tmp_path / "c.npz")],
