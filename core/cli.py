@@ -179,8 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="detector confidence threshold")
     c.add_argument("--detector", choices=("auto", "mediapipe", "hybrid", "torch"), default="auto",
                    help="hand detector: MediaPipe's legacy Hands; hybrid: MediaPipe's own networks with the "
-                        "palm detector on a schedule (a hand entering is found up to 4 frames later; faster on the "
-                        "CPU); torch: the torch port of both (same models and graph, batched on a GPU); auto "
+                        "palm detector on a schedule (a hand entering is looked for every 5th frame, so found a few "
+                        "frames later; faster on the CPU); torch: the torch port of both (same models and graph, batched on a GPU); auto "
                         "(default): torch on a GPU, hybrid on the CPU")
     c.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="torch device of the torch detector and of the fit (VAE, IK, refinement, limits, penetration "
