@@ -374,6 +374,13 @@ def _descendant_pairs() -> tuple[np.ndarray, np.ndarray]:
 
 _DESC_J, _DESC_K = _descendant_pairs()
 _DESC_N = np.bincount(_DESC_J, minlength=15)
+# (15, max descendants): each joint's pairs (indices into _DESC_J) in their order, padded with len(_DESC_J) (a zero
+# column): `mirror_excess` sums them with plain additions in that order, the same sum as index_add_ on the CPU and a
+# fixed order on a GPU (where index_add_ adds atomically, in no fixed order).
+_DESC_TABLE = np.full((15, _DESC_N.max()), len(_DESC_J))
+for _j in range(15):
+    _p = np.nonzero(_DESC_J == _j)[0]
+    _DESC_TABLE[_j, : len(_p)] = _p
 
 
 def mirror_excess(layer: ManoLayer, betas: torch.Tensor, flex: torch.Tensor, grot: torch.Tensor, j21: torch.Tensor,
@@ -399,7 +406,11 @@ def mirror_excess(layer: ManoLayer, betas: torch.Tensor, flex: torch.Tensor, gro
         return (uv - kp_px[:, dk]).norm(dim=-1) / s_px[:, None]
 
     diff = err(moved) - err(pts)
-    out = torch.zeros(flex.shape, dtype=diff.dtype, device=dev).index_add_(1, dj, diff)
+    table = torch.as_tensor(_DESC_TABLE, device=dev)
+    per = torch.cat([diff, torch.zeros_like(diff[:, :1])], 1)[:, table]  # (B, 15, D) each joint's pairs, 0-padded
+    out = per[..., 0]
+    for k in range(1, per.shape[-1]):
+        out = out + per[..., k]
     return out / torch.as_tensor(_DESC_N, dtype=diff.dtype, device=dev)
 
 
