@@ -223,10 +223,14 @@ def resolve(layer: ManoLayer, rotmats: torch.Tensor, betas: torch.Tensor, caps: 
     for name in FINGER_ORDER:
         abd_mask[FINGERS[name][0][0] - 1] = 1.0
 
+    with torch.no_grad():  # the twist is kept: its rotation, as `limits._compose` makes it, once for all steps
+        twist = limits.aa_to_rotmat(torch.maximum(torch.minimum(ang0 + torch.zeros_like(ang0), hi), lo)[..., 2:3] * b)
+
     def pose(delta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         step = torch.stack([delta[..., 0], delta[..., 1] * abd_mask, torch.zeros_like(delta[..., 0])], -1)
         ang = torch.maximum(torch.minimum(ang0 + step, hi), lo)
-        return ang, torch.cat([rot[:, :1], limits._compose(ang, a, b, c)], 1)
+        swing = ang[..., 0:1] * a + ang[..., 1:2] * c  # `limits._compose` with the twist's rotation made above
+        return ang, torch.cat([rot[:, :1], limits.aa_to_rotmat(swing) @ twist], 1)
 
     # Adam by hand (per-element steps of about lr; torch.optim's first import costs seconds).
     lr, beta1, beta2 = np.radians(lr_deg), 0.9, 0.999
