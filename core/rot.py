@@ -26,19 +26,22 @@ def aa_to_rotmat(aa: torch.Tensor) -> torch.Tensor:
 
 def rotmat_to_quat(r: torch.Tensor) -> torch.Tensor:
     """Rotation matrices (..., 3, 3) -> unit quaternions (..., 4) as (w, x, y, z) with w >= 0."""
-    m = r
-    tr = m[..., 0, 0] + m[..., 1, 1] + m[..., 2, 2]
-    # Shepperd: pick the largest of 4 candidates for numerical stability.
+    (m00, m01, m02), (m10, m11, m12), (m20, m21, m22) = (r[..., i, :].unbind(-1) for i in range(3))
+    tr = m00 + m11 + m22
+    # Shepperd: pick the largest of 4 candidates for numerical stability. The terms two candidates share are
+    # computed once (the same values: each is the same operation on the same elements).
+    d21, d02, d10 = m21 - m12, m02 - m20, m10 - m01
+    s01, s02, s12 = m01 + m10, m02 + m20, m12 + m21
     cands = torch.stack(
         [
-            torch.stack([1 + tr, m[..., 2, 1] - m[..., 1, 2], m[..., 0, 2] - m[..., 2, 0], m[..., 1, 0] - m[..., 0, 1]], -1),
-            torch.stack([m[..., 2, 1] - m[..., 1, 2], 1 + 2 * m[..., 0, 0] - tr, m[..., 0, 1] + m[..., 1, 0], m[..., 0, 2] + m[..., 2, 0]], -1),
-            torch.stack([m[..., 0, 2] - m[..., 2, 0], m[..., 0, 1] + m[..., 1, 0], 1 + 2 * m[..., 1, 1] - tr, m[..., 1, 2] + m[..., 2, 1]], -1),
-            torch.stack([m[..., 1, 0] - m[..., 0, 1], m[..., 0, 2] + m[..., 2, 0], m[..., 1, 2] + m[..., 2, 1], 1 + 2 * m[..., 2, 2] - tr], -1),
+            torch.stack([1 + tr, d21, d02, d10], -1),
+            torch.stack([d21, 1 + 2 * m00 - tr, s01, s02], -1),
+            torch.stack([d02, s01, 1 + 2 * m11 - tr, s12], -1),
+            torch.stack([d10, s02, s12, 1 + 2 * m22 - tr], -1),
         ],
         -2,
     )  # (..., 4 candidates, 4)
-    diag = torch.stack([tr, m[..., 0, 0], m[..., 1, 1], m[..., 2, 2]], -1)
+    diag = torch.stack([tr, m00, m11, m22], -1)
     idx = diag.argmax(-1)
     q = torch.take_along_dim(cands, idx[..., None, None].expand(idx.shape + (1, 4)), -2)[..., 0, :]
     q = q / q.norm(dim=-1, keepdim=True).clamp_min(1e-12)
