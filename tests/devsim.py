@@ -10,7 +10,8 @@ enforced as CUDA enforces them:
 - ``.numpy()`` of a device tensor raises (``.cpu()`` first), ``.item()`` / ``float()`` / ``.tolist()`` copy;
 - a tensor torch made on ``meta`` outside the simulation (it would have no data) is refused, never computed on.
 
-Modes are per thread: run the code under test on this thread. About 15-20x slower than the CPU alone.
+Modes are per thread: run the code under test on this thread. ``torch.inference_mode`` acts as ``torch.no_grad``
+inside (wrapper tensors cannot be inference tensors). About 15-20x slower than the CPU alone.
 """
 from __future__ import annotations
 
@@ -128,10 +129,26 @@ class _Functions(TorchFunctionMode):
         return func(*args, **kwargs)
 
 
+class _NoGradForInference:
+    """Stands in for torch's C++ inference-mode guard: no gradient recorded, as in inference mode, but tensors stay
+    ordinary (views of the simulation's wrapper tensors cannot be made as inference tensors)."""
+
+    def __init__(self, mode: bool):
+        self._guard = torch.no_grad() if mode else torch.enable_grad()
+
+    def __enter__(self):
+        self._guard.__enter__()
+
+    def __exit__(self, *exc):
+        self._guard.__exit__(*exc)
+
+
 class Simulated:
     """``with Simulated():`` the device ``meta`` (`DEVICE`) behaves as a second device with data."""
 
     def __enter__(self):
+        self._inference = torch._C._InferenceMode
+        torch._C._InferenceMode = _NoGradForInference
         self._modes = [_Functions(), _Dispatch()]
         for m in self._modes:
             m.__enter__()
@@ -140,3 +157,4 @@ class Simulated:
     def __exit__(self, *exc):
         for m in reversed(self._modes):
             m.__exit__(*exc)
+        torch._C._InferenceMode = self._inference

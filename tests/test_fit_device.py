@@ -1,8 +1,9 @@
-"""The fit on the device --device names (issue 12 item 2), tested without a GPU: a second device simulated on the CPU
-(`devsim`) runs the CPU's kernels, so the fit there must give the CPU's results bit for bit, while every operator
-that mixes the device's tensors with CPU tensors, or asks numpy for a device tensor, fails as it would on CUDA.
-`tests/gpu/test_gpu.py` checks the real GPU against the CPU where one is lent. Also: a GPU asked for where torch sees
-none is refused in one line before any work."""
+"""The fit and the torch detector on the device --device names (issue 12 item 2), tested without a GPU: a second
+device simulated on the CPU (`devsim`) runs the CPU's kernels, so the fit there must give the CPU's results bit for
+bit, while every operator that mixes the device's tensors with CPU tensors, or asks numpy for a device tensor, fails
+as it would on CUDA; the torch detector takes its GPU path there (frames uploaded, crops by grid_sample, the hands of
+a frame in one batch). `tests/gpu/test_gpu.py` checks the real GPU against the CPU where one is lent. Also: a GPU
+asked for where torch sees none is refused in one line before any work."""
 from __future__ import annotations
 
 import dataclasses
@@ -102,6 +103,32 @@ def test_capture_fits_on_the_device_it_is_given(data_dir, monkeypatch):
     assert cpu.sides == dev.sides == ("right", "left") and cpu.shared_size and cpu.valid.all(1).any()
     for f in ("valid", "betas", "global_orient", "hand_pose", "transl", "joints", "landmarks_px"):
         assert np.array_equal(getattr(cpu, f), getattr(dev, f)), f
+
+
+def test_torch_detector_s_gpu_path_on_a_second_device(data_dir):
+    """`TorchHands` on the simulated device runs its GPU path (grid_sample crops of the uploaded frame, both hands in
+    one batch) with no operator mixing devices, and finds what its CPU path finds (OpenCV crops, one at a time):
+    the same hands and sides on every frame, landmarks within the GPU test's bound (0.5 px median)."""
+    from core.detect import make_config
+    from core.detect.base import nearest_hands
+    from core.detect.torch_hands.detector import TorchHands
+    from core.io.video import open_video
+
+    frames = [f for _, (_, f) in zip(range(6), open_video(data_dir / "video" / "two_hands.mp4"))]
+    cfg = make_config(name="torch", static=False, max_hands=2)
+    with TorchHands(cfg, palm_every=1) as det:
+        cpu = [det.detect(f) for f in frames]
+    with Simulated():
+        with TorchHands(cfg, device=DEVICE, palm_every=1) as det:
+            assert det.grid_sample and det.batch_hands and isinstance(next(det.landmark.parameters()), OnDevice)
+            dev = [det.detect(f) for f in frames]
+    d = []
+    for a, b in zip(cpu, dev):
+        assert len(a) == len(b)
+        for ha, hb, e in nearest_hands(a, b):
+            assert ha.side == hb.side
+            d.append(e)
+    assert len(d) >= 10 and np.median(np.concatenate(d)) < 0.5
 
 
 def test_a_gpu_torch_cannot_see_is_refused_in_one_line(data_dir, tmp_path):
