@@ -143,3 +143,36 @@ def test_a_gpu_torch_cannot_see_is_refused_in_one_line(data_dir, tmp_path):
     assert r.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: --device "), r.stderr[-2000:]
     assert ("torch sees no GPU" in lines[0]) if ask == "cuda" else ("torch sees" in lines[0])
     assert not (tmp_path / "c.npz").exists()
+
+
+def test_the_gpu_capture_path_on_a_second_device(data_dir, monkeypatch):
+    """The whole capture as it runs on a GPU (`--detector torch --device cuda`: the torch detector's GPU path, frames
+    decoded ahead on a thread, the fit on the device), with "cuda" standing for the simulated device: it runs with no
+    operator mixing devices, the clip says where the fit ran, and it finds what the CPU capture finds (the same
+    frames and sides; landmarks within 0.5 px median, the crops' difference)."""
+    import core.detect as D
+    import core.detect.torch_hands.detector as TD
+    from core import capture as C
+
+    video = str(data_dir / "video" / "two_hands.mp4")
+    common = dict(input=video, end=12, workers=1, detector="torch")
+    cpu, _ = C.capture(C.CaptureOptions(**common, device="cpu"))
+    real = D.torch_device
+    as_sim = lambda name: DEVICE if str(name).startswith("cuda") else real(name)  # noqa: E731
+    for mod in (D, TD):
+        monkeypatch.setattr(mod, "torch_device", as_sim)
+    monkeypatch.setattr(D, "check_device", lambda name: None)
+    monkeypatch.setattr(D, "on_a_gpu", lambda name: str(name).startswith("cuda"))
+    monkeypatch.setattr(C, "fit_threads", lambda *a, **k: 1)
+    import core.io.video as V
+
+    depths, read_ahead = [], V.read_ahead
+    monkeypatch.setattr(V, "read_ahead", lambda frames, depth=V.READ_AHEAD: (depths.append(depth),
+                                                                              read_ahead(frames, depth))[1])
+    with Simulated():
+        dev, _ = C.capture(C.CaptureOptions(**common, device="cuda"))
+    assert depths == [V.READ_AHEAD]  # decoded ahead, as on a GPU
+    assert (cpu.fit_device, dev.fit_device, dev.detector) == ("cpu", DEVICE.type, "torch")
+    assert cpu.sides == dev.sides and np.array_equal(cpu.detected, dev.detected) and cpu.detected.sum() >= 20
+    d = np.linalg.norm(cpu.landmarks_px - dev.landmarks_px, axis=-1)[cpu.detected]
+    assert np.median(d) < 0.5, np.median(d)
