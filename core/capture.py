@@ -324,11 +324,11 @@ def run_capture(opts: CaptureOptions) -> Generator[Progress, None, tuple]:
 
 
 def _capture_steps(opts: CaptureOptions, saved: list) -> Generator[Progress, None, tuple]:
-    from .detect import check_device, create_detector, on_a_gpu, resolve_backend
+    from .detect import check_device, create_detector, decode_ahead, resolve_backend
     from .hand.load import load_model
     from .solve.cuts import Shots, find_cuts
     from .solve.track import Tracker
-    from .io.video import READ_AHEAD, open_video, read_ahead
+    from .io.video import open_video, read_ahead
 
     if opts.stride < 1:
         raise CaptureError(f"--stride must be at least 1; got {opts.stride}")
@@ -341,10 +341,7 @@ def _capture_steps(opts: CaptureOptions, saved: list) -> Generator[Progress, Non
         raise CaptureError(f"--workers must be 'auto' or a whole number >= 1; got {opts.workers!r}")
     if opts.model not in ("pipeline", "paper"):
         raise CaptureError(f"--model must be 'pipeline' or 'paper'; got {opts.model!r}")
-    if not isinstance(opts.device, str) or not (opts.device in ("auto", "cpu", "cuda") or (
-            opts.device.startswith("cuda:") and opts.device[5:].isdigit())):
-        raise CaptureError(f"--device must be 'auto', 'cpu', 'cuda' or 'cuda:N'; got {opts.device!r}")
-    check_device(opts.device)  # a GPU asked for where torch sees none: one line, before minutes of detection
+    check_device(opts.device)  # a bad name, or a GPU where torch sees none: one line, before minutes of detection
     if opts.model == "paper":  # a missing weights file fails before minutes of detection
         from .net.paper.infer import default_weights
 
@@ -399,10 +396,7 @@ def _capture_steps(opts: CaptureOptions, saved: list) -> Generator[Progress, Non
         try:
             with create_detector(backend, static=static, max_hands=2, min_detection_confidence=opts.min_confidence,
                                  **({"device": opts.device} if backend == "torch" else {})) as det:
-                # On a GPU decoding is most of a frame's CPU work: the next frames decode on a thread meanwhile (on
-                # the CPU the detector's graph already keeps both cores busy: no gain measured, BENCHMARKS.md).
-                ahead = READ_AHEAD if backend == "torch" and on_a_gpu(opts.device) else 0
-                for k, (idx, frame) in enumerate(read_ahead(src, ahead)):
+                for k, (idx, frame) in enumerate(read_ahead(src, decode_ahead(backend, opts.device))):
                     per_frame.append(det.detect(frame, idx / src.fps))
                     if shots is not None:
                         shots.add(frame)
@@ -488,12 +482,13 @@ def _capture_steps(opts: CaptureOptions, saved: list) -> Generator[Progress, Non
                             landmarks_z=zs[h], confidence=slots[h].score, **common) for h in pair]
         for h in pair:
             lengths[h] = shared_lengths(ev)
-    def fit_slot(h: int):
+    def fit_slot(h: int, depth_prior=None):
         # Neither gap filling nor smoothing crosses a scene cut (`fit_shots`).
         return fit_shots(lambda *a, _l=layers[h], **kw: fit_hand(_l, *a, **kw), sorted(cuts),
                          None if src.is_folder else float(src.fps) / opts.stride,
                          slots[h].landmarks_px - 0.5, worlds[h], slots[h].detected, K,
-                         landmarks_z=zs[h], with_vertices=opts.with_vertices, lengths=lengths[h], **common)
+                         landmarks_z=zs[h], with_vertices=opts.with_vertices, lengths=lengths[h],
+                         depth_prior=depth_prior, **common)
 
     if len(slots) > 1 and n_threads > 1:
         # An idle machine and several hands: one hand a thread, each on one torch thread (the same result as one
@@ -517,11 +512,7 @@ def _capture_steps(opts: CaptureOptions, saved: list) -> Generator[Progress, Non
         priors = pair_depths([fits[h] for h in pair], [slots[h].landmarks_px - 0.5 for h in pair], K,
                              [slots[h].detected for h in pair])
         for h, prior in zip(pair, priors):
-            fits[h] = fit_shots(lambda *a, _l=layers[h], **kw: fit_hand(_l, *a, **kw), sorted(cuts),
-                                None if src.is_folder else float(src.fps) / opts.stride,
-                                slots[h].landmarks_px - 0.5, worlds[h], slots[h].detected, K,
-                                landmarks_z=zs[h], with_vertices=opts.with_vertices, lengths=lengths[h],
-                                depth_prior=prior, **common)
+            fits[h] = fit_slot(h, prior)
     yield Progress("fit", len(slots), len(slots))
     st = lambda key: np.stack([getattr(f, key) for f in fits])  # noqa: E731
     tt = lambda key: np.stack([getattr(tr, key) for tr in slots])  # noqa: E731

@@ -18,10 +18,11 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from ..errors import CaptureError
-from .base import SIDES, Detections, Detector, DetectorConfig, HandDet, make_config
+from .base import SIDES, Detections, Detector, DetectorConfig, HandDet, is_device_name, make_config
 
 __all__ = ["SIDES", "BACKENDS", "CHOICES", "resolve_backend", "Detections", "Detector", "DetectorConfig", "HandDet",
-           "make_config", "create_detector", "detect_frames", "check_device", "on_a_gpu", "torch_device"]
+           "make_config", "create_detector", "detect_frames", "check_device", "decode_ahead", "on_a_gpu",
+           "torch_device"]
 
 # backend name -> (module in this package, class); imported only when chosen
 BACKENDS = {"mediapipe": ("mp_hands", "MediaPipeHands"), "hybrid": ("hybrid", "HybridHands"),
@@ -53,13 +54,16 @@ def on_a_gpu(device: str) -> bool:
 
 
 def check_device(device: str) -> None:
-    """Refuse a ``--device`` that names a GPU torch cannot use here, in one line (before any work; without this
-    a CPU-only torch fails deep in the detector or the fit with an assertion). "auto" and "cpu" always pass.
+    """Refuse a ``--device`` that is not a device name (`base.is_device_name`) or names a GPU torch cannot use here,
+    in one line (before any work; without this a CPU-only torch fails deep in the detector or the fit with an
+    assertion). "auto" and "cpu" always pass.
 
     Raises:
-        CaptureError: "cuda" without a GPU torch can use, or "cuda:N" past the GPUs it sees.
+        CaptureError: not a device name; "cuda" without a GPU torch can use, or "cuda:N" past the GPUs it sees.
     """
-    if not isinstance(device, str) or not device.startswith("cuda"):
+    if not is_device_name(device):
+        raise CaptureError(f"--device must be 'auto', 'cpu', 'cuda' or 'cuda:N'; got {device!r}")
+    if not device.startswith("cuda"):
         return
     n = 0
     if _torch_built_for_a_gpu():
@@ -73,6 +77,15 @@ def check_device(device: str) -> None:
     if index and int(index) >= n:
         raise CaptureError(f"--device {device}: torch sees {n} GPU{'s' if n > 1 else ''} (cuda:0"
                            f"{f' to cuda:{n - 1}' if n > 1 else ''})")
+
+
+def decode_ahead(backend: str, device: str) -> int:
+    """Frames to decode ahead of the detector (`core.io.video.read_ahead`): `READ_AHEAD` for the torch detector on
+    a GPU, where decoding is most of a frame's CPU work; 0 on the CPU, where the detector's graph already keeps both
+    cores busy (no gain measured, BENCHMARKS.md)."""
+    from ..io.video import READ_AHEAD
+
+    return READ_AHEAD if backend == "torch" and on_a_gpu(device) else 0
 
 
 def torch_device(device: str):

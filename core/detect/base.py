@@ -159,6 +159,12 @@ def with_square_crops(bgr: np.ndarray, found: list["HandDet"], cfg: "DetectorCon
     return out
 
 
+def is_device_name(device) -> bool:
+    """Whether ``device`` is a device name the detectors and the fit take: "cpu", "cuda", "cuda:N" or "auto"."""
+    return isinstance(device, str) and (device in ("cpu", "cuda", "auto") or
+                                        (device.startswith("cuda:") and device[5:].isdigit()))
+
+
 def make_config(**options) -> DetectorConfig:
     """A validated `DetectorConfig` from keyword options; raises CaptureError listing every problem."""
     return build(DetectorConfig, "detector", options, _check)
@@ -177,8 +183,7 @@ def _check(cfg: DetectorConfig) -> list[str]:
         v = getattr(cfg, key)
         if not is_number(v) or not 0.0 <= v <= 1.0:
             problems.append(f"{key} must be a number in [0, 1]; got {v!r}")
-    if not isinstance(cfg.device, str) or not (cfg.device in ("cpu", "cuda", "auto") or
-                                               (cfg.device.startswith("cuda:") and cfg.device[5:].isdigit())):
+    if not is_device_name(cfg.device):
         problems.append(f"device must be 'cpu', 'cuda', 'cuda:N' or 'auto'; got {cfg.device!r}")
     if cfg.model_complexity not in (0, 1) or isinstance(cfg.model_complexity, bool):
         problems.append(f"model_complexity must be 0 or 1; got {cfg.model_complexity!r}")

@@ -237,8 +237,8 @@ def _worker(job: dict, out, stop) -> None:
     segment's end it stops as soon as ``stop`` is set (the caller has joined it to the next segment)."""
     w = job["worker"]
     try:
-        from ..io.video import READ_AHEAD, _cv2, open_video, read_ahead
-        from . import create_detector, on_a_gpu
+        from ..io.video import _cv2, open_video, read_ahead
+        from . import create_detector, decode_ahead
 
         cv2 = _cv2()
         cv2.setNumThreads(job["threads"])
@@ -263,8 +263,7 @@ def _worker(job: dict, out, stop) -> None:
         with create_detector(job["backend"], static=job["static"], max_hands=2,
                              min_detection_confidence=job["min_confidence"],
                              **({"device": job["device"]} if job["backend"] == "torch" else {})) as det:
-            ahead = READ_AHEAD if job["backend"] == "torch" and on_a_gpu(job["device"]) else 0  # as `core.capture`
-            for idx, frame in read_ahead(src, ahead):
+            for idx, frame in read_ahead(src, decode_ahead(job["backend"], job["device"])):
                 if pos >= job["end"] and stop.is_set():
                     break
                 if os.getppid() != job["parent"]:  # the capture process is gone (killed): no one reads on

@@ -223,18 +223,20 @@ def resolve(layer: ManoLayer, rotmats: torch.Tensor, betas: torch.Tensor, caps: 
     for name in FINGER_ORDER:
         abd_mask[FINGERS[name][0][0] - 1] = 1.0
 
-    with torch.no_grad():  # the twist is kept: its rotation, as `limits._compose` makes it, once for all steps
-        twist = limits.aa_to_rotmat(torch.maximum(torch.minimum(ang0 + torch.zeros_like(ang0), hi), lo)[..., 2:3] * b)
+    def angles(delta: torch.Tensor) -> torch.Tensor:
+        step = torch.stack([delta[..., 0], delta[..., 1] * abd_mask, torch.zeros_like(delta[..., 0])], -1)
+        return torch.maximum(torch.minimum(ang0 + step, hi), lo)
+
+    delta = torch.zeros(len(idx), 15, 2, dtype=ang0.dtype, device=ang0.device)
+    with torch.no_grad():  # no step moves the twist: its rotation once, not at every step
+        twist = limits._twist_rotation(angles(delta), b)
 
     def pose(delta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        step = torch.stack([delta[..., 0], delta[..., 1] * abd_mask, torch.zeros_like(delta[..., 0])], -1)
-        ang = torch.maximum(torch.minimum(ang0 + step, hi), lo)
-        swing = ang[..., 0:1] * a + ang[..., 1:2] * c  # `limits._compose` with the twist's rotation made above
-        return ang, torch.cat([rot[:, :1], limits.aa_to_rotmat(swing) @ twist], 1)
+        ang = angles(delta)
+        return ang, torch.cat([rot[:, :1], limits._compose(ang, a, b, c, twist)], 1)
 
     # Adam by hand (per-element steps of about lr; torch.optim's first import costs seconds).
     lr, beta1, beta2 = np.radians(lr_deg), 0.9, 0.999
-    delta = torch.zeros(len(idx), 15, 2, dtype=ang0.dtype, device=ang0.device)
     m1, m2 = torch.zeros_like(delta), torch.zeros_like(delta)
     with torch.enable_grad():
         for it in range(1, iters + 1):

@@ -171,10 +171,17 @@ def angles_to_rotmats(layer: ManoLayer, angles: torch.Tensor, betas: torch.Tenso
     return _compose(angles, a.to(angles.dtype), b.to(angles.dtype), c.to(angles.dtype))
 
 
-def _compose(angles: torch.Tensor, a: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-    """R (..., 3, 3) = aa_to_rotmat(flex * a + abd * c) @ aa_to_rotmat(twist * b); angles (..., 3)."""
+def _twist_rotation(angles: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """aa_to_rotmat(twist * b) (..., 3, 3) of angles (..., 3): `_compose`'s second factor."""
+    return aa_to_rotmat(angles[..., 2:3] * b)
+
+
+def _compose(angles: torch.Tensor, a: torch.Tensor, b: torch.Tensor, c: torch.Tensor,
+             twist: torch.Tensor | None = None) -> torch.Tensor:
+    """R (..., 3, 3) = aa_to_rotmat(flex * a + abd * c) @ aa_to_rotmat(twist * b); angles (..., 3). ``twist``: that
+    second factor (`_twist_rotation`) where the caller already has it (a twist that does not change)."""
     swing = angles[..., 0:1] * a + angles[..., 1:2] * c
-    return aa_to_rotmat(swing) @ aa_to_rotmat(angles[..., 2:3] * b)
+    return aa_to_rotmat(swing) @ (_twist_rotation(angles, b) if twist is None else twist)
 
 
 def ranges_deg() -> np.ndarray:
