@@ -11,8 +11,9 @@ network costing about as much as the landmark network). Here it runs on every fr
 tracked, and on every frame of the ``palm_grace`` frames after the clip's start and after the number of
 tracked hands fell (a hand just lost is looked for again as MediaPipe does); otherwise, while at least one
 hand is tracked and fewer than asked, every ``palm_every``-th frame (`PALM_EVERY`, `PALM_GRACE`;
-``palm_every`` 1 = MediaPipe's schedule exactly). A second hand entering the picture later is picked up at
-most ``palm_every - 1`` frames later than MediaPipe would (where the palm detector finds it on that frame).
+``palm_every`` 1 = MediaPipe's schedule exactly). A second hand entering the picture later is picked up on the
+first of these looks that finds it: ``palm_every - 1`` frames after MediaPipe at most where that look finds it, and
+a look can miss a hand that MediaPipe's look on another frame found (two_hands.mp4: 9 frames, BENCHMARKS.md).
 """
 from __future__ import annotations
 
